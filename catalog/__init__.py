@@ -1,0 +1,1 @@
+"""The repository: content-addressed object store, blob codec and catalog database."""

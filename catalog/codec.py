@@ -1,0 +1,112 @@
+"""The blob codec: how plaintext becomes a named, stored object and back.
+
+An object is named by the SHA-256 of its plaintext (HMAC-SHA256 under the
+repository key when encrypted, so equal plaintexts do not show). Its stored
+form is a 5-byte header, then zstd-compressed plaintext, then optionally
+AES-256-GCM sealed. Every decode re-hashes and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+
+import zstandard
+
+from catalog.errors import IntegrityError, KeyError_
+
+MAGIC = b"PTR"
+VERSION = 1
+FLAG_ZSTD = 0x01
+FLAG_AESGCM = 0x02
+HEADER_LEN = len(MAGIC) + 2
+NONCE_LEN = 12
+
+
+class Codec:
+    def __init__(self, level: int = 3, key: bytes | None = None) -> None:
+        self.level = level
+        self.key = key
+        self._local = threading.local()  # zstd contexts are not thread-safe
+        self._aead = None
+        if key is not None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(hashlib.sha256(b"pitr-object-key" + key).digest())
+            self._name_key = hashlib.sha256(b"pitr-name-key" + key).digest()
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key is not None
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = self._local.c = zstandard.ZstdCompressor(level=self.level)
+        return c
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = zstandard.ZstdDecompressor()
+        return d
+
+    def object_id(self, plaintext: bytes) -> str:
+        if self.key is None:
+            return hashlib.sha256(plaintext).hexdigest()
+        return hmac.new(self._name_key, plaintext, hashlib.sha256).hexdigest()
+
+    def encode(self, plaintext: bytes) -> tuple[str, bytes]:
+        """Name and stored bytes of plaintext."""
+        oid = self.object_id(plaintext)
+        return oid, self.seal(plaintext, oid)
+
+    def seal(self, plaintext: bytes, aad: str) -> bytes:
+        """Compress and maybe encrypt; aad binds the ciphertext to its name."""
+        body = self._compressor().compress(plaintext)
+        flags = FLAG_ZSTD
+        if self._aead is not None:
+            nonce = os.urandom(NONCE_LEN)
+            body = nonce + self._aead.encrypt(nonce, body, aad.encode())
+            flags |= FLAG_AESGCM
+        return MAGIC + bytes([VERSION, flags]) + body
+
+    def unseal(self, stored: bytes, aad: str) -> bytes:
+        if len(stored) < HEADER_LEN or stored[:3] != MAGIC:
+            raise IntegrityError(f"object {aad}: not a pitr object (bad header)")
+        version, flags = stored[3], stored[4]
+        if version != VERSION:
+            raise IntegrityError(f"object {aad}: unknown object format version {version}")
+        body = memoryview(stored)[HEADER_LEN:]
+        if flags & FLAG_AESGCM:
+            if self._aead is None:
+                raise KeyError_(f"object {aad}: is encrypted and no repository key was given")
+            from cryptography.exceptions import InvalidTag
+
+            try:
+                body = memoryview(
+                    self._aead.decrypt(
+                        bytes(body[:NONCE_LEN]), bytes(body[NONCE_LEN:]), aad.encode()
+                    )
+                )
+            except InvalidTag:
+                raise IntegrityError(
+                    f"object {aad}: failed authentication (wrong key or damaged object)"
+                ) from None
+        elif self._aead is not None:
+            raise IntegrityError(f"object {aad}: stored unencrypted in an encrypted repository")
+        if flags & FLAG_ZSTD:
+            try:
+                return self._decompressor().decompress(body)
+            except zstandard.ZstdError as e:
+                raise IntegrityError(f"object {aad}: damaged compressed data ({e})") from e
+        return bytes(body)
+
+    def decode(self, oid: str, stored: bytes) -> bytes:
+        """Plaintext of a stored object, refused unless it hashes to oid."""
+        plaintext = self.unseal(stored, oid)
+        if self.object_id(plaintext) != oid:
+            raise IntegrityError(f"object {oid[:16]}…: failed its hash check")
+        return plaintext

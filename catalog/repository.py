@@ -1,0 +1,194 @@
+"""The repository: an object store, its codec and the catalog database together.
+
+Layout of keys in the store:
+  pitr-repository.json             format version and encryption parameters (plain JSON)
+  objects/ab/abcdef…               content-addressed chunks (sealed)
+  records/<source>/<kind>/<name>   self-describing facts (sealed JSON): what the
+                                   catalog database holds, so it can be rebuilt
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from catalog.codec import Codec
+from catalog.db.engine import Catalog
+from catalog.errors import FormatError, IntegrityError, ObjectNotFound
+from catalog.store import ObjectStore, open_store
+
+FORMAT_VERSION = 1
+REPO_CONFIG_KEY = "pitr-repository.json"
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Chunk:
+    oid: str
+    size: int  # plaintext bytes
+    stored_size: int  # bytes this write added to the store (0 if it was there)
+
+
+def object_key(oid: str) -> str:
+    return f"objects/{oid[:2]}/{oid}"
+
+
+def record_key(source: str, kind: str, name: str) -> str:
+    return f"records/{source}/{kind}/{name}"
+
+
+class Repository:
+    def __init__(self, store: ObjectStore, catalog: Catalog, codec: Codec) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.codec = codec
+
+    # -- opening -----------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        catalog_url: str,
+        *,
+        endpoint_url: str | None = None,
+        compression_level: int = 3,
+        key: bytes | None = None,
+    ) -> Repository:
+        """Open an existing repository; FormatError if there is none or it is newer."""
+        store = open_store(url, endpoint_url=endpoint_url)
+        try:
+            meta = json.loads(store.get(REPO_CONFIG_KEY))
+        except ObjectNotFound:
+            raise FormatError(f"{url}: is not a pitr repository (run pitr init)") from None
+        except ValueError as e:
+            raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not valid JSON") from e
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise FormatError(
+                f"{url}: repository format version {version} is not supported by this pitr "
+                f"(it reads version {FORMAT_VERSION})"
+            )
+        catalog = Catalog(catalog_url)
+        catalog.check_schema()
+        return cls(store, catalog, Codec(compression_level, key))
+
+    @classmethod
+    def init(
+        cls,
+        url: str,
+        catalog_url: str,
+        *,
+        endpoint_url: str | None = None,
+        compression_level: int = 3,
+        key: bytes | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> tuple[Repository, bool]:
+        """Create the repository and catalog if needed; (repo, created)."""
+        store = open_store(url, endpoint_url=endpoint_url)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "created_at": datetime.now(UTC).isoformat(),
+            **(extra_meta or {}),
+        }
+        created = store.put_if_absent(REPO_CONFIG_KEY, json.dumps(meta, indent=2).encode())
+        Catalog(catalog_url).upgrade()
+        return cls.open(
+            url,
+            catalog_url,
+            endpoint_url=endpoint_url,
+            compression_level=compression_level,
+            key=key,
+        ), created
+
+    def meta(self) -> dict[str, Any]:
+        return dict(json.loads(self.store.get(REPO_CONFIG_KEY)))
+
+    def close(self) -> None:
+        self.catalog.close()
+        self.store.close()
+
+    # -- content-addressed chunks --------------------------------------------
+
+    def put_chunk(self, data: bytes, *, known: bool = False) -> Chunk:
+        """Store data as an object unless present; known=True skips the write."""
+        oid = self.codec.object_id(data)
+        if known:
+            return Chunk(oid, len(data), 0)
+        key = object_key(oid)
+        if self.store.stat(key) is not None:
+            return Chunk(oid, len(data), 0)
+        stored = self.codec.seal(data, oid)
+        written = self.store.put_if_absent(key, stored)
+        return Chunk(oid, len(data), len(stored) if written else 0)
+
+    def get_chunk(self, oid: str) -> bytes:
+        """Plaintext of an object, verified against its name."""
+        try:
+            stored = self.store.get(object_key(oid))
+        except ObjectNotFound:
+            raise ObjectNotFound(f"object {oid[:16]}…: missing from the store") from None
+        return self.codec.decode(oid, stored)
+
+    def write_stream(
+        self,
+        reader: BinaryIO,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        pool: ThreadPoolExecutor | None = None,
+        known: set[str] | None = None,
+    ) -> list[Chunk]:
+        """Cut a stream into fixed-size chunks and store each one once.
+
+        With a pool, chunks are hashed, compressed and written in parallel
+        (the work releases the GIL); at most twice the pool's width of
+        chunks is held in memory at a time.
+        """
+        known = known or set()
+
+        def put(data: bytes) -> Chunk:
+            oid = self.codec.object_id(data)
+            return self.put_chunk(data, known=oid in known)
+
+        if pool is None:
+            return [put(block) for block in iter(lambda: reader.read(chunk_size), b"")]
+        width = getattr(pool, "_max_workers", 2) * 2
+        chunks: list[Chunk] = []
+        pending = []
+        for block in iter(lambda: reader.read(chunk_size), b""):
+            pending.append(pool.submit(put, block))
+            if len(pending) >= width:
+                chunks.append(pending.pop(0).result())
+        chunks.extend(f.result() for f in pending)
+        return chunks
+
+    def read_chunks(self, oids: Iterable[str]) -> Iterator[bytes]:
+        for oid in oids:
+            yield self.get_chunk(oid)
+
+    # -- records ---------------------------------------------------------------
+
+    def put_record(self, key: str, fact: dict[str, Any]) -> dict[str, Any] | None:
+        """Write a fact durably unless one is there already.
+
+        None when written; otherwise the fact already stored, for the caller
+        to compare (the archive never changes what it acknowledged)."""
+        body = json.dumps(fact, sort_keys=True, separators=(",", ":")).encode()
+        if self.store.put_if_absent(key, self.codec.seal(body, key)):
+            return None
+        return self.get_record(key)
+
+    def get_record(self, key: str) -> dict[str, Any]:
+        stored = self.store.get(key)
+        try:
+            return dict(json.loads(self.codec.unseal(stored, key)))
+        except ValueError as e:
+            raise IntegrityError(f"record {key}: is not valid JSON") from e
+
+    def list_records(self, prefix: str) -> Iterator[str]:
+        for info in self.store.list(prefix):
+            yield info.key

@@ -1,0 +1,115 @@
+"""The command line. Commands live one per module in pitr.commands and are
+imported only when called, so that `pitr wal-push` starts fast."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from pitr import __version__, exitcodes
+
+# command name -> module under pitr.commands, in the order --help lists them
+COMMANDS = {
+    "init": "init",
+    "wal-push": "wal_push",
+    "wal-fetch": "wal_fetch",
+    "backup": "backup",
+    "tail": "tail",
+    "daemon": "daemon",
+    "restore": "restore",
+    "info": "info",
+    "report": "report",
+    "check": "check",
+    "verify": "verify",
+    "expire": "expire",
+    "catalog": "catalog_cmd",
+    "demo": "demo",
+}
+
+SUMMARIES = {
+    "init": "Create the repository and catalog named in the config.",
+    "wal-push": "archive_command: archive one WAL file.",
+    "wal-fetch": "restore_command: fetch one archived WAL file.",
+    "backup": "Take a PostgreSQL base backup or a Redis keyspace snapshot.",
+    "tail": "Follow Redis streams and archive their entries.",
+    "daemon": "Run all continuous work of the config.",
+    "restore": "Restore sources to an instant.",
+    "info": "Sources, backups, recoverable windows and sizes.",
+    "report": "Reports: rpo.",
+    "check": "Continuity of WAL chains and stream batches, missing objects.",
+    "verify": "Re-hash stored objects.",
+    "expire": "Apply retention and remove unreferenced objects.",
+    "catalog": "Catalog maintenance: rebuild.",
+    "demo": "The whole story on throwaway servers.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = COMMANDS.get(name)
+        if module is None:
+            return None
+        try:
+            mod = importlib.import_module(f"pitr.commands.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"pitr.commands.{module}":
+                raise
+            return _not_built(name)
+        return mod.command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Summaries come from a table so that --help imports no command module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, SUMMARIES[n]) for n in COMMANDS])
+
+
+def _not_built(name: str) -> click.Command:
+    @click.command(name=name, help=SUMMARIES[name] + " (not built yet)",
+                   context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def stub(args: Any) -> None:
+        click.echo(f"pitr {name}: not built yet", err=True)
+        sys.exit(exitcodes.USAGE)
+
+    return stub
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pitr")
+@click.option("--config", "config_path", metavar="FILE", help="Config file (else $PITR_CONFIG, else ./pitr.toml).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """pitr: continuous archiving and point-in-time recovery for PostgreSQL and Redis."""
+    from pitr.context import AppContext
+
+    ctx.obj = AppContext(config_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn known errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="pitr", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("pitr: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(exitcodes.USAGE)
+    except KeyboardInterrupt:
+        click.echo("pitr: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:
+        code = exitcodes.exit_code_for(e)
+        if code is None:
+            raise
+        click.echo(f"pitr: {e}", err=True)
+        sys.exit(code)
+    sys.exit(0)

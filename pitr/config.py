@@ -1,0 +1,202 @@
+"""The TOML configuration, parsed once into typed values.
+
+Found by --config FILE, else $PITR_CONFIG, else ./pitr.toml. PITR_REPO and
+PITR_CATALOG override the two repository keys.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pitr.timeparse import parse_duration
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or wrong (exit 2)."""
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    url: str
+    catalog: str
+    endpoint_url: str | None = None
+    compression_level: int = 3
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str  # postgres | redis
+    # postgres
+    dsn: str = ""
+    pgdata: str = ""
+    # redis
+    url: str = ""
+    streams: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ("*",)
+    # both
+    backup_every: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    repository: RepositoryConfig
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    path: str | None = None
+
+    def source(self, name: str | None, kind: str | None = None) -> SourceConfig:
+        """The named source, or the only one (of kind) when name is None."""
+        if name is not None:
+            try:
+                src = self.sources[name]
+            except KeyError:
+                known = ", ".join(sorted(self.sources)) or "none"
+                raise ConfigError(f"unknown source {name!r} (configured: {known})") from None
+            if kind is not None and src.kind != kind:
+                raise ConfigError(f"source {name!r} is a {src.kind} source, not {kind}")
+            return src
+        candidates = [s for s in self.sources.values() if kind is None or s.kind == kind]
+        if len(candidates) == 1:
+            return candidates[0]
+        what = f"{kind} sources" if kind else "sources"
+        if not candidates:
+            raise ConfigError(f"the configuration has no {what}")
+        raise ConfigError(
+            f"the configuration has {len(candidates)} {what}: name one with --source"
+        )
+
+
+REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
+SOURCE_KEYS = {
+    "postgres": {"kind", "dsn", "pgdata", "backup_every"},
+    "redis": {"kind", "url", "streams", "keys", "backup_every"},
+}
+
+
+def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get("PITR_CONFIG"):
+        return Path(env["PITR_CONFIG"])
+    default = Path("pitr.toml")
+    return default if default.exists() else None
+
+
+def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    path = find_config_path(explicit, env)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config {path}: no such file") from None
+        except OSError as e:
+            raise ConfigError(f"config {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config {path}: {e}") from None
+    elif not env.get("PITR_REPO"):
+        raise ConfigError(
+            "no configuration: pass --config FILE, set PITR_CONFIG or PITR_REPO, "
+            "or create ./pitr.toml"
+        )
+    return parse_config(data, env, str(path) if path else None)
+
+
+def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None) -> Config:
+    where = f"config {path}" if path else "config"
+    unknown = set(data) - {"repository", "sources"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown section {sorted(unknown)[0]!r}")
+    repo = _table(data.get("repository", {}), f"{where}: [repository]")
+    _no_unknown(repo, REPO_KEYS, f"{where}: [repository]")
+    url = env.get("PITR_REPO") or repo.get("url")
+    if not url:
+        raise ConfigError(f"{where}: [repository] url is required")
+    url = _normalise_repo_url(str(url))
+    catalog = env.get("PITR_CATALOG") or repo.get("catalog") or _default_catalog(url, where)
+    level = repo.get("compression_level", 3)
+    if not isinstance(level, int) or not 1 <= level <= 22:
+        raise ConfigError(f"{where}: [repository] compression_level must be 1..22")
+    repository = RepositoryConfig(
+        url=url,
+        catalog=str(catalog),
+        endpoint_url=repo.get("endpoint_url"),
+        compression_level=level,
+        key_file=repo.get("key_file"),
+    )
+    sources = {
+        name: _parse_source(name, _table(raw, f"{where}: [sources.{name}]"), where)
+        for name, raw in _table(data.get("sources", {}), f"{where}: [sources]").items()
+    }
+    return Config(repository, sources, path)
+
+
+def _parse_source(name: str, raw: dict[str, Any], where: str) -> SourceConfig:
+    at = f"{where}: [sources.{name}]"
+    kind = raw.get("kind")
+    if kind not in SOURCE_KEYS:
+        raise ConfigError(f"{at}: kind must be 'postgres' or 'redis'")
+    _no_unknown(raw, SOURCE_KEYS[kind], at)
+    every = None
+    if "backup_every" in raw:
+        try:
+            every = parse_duration(str(raw["backup_every"]))
+        except ValueError as e:
+            raise ConfigError(f"{at}: backup_every: {e}") from None
+    if kind == "postgres":
+        for key in ("dsn", "pgdata"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise ConfigError(f"{at}: {key} is required for a postgres source")
+        return SourceConfig(name, kind, dsn=raw["dsn"], pgdata=raw["pgdata"], backup_every=every)
+    if not isinstance(raw.get("url"), str) or not raw["url"]:
+        raise ConfigError(f"{at}: url is required for a redis source")
+    return SourceConfig(
+        name,
+        kind,
+        url=raw["url"],
+        streams=_patterns(raw.get("streams", []), f"{at}: streams"),
+        keys=_patterns(raw.get("keys", ["*"]), f"{at}: keys"),
+        backup_every=every,
+    )
+
+
+def _patterns(value: Any, at: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{at} must be a list of patterns")
+    return tuple(value)
+
+
+def _table(value: Any, at: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at} must be a table")
+    return value
+
+
+def _no_unknown(table: dict[str, Any], allowed: set[str], at: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{at}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+
+
+def _normalise_repo_url(url: str) -> str:
+    """A bare path means a local directory."""
+    if "://" not in url:
+        return Path(url).absolute().as_uri()
+    return url
+
+
+def _default_catalog(url: str, where: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return f"sqlite:///{Path(unquote(parsed.path)) / 'catalog.db'}"
+    raise ConfigError(f"{where}: [repository] catalog is required for a {parsed.scheme} repository")
