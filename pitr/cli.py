@@ -82,7 +82,10 @@ def _not_built(name: str) -> click.Command:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pitr")
-@click.option("--config", "config_path", metavar="FILE", help="Config file (else $PITR_CONFIG, else ./pitr.toml).")
+@click.option(
+    "--config", "config_path", metavar="FILE",
+    help="Config file (else $PITR_CONFIG, else ./pitr.toml).",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """pitr: continuous archiving and point-in-time recovery for PostgreSQL and Redis."""
