@@ -70,8 +70,11 @@ class LazyGroup(click.Group):
 
 
 def _not_built(name: str) -> click.Command:
-    @click.command(name=name, help=SUMMARIES[name] + " (not built yet)",
-                   context_settings={"ignore_unknown_options": True})
+    @click.command(
+        name=name,
+        help=SUMMARIES[name] + " (not built yet)",
+        context_settings={"ignore_unknown_options": True},
+    )
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def stub(args: Any) -> None:
         click.echo(f"pitr {name}: not built yet", err=True)
@@ -83,7 +86,9 @@ def _not_built(name: str) -> click.Command:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pitr")
 @click.option(
-    "--config", "config_path", metavar="FILE",
+    "--config",
+    "config_path",
+    metavar="FILE",
     help="Config file (else $PITR_CONFIG, else ./pitr.toml).",
 )
 @click.pass_context

@@ -1,0 +1,322 @@
+"""PostgreSQL base backups: pg_backup_start, copy PGDATA into the
+content-addressed store, pg_backup_stop, wait for the stop segment.
+
+Files are read in the calling thread and their chunks hashed, compressed
+and written by a thread pool (that work releases the GIL); a bounded window
+of chunks in flight keeps memory flat whatever the database size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from archiver.errors import BackupFailed, SourceUnreachable, WalIntegrityError
+from archiver.pgfiles import Entry, walk_pgdata
+from catalog.db.models import Backup, BackupObject, WalFile
+from catalog.queries import ensure_source, record_objects
+from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository, record_key
+from catalog.wal import lsn_segno, parse_lsn, segment_name
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    id: str
+    size_bytes: int
+    stored_bytes: int
+    files: int
+    start_lsn: str
+    stop_lsn: str
+    timeline: int
+    seconds: float
+
+
+def backup_record_key(source: str, backup_id: str) -> str:
+    return record_key(source, "backups", backup_id)
+
+
+def take_base_backup(
+    repo: Repository,
+    source: str,
+    dsn: str,
+    pgdata: str,
+    *,
+    workers: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    archive_wait: float = 300.0,
+    progress: Progress | None = None,
+) -> BackupResult:
+    import psycopg
+
+    t0 = time.monotonic()
+    root = Path(pgdata)
+    try:
+        conn = psycopg.connect(dsn, autocommit=True)
+    except psycopg.Error as e:
+        raise SourceUnreachable(f"backup {source}: cannot connect: {_first_line(e)}") from e
+    with conn:
+        server = _server_facts(conn, source, root)
+        _check_identity(repo, source, server)
+        known = _objects_of_latest_backup(repo, source)
+        started = datetime.now(UTC)
+        backup_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+        label = f"pitr {source} {backup_id}"
+        if server["version"] >= 150000:
+            conn.execute("SELECT pg_backup_start(%s, true)", (label,))
+        else:
+            conn.execute("SELECT pg_start_backup(%s, true, false)", (label,))
+        try:
+            entries, chunks = _copy_files(repo, root, known, workers, chunk_size, progress)
+        finally:
+            stop_sql = (
+                "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+                if server["version"] >= 150000
+                else "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
+            )
+            row = conn.execute(stop_sql).fetchone()
+        finished = datetime.now(UTC)
+    assert row is not None
+    stop_lsn, labelfile, spcmap = row
+    label_info = parse_backup_label(labelfile)
+    timeline = int(label_info["START TIMELINE"])
+    start_lsn = label_info["START WAL LOCATION"].split()[0]
+    seg_size = server["seg_size"]
+    stop_segment = segment_name(timeline, lsn_segno(parse_lsn(stop_lsn) - 1, seg_size), seg_size)
+    _wait_for_segment(repo, source, stop_segment, archive_wait)
+
+    manifest = {
+        "format": 1,
+        "id": backup_id,
+        "source": source,
+        "system_identifier": server["sysid"],
+        "pg_version": server["version"],
+        "wal_segment_size": seg_size,
+        "owner": _owner(root),
+        "timeline": timeline,
+        "start_lsn": start_lsn,
+        "stop_lsn": stop_lsn,
+        "stop_segment": stop_segment,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "backup_label": labelfile,
+        "tablespace_map": spcmap or "",
+        "entries": entries,
+    }
+    manifest_chunk = repo.put_chunk(json.dumps(manifest, separators=(",", ":")).encode())
+    size = sum(c.size for c in chunks)
+    stored = sum(c.stored_size for c in chunks) + manifest_chunk.stored_size
+    fact = {
+        "type": "backup",
+        "kind": "pg_base",
+        "id": backup_id,
+        "source": source,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "size_bytes": size,
+        "stored_bytes": stored,
+        "manifest_oid": manifest_chunk.oid,
+        "timeline": timeline,
+        "start_lsn": start_lsn,
+        "stop_lsn": stop_lsn,
+        "details": {
+            "files": sum(1 for e in entries if e["kind"] == "file"),
+            "stop_segment": stop_segment,
+        },
+    }
+    repo.put_record(backup_record_key(source, backup_id), fact)
+    with repo.catalog.session() as s:
+        src = ensure_source(s, source, "postgres")
+        s.add(backup_row(src.id, fact))
+        s.flush()
+        record_objects(s, [*chunks, manifest_chunk])
+        for oid in {c.oid for c in chunks} | {manifest_chunk.oid}:
+            s.add(BackupObject(backup_id=backup_id, oid=oid))
+    return BackupResult(
+        backup_id,
+        size,
+        stored,
+        fact["details"]["files"],
+        start_lsn,
+        stop_lsn,
+        timeline,
+        time.monotonic() - t0,
+    )
+
+
+def backup_row(source_id: int, fact: dict[str, Any]) -> Backup:
+    """The catalog row of a backup record (also used by catalog rebuild)."""
+    return Backup(
+        id=fact["id"],
+        source_id=source_id,
+        kind=fact["kind"],
+        started_at=datetime.fromisoformat(fact["started_at"]),
+        finished_at=datetime.fromisoformat(fact["finished_at"]),
+        size_bytes=fact["size_bytes"],
+        stored_bytes=fact["stored_bytes"],
+        manifest_oid=fact["manifest_oid"],
+        timeline=fact.get("timeline"),
+        start_lsn=fact.get("start_lsn"),
+        stop_lsn=fact.get("stop_lsn"),
+        details=fact.get("details", {}),
+    )
+
+
+def parse_backup_label(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _server_facts(conn: Any, source: str, root: Path) -> dict[str, Any]:
+    version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+    data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    if Path(data_dir).resolve() != root.resolve():
+        raise BackupFailed(
+            f"backup {source}: the server's data directory is {data_dir}, "
+            f"but the config says pgdata = {root}"
+        )
+    sysid = str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])
+    seg_size = int(
+        conn.execute("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").fetchone()[
+            0
+        ]
+    )
+    if seg_size < 1 << 20:  # older servers report it in 8 kB blocks
+        seg_size *= 8192
+    archive_mode = conn.execute("SHOW archive_mode").fetchone()[0]
+    if archive_mode == "off":
+        raise BackupFailed(
+            f"backup {source}: archive_mode is off; turn it on with archive_command "
+            f"'pitr wal-push %p' so the backup can be restored"
+        )
+    return {"version": version, "sysid": sysid, "seg_size": seg_size}
+
+
+def _check_identity(repo: Repository, source: str, server: dict[str, Any]) -> None:
+    with repo.catalog.session() as s:
+        src = ensure_source(s, source, "postgres")
+        if src.system_identifier and src.system_identifier != server["sysid"]:
+            raise WalIntegrityError(
+                f"backup {source}: the server is system {server['sysid']}, but the source "
+                f"archives system {src.system_identifier}"
+            )
+
+
+def _objects_of_latest_backup(repo: Repository, source: str) -> set[str]:
+    """Objects of the newest backup: known to be stored, so not written again."""
+    with repo.catalog.session() as s:
+        src = ensure_source(s, source, "postgres")
+        latest = s.scalars(
+            select(Backup.id)
+            .where(Backup.source_id == src.id)
+            .order_by(Backup.finished_at.desc())
+            .limit(1)
+        ).first()
+        if latest is None:
+            return set()
+        return set(s.scalars(select(BackupObject.oid).where(BackupObject.backup_id == latest)))
+
+
+def _copy_files(
+    repo: Repository,
+    root: Path,
+    known: set[str],
+    workers: int | None,
+    chunk_size: int,
+    progress: Progress | None,
+) -> tuple[list[dict[str, Any]], list[Chunk]]:
+    entries = list(walk_pgdata(root))
+    total = sum(e.size for e in entries)
+    done = 0
+    workers = workers or max(2, os.cpu_count() or 2)
+    in_flight: deque[Future[Chunk]] = deque()
+    per_file: list[tuple[dict[str, Any], list[Future[Chunk]]]] = []
+    out: list[dict[str, Any]] = []
+
+    def put(block: bytes) -> Chunk:
+        oid = repo.codec.object_id(block)
+        return repo.put_chunk(block, known=oid in known)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="pitr-backup") as pool:
+        for entry in entries:
+            item = _entry_dict(entry)
+            if entry.kind != "file":
+                out.append(item)
+                continue
+            futures: list[Future[Chunk]] = []
+            try:
+                with open(root / entry.path, "rb") as f:
+                    for block in iter(lambda f=f: f.read(chunk_size), b""):  # type: ignore[misc]
+                        fut = pool.submit(put, block)
+                        futures.append(fut)
+                        in_flight.append(fut)
+                        while len(in_flight) > workers * 2:
+                            in_flight.popleft().result()
+                        done += len(block)
+                        if progress:
+                            progress(done, total)
+            except FileNotFoundError:
+                continue  # removed during the backup: WAL replay accounts for it
+            per_file.append((item, futures))
+            out.append(item)
+        chunks: list[Chunk] = []
+        for item, futures in per_file:
+            results = [f.result() for f in futures]
+            item["chunks"] = [c.oid for c in results]
+            item["size"] = sum(c.size for c in results)
+            chunks.extend(results)
+    return out, chunks
+
+
+def _entry_dict(entry: Entry) -> dict[str, Any]:
+    item: dict[str, Any] = {"path": entry.path, "kind": entry.kind, "mode": entry.mode}
+    if entry.kind == "link":
+        item["target"] = entry.target
+    return item
+
+
+def _wait_for_segment(repo: Repository, source: str, name: str, timeout: float) -> None:
+    """The backup is usable only once its stop segment is archived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with repo.catalog.session() as s:
+            src = ensure_source(s, source, "postgres")
+            found = s.scalars(
+                select(WalFile.id).where(WalFile.source_id == src.id, WalFile.name == name)
+            ).first()
+        if found is not None:
+            return
+        if time.monotonic() > deadline:
+            raise BackupFailed(
+                f"backup {source}: WAL segment {name} was not archived within {timeout:.0f}s; "
+                f"is archive_command set to 'pitr wal-push %p' for this source?"
+            )
+        time.sleep(0.2)
+
+
+def _owner(root: Path) -> str:
+    try:
+        return pwd.getpwuid(root.stat().st_uid).pw_name
+    except KeyError:
+        return str(root.stat().st_uid)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,222 @@
+"""Lay down a base backup and the recovery settings, so that starting
+PostgreSQL on the directory replays archived WAL to the target and promotes.
+
+The backup is written into a staging directory beside the target and renamed
+into place only when complete; an existing target is set aside, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import select
+
+from catalog.db.models import Backup, WalFile
+from catalog.errors import IntegrityError
+from catalog.repository import Repository
+from catalog.wal import transaction_times
+from recovery.errors import TargetNotEmpty
+from recovery.planner import PgPlan
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PgRestoreResult:
+    pgdata: str
+    files: int
+    bytes: int
+    set_aside: str | None
+    stop_at_target: bool
+
+
+def stops_at_target(repo: Repository, source_id: int, plan: PgPlan) -> bool:
+    """Whether the archive holds a transaction after the target. PostgreSQL
+    stops a time-targeted recovery at the first one; without one it would
+    fail at the end of WAL, so then all archived WAL is replayed instead
+    (the same state: nothing archived happened after the target)."""
+    names = [name for name, end in plan.chain if end >= plan.target]
+    with repo.catalog.session() as s:
+        rows = s.execute(
+            select(WalFile.name, WalFile.oid).where(
+                WalFile.source_id == source_id, WalFile.name.in_(names)
+            )
+        )
+        oids = {name: oid for name, oid in rows}
+    for name in reversed(names):
+        times = transaction_times(repo.get_chunk(oids[name]))
+        if any(t > plan.target for t in times):
+            return True
+        if times:
+            return False  # the newest transaction in the archive is not after the target
+    return False
+
+
+def load_manifest(repo: Repository, backup_id: str) -> dict[str, Any]:
+    with repo.catalog.session() as s:
+        oid = s.scalars(select(Backup.manifest_oid).where(Backup.id == backup_id)).one()
+    return dict(json.loads(repo.get_chunk(oid)))
+
+
+def check_target(pgdata: Path, force: bool) -> bool:
+    """True when pgdata holds something that must be set aside."""
+    if not pgdata.exists():
+        return False
+    if not pgdata.is_dir():
+        raise TargetNotEmpty(f"restore: {pgdata} exists and is not a directory")
+    if not any(pgdata.iterdir()):
+        return False
+    pid_file = pgdata / "postmaster.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            os.kill(pid, 0)
+            raise TargetNotEmpty(f"restore: a server (pid {pid}) is running on {pgdata}; stop it")
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            pass
+    if not force:
+        raise TargetNotEmpty(
+            f"restore: {pgdata} is not empty; pass --force to set its contents aside"
+        )
+    return True
+
+
+def recovery_settings(plan: PgPlan, restore_command: str, stop_at_target: bool) -> str:
+    lines = [
+        "",
+        f"# written by pitr restore at {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"restore_command = {_quote(restore_command)}",
+        f"recovery_target_timeline = '{plan.timeline}'",
+    ]
+    if stop_at_target:
+        lines += [
+            f"recovery_target_time = '{plan.target.isoformat(sep=' ')}'",
+            "recovery_target_inclusive = on",
+            "recovery_target_action = 'promote'",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def restore_postgres(
+    repo: Repository,
+    plan: PgPlan,
+    pgdata: str | Path,
+    *,
+    restore_command: str,
+    stop_at_target: bool,
+    force: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> PgRestoreResult:
+    target = Path(pgdata).absolute()
+    occupied = check_target(target, force)
+    manifest = load_manifest(repo, plan.backup.id)
+    entries = manifest["entries"]
+    for entry in entries:
+        _check_path(entry["path"])
+    staging = target.with_name(f".{target.name}.pitr-restoring-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(mode=0o700, parents=True)
+    try:
+        written = _lay_down(repo, staging, entries, workers, progress)
+        (staging / "backup_label").write_text(manifest["backup_label"])
+        if manifest.get("tablespace_map"):
+            (staging / "tablespace_map").write_text(manifest["tablespace_map"])
+        (staging / "recovery.signal").write_text("")
+        with open(staging / "postgresql.auto.conf", "a") as f:
+            f.write(recovery_settings(plan, restore_command, stop_at_target))
+        for name in ("backup_label", "tablespace_map", "recovery.signal", "postgresql.auto.conf"):
+            if (staging / name).exists():
+                os.chmod(staging / name, 0o600)
+        _chown_tree(staging, manifest.get("owner"))
+        os.sync()
+        aside = None
+        if occupied:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            aside = target.with_name(f"{target.name}.pitr-aside-{stamp}")
+            target.rename(aside)
+        elif target.exists():
+            target.rmdir()  # empty directory: replace it
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    files = sum(1 for e in entries if e["kind"] == "file")
+    return PgRestoreResult(
+        str(target), files, written, str(aside) if aside else None, stop_at_target
+    )
+
+
+def _lay_down(
+    repo: Repository,
+    root: Path,
+    entries: list[dict[str, Any]],
+    workers: int | None,
+    progress: Progress | None,
+) -> int:
+    total = sum(e.get("size", 0) for e in entries)
+    done = 0
+    for entry in entries:
+        if entry["kind"] in ("dir", "link"):
+            # Tablespaces come back as directories inside pg_tblspc.
+            (root / entry["path"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def write(entry: dict[str, Any]) -> int:
+        path = root / entry["path"]
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        size = 0
+        with open(path, "wb") as f:
+            for data in repo.read_chunks(entry.get("chunks", [])):
+                f.write(data)
+                size += len(data)
+        if size != entry.get("size", size):
+            raise IntegrityError(
+                f"restore {entry['path']}: {size} bytes restored, manifest says {entry['size']}"
+            )
+        os.chmod(path, entry["mode"] & 0o7777 or 0o600)
+        return size
+
+    files = [e for e in entries if e["kind"] == "file"]
+    with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2)) as pool:
+        for size in pool.map(write, files):
+            done += size
+            if progress:
+                progress(done, total)
+    for entry in entries:
+        if entry["kind"] == "dir":
+            os.chmod(root / entry["path"], entry["mode"] & 0o7777 or 0o700)
+    return done
+
+
+def _check_path(path: str) -> None:
+    """A manifest path must stay inside the target directory."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts or not p.parts or "\\" in path:
+        raise IntegrityError(f"restore: manifest path {path!r} leaves the target directory")
+
+
+def _chown_tree(root: Path, owner: str | None) -> None:
+    """Running as root, give the files to the user who owned PGDATA."""
+    if os.geteuid() != 0 or not owner:
+        return
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
