@@ -143,8 +143,13 @@ def _commit_row(
         sysid, version, seg_size = identity
         repo.put_record(
             identity_record_key(source),
-            {"type": "identity", "source": source, "system_identifier": sysid,
-             "pg_version": version, "wal_segment_size": seg_size},
+            {
+                "type": "identity",
+                "source": source,
+                "system_identifier": sysid,
+                "pg_version": version,
+                "wal_segment_size": seg_size,
+            },
         )
     try:
         with repo.catalog.session() as s:
@@ -178,5 +183,3 @@ def wal_row(source_id: int, fact: dict[str, Any]) -> WalFile:
         end_time=datetime.fromisoformat(str(fact["end_time"])),
         archived_at=datetime.fromisoformat(str(fact["archived_at"])),
     )
-
-

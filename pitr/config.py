@@ -69,9 +69,7 @@ class Config:
         what = f"{kind} sources" if kind else "sources"
         if not candidates:
             raise ConfigError(f"the configuration has no {what}")
-        raise ConfigError(
-            f"the configuration has {len(candidates)} {what}: name one with --source"
-        )
+        raise ConfigError(f"the configuration has {len(candidates)} {what}: name one with --source")
 
 
 REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
