@@ -24,8 +24,10 @@ def local_tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]
     time.tzset()
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int, minute: int, sec: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, us, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
