@@ -99,6 +99,14 @@ class Codec:
             raise IntegrityError(f"object {aad}: stored unencrypted in an encrypted repository")
         if flags & FLAG_ZSTD:
             try:
+                # A damaged frame header can claim an absurd size that zstd
+                # would try to allocate up front: refuse what no frame of this
+                # length can hold (each block of at most 128 KiB takes >= 4 bytes).
+                size = zstandard.get_frame_parameters(body).content_size
+                if size != zstandard.CONTENTSIZE_UNKNOWN and size > (len(body) + 4) << 15:
+                    raise IntegrityError(
+                        f"object {aad}: damaged compressed data (impossible size {size})"
+                    )
                 return self._decompressor().decompress(body)
             except zstandard.ZstdError as e:
                 raise IntegrityError(f"object {aad}: damaged compressed data ({e})") from e

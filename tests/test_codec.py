@@ -64,6 +64,33 @@ def test_decode_refuses_a_damaged_compressible_object() -> None:
         codec.decode(oid, flip(stored, len(stored) // 2))
 
 
+@pytest.mark.parametrize(
+    "plaintext",
+    [b"abc" * 3000, bytes(300_000), noise(200), b""],
+    ids=["repetitive", "zeros", "noise", "empty"],
+)
+def test_every_single_bit_flip_is_refused_or_harmless(plaintext: bytes) -> None:
+    """No damage may crash the reader (a bad frame size once raised MemoryError)
+    or return other bytes than the object's plaintext."""
+    codec = Codec()
+    oid, stored = codec.encode(plaintext)
+    refused = 0
+    for pos in range(len(stored)):
+        for bit in range(8):
+            damaged = bytearray(stored)
+            damaged[pos] ^= 1 << bit
+            try:
+                result = codec.decode(oid, bytes(damaged))
+            except IntegrityError:
+                refused += 1
+                continue
+            except KeyError_:
+                assert pos == 4  # the flags byte now claims encryption
+                continue
+            assert result == plaintext  # an unused bit: the hash check still passed
+    assert refused >= len(stored) * 4
+
+
 def test_decode_refuses_a_wrong_oid() -> None:
     codec = Codec()
     _, stored = codec.encode(b"payload one")
