@@ -6,6 +6,8 @@ is a new entry whose factory may pull other fixtures through `request`.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -203,3 +205,28 @@ def test_local_put_is_a_complete_file(local: LocalStore) -> None:
     assert again.get("objects/ff/big") == data
     assert again.put_if_absent("objects/ff/big", b"other") is False
     assert path.read_bytes() == data
+
+
+def test_local_failed_write_leaves_no_temp_file_and_no_object(local: LocalStore) -> None:
+    # A real short write: the child may not grow any file beyond 64 KiB.
+    script = f"""
+import resource, signal
+from catalog.errors import StorageError
+from catalog.store.local import LocalStore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+store = LocalStore({str(local.root)!r})
+store.put_if_absent("objects/00/small", b"s" * 1000)
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+try:
+    store.put_if_absent("objects/00/big", b"b" * (1 << 20))
+except StorageError as e:
+    print("refused:", e)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused: put objects/00/big")
+    assert list((local.root / TMP_DIR).iterdir()) == []
+    assert local.stat("objects/00/big") is None
+    assert local.get("objects/00/small") == b"s" * 1000

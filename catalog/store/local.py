@@ -43,17 +43,18 @@ class LocalStore(ObjectStore):
             tmp_dir.mkdir(parents=True, exist_ok=True)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = tmp_dir / f"{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
                 os.link(tmp, path)
                 written = True
             except FileExistsError:
                 written = False
             finally:
-                os.unlink(tmp)
+                # Also after a failed write (disk full), so no temp file is left.
+                tmp.unlink(missing_ok=True)
             if written:
                 fsync_dir(path.parent)
             return written
