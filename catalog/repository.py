@@ -67,6 +67,8 @@ class Repository:
             raise FormatError(f"{url}: is not a pitr repository (run pitr init)") from None
         except ValueError as e:
             raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not valid JSON") from e
+        if not isinstance(meta, dict):
+            raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not a JSON object")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise FormatError(

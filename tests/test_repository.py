@@ -99,6 +99,24 @@ def test_open_refuses_a_newer_format_version(tmp_path: Path) -> None:
         Repository.open(url, catalog_url)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"created_at": "2025-01-16"}', "format version None"),
+    ],
+)
+def test_open_refuses_a_damaged_repository_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    url, catalog_url = urls(tmp_path)
+    Repository.init(url, catalog_url)[0].close()
+    (tmp_path / "repo" / REPO_CONFIG_KEY).write_bytes(content)
+    with pytest.raises(FormatError, match=message):
+        Repository.open(url, catalog_url)
+
+
 def test_open_refuses_a_catalog_without_schema(tmp_path: Path) -> None:
     url, catalog_url = urls(tmp_path)
     Repository.init(url, catalog_url)[0].close()
