@@ -160,3 +160,23 @@ def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "frobnicate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("catalog", "code", "expected"),
+    [
+        ("not a url", 2, "not a database URL"),
+        ("postgresql://pitr:hunter2@127.0.0.1:1/pitr", 5, "127.0.0.1"),
+    ],
+    ids=["bad-url", "unreachable"],
+)
+def test_catalog_problems_are_one_line(
+    tmp_path: Path, catalog: str, code: int, expected: str
+) -> None:
+    env = {"PITR_REPO": str(tmp_path / "repo"), "PITR_CATALOG": catalog}
+    result = run("init", cwd=tmp_path, env=env)
+    assert result.returncode == code
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "hunter2" not in result.stderr

@@ -13,7 +13,13 @@ from sqlalchemy import inspect
 
 from catalog.db.engine import HEAD_REVISION, Catalog
 from catalog.db.models import Base
-from catalog.errors import CatalogError, FormatError, IntegrityError, ObjectNotFound
+from catalog.errors import (
+    CatalogError,
+    FormatError,
+    IntegrityError,
+    ObjectNotFound,
+    StorageError,
+)
 from catalog.queries import ensure_source, get_source, known_objects, record_objects
 from catalog.repository import (
     FORMAT_VERSION,
@@ -280,3 +286,32 @@ def test_second_write_of_a_one_percent_change_stores_only_the_changed_chunks(
     restored = b"".join(repo.read_chunks(c.oid for c in second))
     assert restored == changed
     assert b"".join(repo.read_chunks(c.oid for c in first)) == original
+
+
+# -- catalog URLs that cannot work -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "message"),
+    [
+        ("not a url", FormatError, "not a database URL"),
+        ("nosuchdb://host/x", FormatError, "unsupported database"),
+        ("sqlite:////proc/no/such/dir/catalog.db", StorageError, "/proc/no/such/dir"),
+    ],
+)
+def test_unusable_catalog_url_is_one_clear_error(
+    url: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message) as info:
+        Catalog(url).upgrade()
+    assert "\n" not in str(info.value)
+
+
+def test_unreachable_catalog_server_is_a_one_line_storage_error() -> None:
+    # Port 1 on loopback: a real connection attempt that is refused at once.
+    catalog = Catalog("postgresql://pitr:hunter2@127.0.0.1:1/pitr")
+    with pytest.raises(StorageError, match="127.0.0.1") as info:
+        catalog.check_schema()
+    assert "\n" not in str(info.value)
+    assert "hunter2" not in str(info.value)
+    catalog.close()

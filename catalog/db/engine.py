@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import FormatError, StorageError
@@ -27,15 +27,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def brief(error: BaseException) -> str:
+    """The driver's message on one line (libpq's span several)."""
+    return " ".join(str(getattr(error, "orig", None) or error).split())
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise FormatError(
+            "catalog: the url is not a database URL "
+            "(e.g. sqlite:////var/lib/pitr/catalog.db or postgresql://user@host/db)"
+        ) from None
+    safe = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            path = parsed.database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True)
+    except OSError as e:
+        raise StorageError(f"catalog {safe}: {e.strerror or e}") from e
+    except (ArgumentError, ImportError) as e:
+        raise FormatError(f"catalog {safe}: unsupported database ({brief(e)})") from e
 
 
 def alembic_config(engine: Engine) -> Any:
@@ -62,7 +80,7 @@ class Catalog:
                     return None
                 return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except OperationalError as e:
-            raise StorageError(f"catalog {self.safe_url}: {e.orig}") from e
+            raise StorageError(f"catalog {self.safe_url}: {brief(e)}") from e
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -70,7 +88,10 @@ class Catalog:
             return
         from alembic import command
 
-        command.upgrade(alembic_config(self.engine), "head")
+        try:
+            command.upgrade(alembic_config(self.engine), "head")
+        except SQLAlchemyError as e:
+            raise StorageError(f"catalog {self.safe_url}: upgrade failed: {brief(e)}") from e
 
     def check_schema(self) -> None:
         rev = self.revision()
@@ -96,7 +117,7 @@ class Catalog:
             session.commit()
         except SQLAlchemyError as e:
             session.rollback()
-            raise StorageError(f"catalog {self.safe_url}: {e}") from e
+            raise StorageError(f"catalog {self.safe_url}: {brief(e)}") from e
         except BaseException:
             session.rollback()
             raise
