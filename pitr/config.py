@@ -72,6 +72,7 @@ class Config:
         raise ConfigError(f"the configuration has {len(candidates)} {what}: name one with --source")
 
 
+REPO_SCHEMES = {"file", "s3", "memory"}
 REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
 SOURCE_KEYS = {
     "postgres": {"kind", "dsn", "pgdata", "backup_every"},
@@ -121,6 +122,10 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None)
     if not url:
         raise ConfigError(f"{where}: [repository] url is required")
     url = _normalise_repo_url(str(url))
+    if urlparse(url).scheme not in REPO_SCHEMES:
+        raise ConfigError(
+            f"{where}: repository url {url!r} must be a path, file://, s3:// or memory://"
+        )
     catalog = env.get("PITR_CATALOG") or repo.get("catalog") or _default_catalog(url, where)
     level = repo.get("compression_level", 3)
     if not isinstance(level, int) or not 1 <= level <= 22:
@@ -197,4 +202,6 @@ def _default_catalog(url: str, where: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return f"sqlite:///{Path(unquote(parsed.path)) / 'catalog.db'}"
-    raise ConfigError(f"{where}: [repository] catalog is required for a {parsed.scheme} repository")
+    raise ConfigError(
+        f"{where}: [repository] catalog is required for an {parsed.scheme} repository"
+    )

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+_ZONE_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-/]*$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -47,7 +48,7 @@ def parse_time(text: str) -> datetime:
     s = text.strip()
     zone = None
     head, _, last = s.rpartition(" ")
-    if head and ("/" in last or last.upper() in ("UTC", "Z", "GMT")):
+    if head and _ZONE_WORD.match(last) and _is_datetime(head):
         try:
             zone = ZoneInfo("UTC" if last.upper() in ("Z", "GMT") else last)
         except (ZoneInfoNotFoundError, ValueError):
@@ -64,12 +65,21 @@ def parse_time(text: str) -> datetime:
         if zone is not None:
             raise ValueError(f"invalid time {text!r}: both an offset and a zone name")
         return value.astimezone(UTC)
-    if zone is not None:
-        return value.replace(tzinfo=zone).astimezone(UTC)
-    local = local_zone()
-    if local is not None:
-        return value.replace(tzinfo=local).astimezone(UTC)
-    return value.astimezone().astimezone(UTC)  # system local zone
+    zone = zone or local_zone()
+    if zone is None:
+        return value.astimezone().astimezone(UTC)  # the system's local zone
+    resolved = value.replace(tzinfo=zone).astimezone(UTC)
+    if resolved.astimezone(zone).replace(tzinfo=None) != value:
+        raise ValueError(f"invalid time {text!r}: does not exist in {zone.key} (clocks skip it)")
+    return resolved
+
+
+def _is_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def format_utc(value: datetime | None) -> str | None:
