@@ -138,7 +138,7 @@ def test_bare_path_is_a_local_repository(tmp_path: Path, empty_cwd: Path) -> Non
 
 def test_s3_repository_needs_a_catalog(tmp_path: Path) -> None:
     path = write(tmp_path / "s3.toml", "s3://bucket/prefix")
-    with pytest.raises(ConfigError, match="catalog is required for a s3 repository"):
+    with pytest.raises(ConfigError, match="catalog is required for an s3 repository"):
         load_config(str(path), {})
     with_catalog = write(
         tmp_path / "s3c.toml",
