@@ -21,7 +21,11 @@ def open_store(url: str, *, endpoint_url: str | None = None) -> ObjectStore:
 
         return MemoryStore(url)
     if parsed.scheme == "s3":
-        from catalog.store.s3 import S3Store  # type: ignore[import-not-found]
+        from catalog.store.retry import RetryingStore
+        from catalog.store.s3 import S3Store
 
-        return S3Store(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url)
+        # Network stores fail transiently; botocore's own retries are off.
+        return RetryingStore(
+            S3Store(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url)
+        )
     raise ValueError(f"repository url {url!r}: scheme must be file, s3 or memory")
