@@ -1,0 +1,116 @@
+"""Fixtures that give tests real servers: PostgreSQL 15, Redis and S3 (moto).
+
+Servers are stopped and their directories removed when the test ends,
+whether it passed or not. The classes live in tests/servers.py, with
+run_pitr() for running the command line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import (
+    AWS_TEST_ENV,
+    ClusterFactory,
+    PostgresCluster,
+    RedisFactory,
+    RedisServer,
+    S3Bucket,
+    S3Server,
+    new_dir,
+    remove_base_dir,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_environment() -> Iterator[None]:
+    """Dummy AWS credentials for the whole run and no stray pitr settings.
+
+    Set before any server starts, so that an archive_command run by a test
+    cluster inherits them too; nothing can reach a real AWS account.
+    """
+    mp = pytest.MonkeyPatch()
+    for key, value in AWS_TEST_ENV.items():
+        mp.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        mp.delenv(key, raising=False)
+    for key in ("PITR_CONFIG", "PITR_REPO", "PITR_CATALOG"):
+        mp.delenv(key, raising=False)
+    try:
+        yield
+    finally:
+        mp.undo()
+        remove_base_dir()
+
+
+@pytest.fixture
+def pg_cluster_factory() -> Iterator[ClusterFactory]:
+    """Call it for more clusters: factory(start=True, archive_command=..., settings=...);
+    factory.from_pgdata(path) adopts a restored data directory."""
+    factory = ClusterFactory()
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+@pytest.fixture
+def pg_cluster(pg_cluster_factory: ClusterFactory) -> PostgresCluster:
+    """A started cluster: archive_mode on, archive_command /bin/true."""
+    return pg_cluster_factory()
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[RedisFactory]:
+    factory = RedisFactory()
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+@pytest.fixture
+def redis_server(redis_factory: RedisFactory) -> RedisServer:
+    return redis_factory()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One moto_server for the whole run; tests keep apart by bucket."""
+    server = S3Server()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> S3Bucket:
+    """A fresh, empty bucket on the session's moto_server."""
+    name = f"pitr-test-{uuid.uuid4().hex[:12]}"
+    s3_server.make_bucket(name)
+    return S3Bucket(endpoint_url=s3_server.endpoint_url, bucket=name, server=s3_server)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory every OS user can write (mode 0777): a repository that
+    archive_command, running as postgres, can use. Removed after the test."""
+    path = new_dir("shared-", 0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pitr_bin() -> Path:
+    """The `pitr` console script of the virtual environment running the tests."""
+    return Path(sys.executable).parent / "pitr"
