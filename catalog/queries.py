@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exc, select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Source, StoredObject
@@ -15,14 +16,44 @@ from catalog.repository import Chunk
 _IN_BATCH = 500
 
 
+def insert_missing(
+    session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    """Insert rows, skipping any whose unique keys another writer already stored.
+
+    Several processes share one catalog (wal-push calls, the daemon, backups):
+    ON CONFLICT DO NOTHING makes a lost race a no-op instead of an error.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        stmt: Any = postgresql.insert(model).on_conflict_do_nothing(index_elements=keys)
+        session.execute(stmt, rows)
+        return
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        stmt = sqlite.insert(model).on_conflict_do_nothing(index_elements=keys)
+        session.execute(stmt, rows)
+        return
+    for row in rows:  # other databases: one savepoint per row
+        try:
+            with session.begin_nested():
+                session.add(model(**row))
+        except exc.IntegrityError:
+            pass
+
+
 def ensure_source(session: Session, name: str, kind: str) -> Source:
-    """The catalog row of a source, created on first use."""
-    source = session.scalars(select(Source).where(Source.name == name)).one_or_none()
+    """The catalog row of a source, created on first use (race-safe)."""
+    source = get_source(session, name)
     if source is None:
-        source = Source(name=name, kind=kind)
-        session.add(source)
-        session.flush()
-    elif source.kind != kind:
+        insert_missing(session, Source, [{"name": name, "kind": kind}], ["name"])
+        source = session.scalars(select(Source).where(Source.name == name)).one()
+    if source.kind != kind:
         raise CatalogError(f"source {name}: is recorded as {source.kind}, configured as {kind}")
     return source
 
@@ -45,6 +76,10 @@ def record_objects(session: Session, chunks: Iterable[Chunk]) -> None:
     """Remember stored objects; an object already known is left as it is."""
     unique = {c.oid: c for c in chunks}
     known = known_objects(session, unique)
-    for oid, chunk in unique.items():
-        if oid not in known:
-            session.add(StoredObject(oid=oid, size=chunk.size, stored_size=chunk.stored_size))
+    rows = [
+        {"oid": oid, "size": chunk.size, "stored_size": chunk.stored_size}
+        for oid, chunk in unique.items()
+        if oid not in known
+    ]
+    # Another process may record the same object meanwhile (shared chunks).
+    insert_missing(session, StoredObject, rows, ["oid"])
