@@ -1,0 +1,85 @@
+"""Helpers for the PostgreSQL end-to-end tests: an archiving cluster with a
+pitr repository, marker rows, and restoring into a second cluster."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.servers import PITR_BIN, PostgresCluster, run_pitr
+
+
+@dataclass
+class Archived:
+    cluster: PostgresCluster
+    config: Path
+    repo: Path
+    base: Path
+    factory: Any  # the pg_cluster_factory fixture, to adopt restored directories
+
+    def restored(self, pgdata: Path) -> PostgresCluster:
+        """Start PostgreSQL on a restored directory and wait for promotion."""
+        cluster: PostgresCluster = self.factory.from_pgdata(pgdata)
+        cluster.start_recovered()
+        return cluster
+
+    def pitr(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> Any:
+        """Run pitr as the postgres user, as an operator on the database host would."""
+        return run_pitr(list(args), config=self.config, user="postgres", check=check, env=env)
+
+    def marker(self, n: int) -> datetime:
+        """Commit marker n; return the instant it was written."""
+        out = self.cluster.psql(f"INSERT INTO markers(n) VALUES ({n}) RETURNING t")
+        return datetime.fromisoformat(out.strip()).astimezone(UTC)
+
+    def switch_and_wait(self, timeout: float = 60) -> None:
+        """Close the current segment and wait until PostgreSQL has archived it."""
+        name = self.cluster.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = self.cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+            if last.strip() >= name:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"segment {name} was not archived; log: {self.cluster.log_tail(20)}")
+
+
+def write_config(path: Path, repo: Path, cluster: PostgresCluster, name: str = "db") -> Path:
+    path.write_text(
+        f'[repository]\nurl = "{repo}"\n\n'
+        f'[sources.{name}]\nkind = "postgres"\ndsn = "{cluster.dsn}"\npgdata = "{cluster.pgdata}"\n'
+    )
+    path.chmod(0o644)
+    return path
+
+
+def start_archiving(cluster: PostgresCluster, base: Path, factory: Any) -> Archived:
+    """Point archive_command at pitr, create the repository, make the marker table."""
+    repo = base / "repo"
+    config = write_config(base / "pitr.toml", repo, cluster)
+    archived = Archived(cluster, config, repo, base, factory)
+    archived.pitr("init")
+    cluster.set_archive_command(f"{PITR_BIN} --config {config} wal-push %p")
+    cluster.psql(
+        "CREATE TABLE markers (n int PRIMARY KEY, t timestamptz NOT NULL DEFAULT clock_timestamp())"
+    )
+    return archived
+
+
+def open_dir(path: Path) -> Path:
+    """A directory both root and the postgres user can write (umask aside)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+def midpoint(a: datetime, b: datetime) -> datetime:
+    return a + (b - a) / 2
+
+
+def markers_in(cluster: PostgresCluster) -> list[int]:
+    out = cluster.psql("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
+    return [int(x) for x in out.strip().split(",") if x]

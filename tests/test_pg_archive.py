@@ -1,0 +1,126 @@
+"""archive_command and restore_command rules, and deduplicated base backups,
+against a real PostgreSQL 15."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.pgsupport import Archived, open_dir, start_archiving
+from tests.servers import PostgresCluster
+
+
+@pytest.fixture
+def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
+    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+
+
+def archived_names(archived: Archived) -> list[str]:
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        return [r[0] for r in db.execute("SELECT name FROM wal_files ORDER BY name")]
+
+
+def fetch(archived: Archived, name: str, dest: Path) -> int:
+    return archived.pitr("wal-fetch", "--source", "db", name, str(dest), check=False).returncode
+
+
+def test_push_rules_for_segments(archived: Archived, pg_cluster_factory, shared_tmp: Path) -> None:
+    archived.cluster.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i")
+    archived.switch_and_wait()
+    name = [n for n in archived_names(archived) if len(n) == 24][-1]
+    work = shared_tmp / "work"
+    open_dir(work)
+
+    # Fetch gives back exactly what was archived; pushing that copy again is fine.
+    copy = work / name
+    assert fetch(archived, name, copy) == 0
+    assert archived.pitr("wal-push", str(copy), check=False).returncode == 0
+
+    # Same name, different content: refused, and the archive keeps the original.
+    changed_dir = work / "changed"
+    open_dir(changed_dir)
+    changed = changed_dir / name
+    data = bytearray(copy.read_bytes())
+    data[5_000_000] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    result = archived.pitr("wal-push", str(changed), check=False)
+    assert result.returncode == 4, result.stderr
+    assert "different content" in result.stderr
+    again = work / "again"
+    assert fetch(archived, name, again) == 0
+    assert again.read_bytes() == copy.read_bytes()
+
+    # A segment of another cluster, under a name this source has not archived yet.
+    other = pg_cluster_factory()
+    spool = shared_tmp / "other-wal"
+    open_dir(spool)
+    other.set_archive_command(f"cp %p {spool}/%f")
+    archived_already = set(archived_names(archived))
+    for i in range(6):
+        other.psql(f"CREATE TABLE x{i} (i int); SELECT pg_switch_wal()")
+    foreign = next(
+        p
+        for p in sorted(spool.glob("0*"), reverse=True)
+        if len(p.name) == 24 and p.name not in archived_already
+    )
+    result = archived.pitr("wal-push", str(foreign), check=False)
+    assert result.returncode == 4, result.stderr
+    assert "system" in result.stderr
+    assert foreign.name not in archived_names(archived)
+
+
+def test_push_rules_for_history_files_and_bad_input(archived: Archived, shared_tmp: Path) -> None:
+    work = shared_tmp / "hist"
+    open_dir(work / "a")
+    open_dir(work / "b")
+    first = work / "a" / "00000009.history"
+    first.write_text("1\t0/3000000\tno recovery target specified\n")
+    second = work / "b" / "00000009.history"
+    second.write_text("1\t0/4000000\tsomething else\n")
+    open_dir(work)
+    assert archived.pitr("wal-push", str(first), check=False).returncode == 0
+    assert archived.pitr("wal-push", str(first), check=False).returncode == 0
+    refused = archived.pitr("wal-push", str(second), check=False)
+    assert refused.returncode == 4
+    out = work / "fetched.history"
+    assert fetch(archived, "00000009.history", out) == 0
+    assert out.read_text() == first.read_text()
+
+    not_wal = work / "a" / "notes.txt"
+    not_wal.write_text("hello")
+    bad = archived.pitr("wal-push", str(not_wal), check=False)
+    assert bad.returncode == 2 and "not a WAL file name" in bad.stderr
+    truncated = work / "a" / "0000000100000000000000F0"
+    truncated.write_bytes(b"\x10\xd1" + b"\x00" * 100)
+    assert archived.pitr("wal-push", str(truncated), check=False).returncode == 4
+
+
+def test_fetch_of_a_missing_file_exits_1_and_writes_nothing(
+    archived: Archived, shared_tmp: Path
+) -> None:
+    dest = shared_tmp / "RECOVERYXLOG"
+    assert fetch(archived, "0000000100000000000000FE", dest) == 1
+    assert fetch(archived, "00000005.history", dest) == 1
+    assert not dest.exists()
+
+
+def test_second_backup_after_a_small_change_stores_little(archived: Archived) -> None:
+    c = archived.cluster
+    c.psql(
+        "CREATE TABLE big AS SELECT i, md5(i::text) || md5((i * 7)::text) AS pad "
+        "FROM generate_series(1, 200000) AS i; VACUUM FREEZE big; CHECKPOINT"
+    )
+    archived.pitr("backup", "--source", "db")
+    # 1% of the rows, same size: the new versions do not fit in the full pages
+    # and go to the table's end. (Updates that shrink rows get scattered by the
+    # free space map over many pages; 1 MiB chunks cannot dedup those.)
+    c.psql("UPDATE big SET pad = upper(pad) WHERE i BETWEEN 100000 AND 101999; CHECKPOINT")
+    archived.pitr("backup", "--source", "db")
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        (first, first_size), (second, second_size) = db.execute(
+            "SELECT stored_bytes, size_bytes FROM backups ORDER BY finished_at"
+        ).fetchall()
+    assert second_size >= first_size  # the second backup is a full backup of the same data
+    assert second < first * 0.10, (first, second)
