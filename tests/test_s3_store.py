@@ -1,15 +1,11 @@
-"""The S3 backend against a real moto_server, and the retry and fault wrappers."""
+"""The S3 backend against a real moto_server (the shared s3_server and s3_bucket
+fixtures), and the retry and fault wrappers."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -21,66 +17,9 @@ from catalog.store.faulty import FaultyStore
 from catalog.store.memory import MemoryStore
 from catalog.store.retry import RetryingStore
 from catalog.store.s3 import S3Store
+from tests.servers import S3Bucket, S3Server, free_port
 
 MiB = 1024 * 1024
-MOTO_SERVER = os.path.join(os.path.dirname(sys.executable), "moto_server")
-
-# -- a private moto_server (same names and shape as the shared fixtures) -------------
-
-
-@dataclass
-class _Server:
-    endpoint_url: str
-
-
-@dataclass
-class _Bucket:
-    endpoint_url: str
-    bucket: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[_Server]:
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    env.update(AWS_DEFAULT_REGION="us-east-1")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        port = _free_port()
-        proc = subprocess.Popen(
-            [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("moto_server did not start") from None
-                    time.sleep(0.1)
-            yield _Server(f"http://127.0.0.1:{port}")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def s3_bucket(s3_server: _Server) -> _Bucket:
-    name = f"pitr-{uuid.uuid4().hex[:12]}"
-    client(s3_server.endpoint_url).create_bucket(Bucket=name)
-    return _Bucket(s3_server.endpoint_url, name)
-
 
 # -- helpers ------------------------------------------------------------------------
 
@@ -89,7 +28,7 @@ def client(endpoint_url: str) -> Any:
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url)
 
 
-def s3(bucket: Any, prefix: str = "repo", **kw: Any) -> S3Store:
+def s3(bucket: S3Bucket, prefix: str = "repo", **kw: Any) -> S3Store:
     return S3Store(bucket.bucket, prefix, endpoint_url=bucket.endpoint_url, **kw)
 
 
@@ -104,7 +43,7 @@ def data_for(i: int) -> bytes:
 # -- the S3 backend -------------------------------------------------------------------
 
 
-def test_open_store_gives_a_retrying_s3_store(s3_bucket: Any) -> None:
+def test_open_store_gives_a_retrying_s3_store(s3_bucket: S3Bucket) -> None:
     store = open_store(f"s3://{s3_bucket.bucket}/base/", endpoint_url=s3_bucket.endpoint_url)
     assert isinstance(store, RetryingStore)
     assert isinstance(store.inner, S3Store)
@@ -119,7 +58,7 @@ def test_open_store_gives_a_retrying_s3_store(s3_bucket: Any) -> None:
     store.close()
 
 
-def test_multipart_upload_of_a_large_object(s3_bucket: Any) -> None:
+def test_multipart_upload_of_a_large_object(s3_bucket: S3Bucket) -> None:
     store = s3(s3_bucket, multipart_threshold=5 * MiB, part_size=5 * MiB)
     data = os.urandom(MiB) * 12  # 12 MiB: three parts, the last one short
     assert store.put_if_absent("objects/big/one", data) is True
@@ -144,7 +83,7 @@ class _NoHeadCheck(S3Store):
 
 
 @pytest.mark.parametrize("size", [100, 6 * MiB], ids=["single", "multipart"])
-def test_conditional_write_refuses_an_existing_object(s3_bucket: Any, size: int) -> None:
+def test_conditional_write_refuses_an_existing_object(s3_bucket: S3Bucket, size: int) -> None:
     first = s3(s3_bucket, multipart_threshold=5 * MiB, part_size=5 * MiB)
     late = _NoHeadCheck(
         s3_bucket.bucket,
@@ -162,7 +101,7 @@ def test_conditional_write_refuses_an_existing_object(s3_bucket: Any, size: int)
     assert uploads.get("Uploads", []) == []
 
 
-def test_prefixes_isolate_repositories_in_one_bucket(s3_bucket: Any) -> None:
+def test_prefixes_isolate_repositories_in_one_bucket(s3_bucket: S3Bucket) -> None:
     a, ab, bare = s3(s3_bucket, "a"), s3(s3_bucket, "ab/"), s3(s3_bucket, "")
     assert a.put_if_absent("records/x", b"from a") is True
     assert ab.put_if_absent("records/x", b"from ab") is True
@@ -179,7 +118,7 @@ def test_prefixes_isolate_repositories_in_one_bucket(s3_bucket: Any) -> None:
     assert {i.key for i in bare.list()} == {"a/records/x", "a/records/y"}
 
 
-def test_ranged_get(s3_bucket: Any) -> None:
+def test_ranged_get(s3_bucket: S3Bucket) -> None:
     store = s3(s3_bucket)
     data = bytes(range(256)) * 4
     store.put_if_absent("objects/r/one", data)
@@ -195,7 +134,7 @@ def test_ranged_get(s3_bucket: Any) -> None:
         assert retrying.get_range("objects/r/one", start, 33) == data[start : start + 33]
 
 
-def test_missing_bucket_is_a_one_line_permanent_error(s3_server: Any) -> None:
+def test_missing_bucket_is_a_one_line_permanent_error(s3_server: S3Server) -> None:
     store = S3Store("no-such-bucket-here", "p", endpoint_url=s3_server.endpoint_url)
     for call in (
         lambda: store.get("records/k1"),
@@ -214,7 +153,7 @@ def test_missing_bucket_is_a_one_line_permanent_error(s3_server: Any) -> None:
 
 
 def test_unreachable_endpoint_is_transient_then_given_up() -> None:
-    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     store = S3Store("bucket", "p", endpoint_url=endpoint)
     with pytest.raises(TransientStorageError, match="records/k"):
         store.get("records/k")
@@ -241,7 +180,7 @@ def test_boto3_is_not_imported_for_the_store_package() -> None:
 # -- the retry and fault wrappers ------------------------------------------------------
 
 
-def test_retries_over_faults_archive_everything_with_no_false_success(s3_bucket: Any) -> None:
+def test_retries_over_faults_archive_everything_with_no_false_success(s3_bucket: S3Bucket) -> None:
     raw = s3(s3_bucket)
     faulty = FaultyStore(
         raw, fail_ratio=0.3, seed=7, operations={"put_if_absent"}, ambiguous_ratio=0.4
@@ -315,7 +254,7 @@ def test_transient_errors_give_up_with_a_permanent_error_and_growing_delays() ->
 
 
 @pytest.mark.parametrize("backend", ["s3", "memory"])
-def test_listing_survives_failures_without_duplicates(s3_bucket: Any, backend: str) -> None:
+def test_listing_survives_failures_without_duplicates(s3_bucket: S3Bucket, backend: str) -> None:
     inner = s3(s3_bucket) if backend == "s3" else MemoryStore()
     keys = {f"records/db/wal/{i:024X}" for i in range(150)}
     for key in keys:

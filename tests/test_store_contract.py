@@ -29,9 +29,15 @@ def _local(request: pytest.FixtureRequest) -> ObjectStore:
     return open_store((tmp_path / "store").as_uri())
 
 
+def _s3(request: pytest.FixtureRequest) -> ObjectStore:
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket.bucket}/repo", endpoint_url=bucket.endpoint_url)
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], ObjectStore]] = {
     "memory": _memory,
     "local": _local,
+    "s3": _s3,
 }
 
 
