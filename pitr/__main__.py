@@ -1,0 +1,3 @@
+from pitr.cli import main
+
+main()
