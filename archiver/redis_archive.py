@@ -1,0 +1,194 @@
+"""What the stream tailer writes: batches, gaps and its heartbeat.
+
+Each fact goes to the store as a record first and to the catalog second, so
+the catalog can be rebuilt from the store; rows are only added when absent,
+so writing the same fact twice (after a crash) changes nothing.
+
+  records/<source>/streams/<hex stream name>/<first id>   a batch of entries
+  records/<source>/gaps/<hex stream name>/<from id>        entries known lost
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from archiver.redis_codec import (
+    Entry,
+    StreamId,
+    caught_up_key,
+    encode_batch,
+    id_text,
+    parse_id,
+    stream_label,
+)
+from catalog.db.models import RepoMeta, StreamBatch, StreamGap
+from catalog.queries import ensure_source, record_objects
+from catalog.repository import Repository, record_key
+
+
+def batch_record_key(source: str, stream: bytes, first_id: str) -> str:
+    return record_key(source, "streams", f"{stream.hex()}/{first_id}")
+
+
+def gap_record_key(source: str, stream: bytes, from_id: str) -> str:
+    return record_key(source, "gaps", f"{stream.hex()}/{from_id}")
+
+
+def batch_row(source_id: int, fact: dict[str, Any]) -> StreamBatch:
+    """The catalog row of a stream batch record (also for catalog rebuild)."""
+    return StreamBatch(
+        source_id=source_id,
+        stream=fact["stream"],
+        first_id=fact["first_id"],
+        last_id=fact["last_id"],
+        first_ms=fact["first_ms"],
+        last_ms=fact["last_ms"],
+        count=fact["count"],
+        oid=fact["oid"],
+        archived_at=datetime.fromisoformat(fact["archived_at"]),
+    )
+
+
+def gap_row(source_id: int, fact: dict[str, Any]) -> StreamGap:
+    """The catalog row of a stream gap record (also for catalog rebuild)."""
+    return StreamGap(
+        source_id=source_id,
+        stream=fact["stream"],
+        from_id=fact["from_id"],
+        to_id=fact["to_id"],
+        detail=fact["detail"],
+        detected_at=datetime.fromisoformat(fact["detected_at"]),
+    )
+
+
+def stream_name(label: str) -> bytes:
+    """The stream name behind a catalog label (see stream_label)."""
+    if label.startswith("hex:"):
+        try:
+            raw = bytes.fromhex(label[4:])
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw
+        except ValueError:
+            pass
+    return label.encode("utf-8")
+
+
+class StreamArchive:
+    """The tailer's writes for one source."""
+
+    def __init__(self, repo: Repository, source: str) -> None:
+        self.repo = repo
+        self.source = source
+        self._source_id: int | None = None
+
+    def _src(self, session: Any) -> int:
+        if self._source_id is None:
+            self._source_id = ensure_source(session, self.source, "redis").id
+        return self._source_id
+
+    def positions(self) -> dict[bytes, StreamId]:
+        """Each stream's last archived ID: the end of its newest batch."""
+        with self.repo.catalog.session() as session:
+            src_id = self._src(session)
+            newest = (
+                select(StreamBatch.stream, func.max(StreamBatch.archived_at).label("at"))
+                .where(StreamBatch.source_id == src_id)
+                .group_by(StreamBatch.stream)
+                .subquery()
+            )
+            rows = session.execute(
+                select(StreamBatch.stream, StreamBatch.last_id)
+                .join(
+                    newest,
+                    (StreamBatch.stream == newest.c.stream)
+                    & (StreamBatch.archived_at == newest.c.at),
+                )
+                .where(StreamBatch.source_id == src_id)
+            ).all()
+        out: dict[bytes, StreamId] = {}
+        for label, last_id in rows:
+            name = stream_name(label)
+            out[name] = max(out.get(name, (0, 0)), parse_id(last_id))
+        return out
+
+    def ship(
+        self, name: bytes, entries: Sequence[Entry], entries_added: int | None
+    ) -> tuple[dict[str, Any], list[Entry]]:
+        """Archive entries as one batch; returns the batch's fact and the
+        entries it does not hold (when an earlier run stored a batch with the
+        same first ID and different bounds, that batch stands)."""
+        chunk = self.repo.put_chunk(encode_batch(name, entries))
+        first, last = id_text(entries[0][0]), id_text(entries[-1][0])
+        fact: dict[str, Any] = {
+            "type": "stream_batch",
+            "source": self.source,
+            "stream": stream_label(name),
+            "stream_hex": name.hex(),
+            "first_id": first,
+            "last_id": last,
+            "first_ms": parse_id(first)[0],
+            "last_ms": parse_id(last)[0],
+            "count": len(entries),
+            "oid": chunk.oid,
+            "size": chunk.size,
+            "entries_added": entries_added,
+            "archived_at": datetime.now(UTC).isoformat(),
+        }
+        existing = self.repo.put_record(batch_record_key(self.source, name, first), fact)
+        leftover: list[Entry] = []
+        if existing is not None:
+            fact = existing
+            end = parse_id(fact["last_id"])
+            leftover = [e for e in entries if parse_id(e[0]) > end]
+        with self.repo.catalog.session() as session:
+            src_id = self._src(session)
+            there = session.scalars(
+                select(StreamBatch.id).where(
+                    StreamBatch.source_id == src_id,
+                    StreamBatch.stream == fact["stream"],
+                    StreamBatch.first_id == fact["first_id"],
+                )
+            ).first()
+            if there is None:
+                session.add(batch_row(src_id, fact))
+            record_objects(session, [chunk])
+        return fact, leftover
+
+    def gap(self, name: bytes, from_id: str, to_id: str, detail: str) -> bool:
+        """Record entries known lost; False when this gap was already recorded."""
+        fact = {
+            "type": "stream_gap",
+            "source": self.source,
+            "stream": stream_label(name),
+            "stream_hex": name.hex(),
+            "from_id": from_id,
+            "to_id": to_id,
+            "detail": detail,
+            "detected_at": datetime.now(UTC).isoformat(),
+        }
+        existing = self.repo.put_record(gap_record_key(self.source, name, from_id), fact)
+        fact = existing or fact
+        with self.repo.catalog.session() as session:
+            src_id = self._src(session)
+            there = session.scalars(
+                select(StreamGap.id).where(
+                    StreamGap.source_id == src_id,
+                    StreamGap.stream == fact["stream"],
+                    StreamGap.from_id == fact["from_id"],
+                )
+            ).first()
+            if there is None:
+                session.add(gap_row(src_id, fact))
+        return existing is None
+
+    def heartbeat(self, caught_up_ms: int) -> None:
+        """Every entry up to this server instant is archived (for RPO and restore)."""
+        value = datetime.fromtimestamp(caught_up_ms / 1000, UTC).isoformat()
+        with self.repo.catalog.session() as session:
+            self._src(session)
+            session.merge(RepoMeta(key=caught_up_key(self.source), value=value))

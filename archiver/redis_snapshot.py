@@ -1,0 +1,353 @@
+"""Redis keyspace snapshots: SCAN the source's patterns, read keys in small
+transactions (TYPE, PTTL, DUMP and, for streams, XINFO STREAM), and cut the
+serialised keys into content-defined chunks.
+
+Keys are written in byte order (SCAN order changes with the server's hash
+seed), and a chunk closes after a key whose name hashes to a boundary, so an
+unchanged range of keys gives the same chunks, and so the same objects, the
+next time. Key names are sorted with an external merge sort and values are
+read a batch at a time: memory stays bounded whatever the keyspace size
+(except for one very large value, which DUMP returns whole).
+
+The snapshot time is the server's TIME when the SCAN starts. Keys change
+while the snapshot runs, so a key may be captured as it was a little after
+that instant; each stream's last ID is read in the same transaction as its
+DUMP, which is what stream replay relies on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import secrets
+import struct
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from sqlalchemy import select
+
+from archiver.errors import BackupFailed, SourceUnreachable
+from archiver.redis_codec import (
+    SNAPSHOT_MAGIC,
+    connect,
+    id_text,
+    key_record,
+    stream_label,
+    time_reply_ms,
+)
+from catalog.db.models import Backup, BackupObject
+from catalog.queries import ensure_source, record_objects
+from catalog.repository import Chunk, Repository, record_key
+
+BATCH_KEYS = 256
+MIN_CHUNK = 512 << 10
+MAX_CHUNK = 8 << 20
+BOUNDARY_DIVISOR = 64
+SORT_RUN = 100_000  # key names held in memory before spilling a sorted run
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    id: str
+    keys: int
+    streams: int
+    size_bytes: int
+    stored_bytes: int
+    chunks: int
+    started_at: datetime
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KeyData:
+    key: bytes
+    type: bytes
+    expire_at_ms: int | None
+    payload: bytes
+    stream: dict[str, Any] | None  # last_id, entries_added, max_deleted_id
+
+
+def snapshot_record_key(source: str, snapshot_id: str) -> str:
+    return record_key(source, "snapshots", snapshot_id)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def take_snapshot(
+    repo: Repository,
+    source: str,
+    url: str,
+    key_patterns: Iterable[str],
+    stream_patterns: Iterable[str] = (),
+    *,
+    batch_keys: int = BATCH_KEYS,
+    min_chunk: int = MIN_CHUNK,
+    max_chunk: int = MAX_CHUNK,
+    divisor: int = BOUNDARY_DIVISOR,
+    sort_run: int = SORT_RUN,
+) -> SnapshotResult:
+    """Snapshot the keys matching key_patterns and the streams matching
+    stream_patterns (the tailed streams are part of the source)."""
+    import redis
+
+    t0 = time.monotonic()
+    patterns = sorted(set(key_patterns) | set(stream_patterns))
+    what = f"snapshot {source}"
+    client = connect(url, what)
+    try:
+        version = str(client.info("server").get("redis_version", "unknown"))
+        start_ms = time_reply_ms(client.time())
+        known = _objects_of_latest_snapshot(repo, source)
+        chunker = _Chunker(repo, known, min_chunk, max_chunk, divisor)
+        types: Counter[str] = Counter()
+        streams: dict[str, dict[str, Any]] = {}
+        keys = expiring = 0
+        for batch in _batches(sorted_keys(client, patterns, sort_run), batch_keys):
+            for item in fetch_keys(client, batch):
+                chunker.add(
+                    item.key, key_record(item.key, item.type, item.expire_at_ms, item.payload)
+                )
+                keys += 1
+                types[item.type.decode()] += 1
+                expiring += item.expire_at_ms is not None
+                if item.stream is not None:
+                    streams[stream_label(item.key)] = item.stream
+        chunker.cut()
+        end_ms = time_reply_ms(client.time())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+        raise SourceUnreachable(f"{what}: lost the connection to redis: {e}") from e
+    except redis.exceptions.RedisError as e:
+        raise BackupFailed(f"{what}: redis refused a read: {e}") from e
+    finally:
+        client.close()
+
+    started, finished = ms_to_datetime(start_ms), ms_to_datetime(end_ms)
+    snapshot_id = f"{started:%Y%m%dT%H%M%S}Z-{secrets.token_hex(2)}"
+    chunks = chunker.chunks
+    size = sum(c.size for c in chunks)
+    manifest = {
+        "format": 1,
+        "kind": "redis_snapshot",
+        "id": snapshot_id,
+        "source": source,
+        "redis_version": version,
+        "started_ms": start_ms,
+        "finished_ms": end_ms,
+        "patterns": patterns,
+        "keys": keys,
+        "expiring": expiring,
+        "types": dict(sorted(types.items())),
+        "size_bytes": size,
+        "chunks": [c.oid for c in chunks],
+        "streams": streams,
+    }
+    manifest_chunk = repo.put_chunk(json.dumps(manifest, separators=(",", ":")).encode())
+    stored = sum(c.stored_size for c in chunks) + manifest_chunk.stored_size
+    fact = {
+        "type": "backup",
+        "kind": "redis_snapshot",
+        "id": snapshot_id,
+        "source": source,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "size_bytes": size,
+        "stored_bytes": stored,
+        "manifest_oid": manifest_chunk.oid,
+        "details": {
+            "keys": keys,
+            "chunks": len(chunks),
+            "redis_version": version,
+            "started_ms": start_ms,
+            # stream label -> last ID contained in the snapshot (replay starts after it)
+            "streams": {label: s["last_id"] for label, s in streams.items()},
+        },
+    }
+    # The record first: the catalog row is only a projection of it.
+    repo.put_record(snapshot_record_key(source, snapshot_id), fact)
+    from archiver.pgbackup import backup_row
+
+    with repo.catalog.session() as s:
+        src = ensure_source(s, source, "redis")
+        s.add(backup_row(src.id, fact))
+        s.flush()
+        record_objects(s, [*chunks, manifest_chunk])
+        for oid in {c.oid for c in chunks} | {manifest_chunk.oid}:
+            s.add(BackupObject(backup_id=snapshot_id, oid=oid))
+    return SnapshotResult(
+        snapshot_id,
+        keys,
+        len(streams),
+        size,
+        stored,
+        len(chunks),
+        started,
+        time.monotonic() - t0,
+    )
+
+
+# -- reading keys --------------------------------------------------------------
+
+
+def sorted_keys(client: Any, patterns: Iterable[str], run_size: int = SORT_RUN) -> Iterator[bytes]:
+    """Every key matching any pattern, once each, in byte order.
+
+    Names beyond run_size are sorted in runs spilled to temporary files and
+    merged, so memory does not grow with the keyspace."""
+    with contextlib.ExitStack() as files:
+        runs: list[IO[bytes]] = []
+        pending: set[bytes] = set()
+        for pattern in patterns:
+            for key in client.scan_iter(match=pattern, count=1000):
+                pending.add(key)
+                if len(pending) >= run_size:
+                    runs.append(_spill(files, sorted(pending)))
+                    pending = set()
+        if not runs:
+            yield from sorted(pending)
+            return
+        runs.append(_spill(files, sorted(pending)))
+        last = None
+        for key in heapq.merge(*(_read_run(f) for f in runs)):
+            if key != last:
+                yield key
+                last = key
+
+
+_LEN = struct.Struct(">I")
+
+
+def _spill(files: contextlib.ExitStack, keys: list[bytes]) -> IO[bytes]:
+    f = files.enter_context(tempfile.TemporaryFile(prefix="pitr-keys-"))  # noqa: SIM115
+    for key in keys:
+        f.write(_LEN.pack(len(key)) + key)
+    f.seek(0)
+    return f
+
+
+def _read_run(f: IO[bytes]) -> Iterator[bytes]:
+    while head := f.read(4):
+        yield f.read(_LEN.unpack(head)[0])
+
+
+def _batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def fetch_keys(client: Any, keys: list[bytes], attempts: int = 5) -> Iterator[KeyData]:
+    """TYPE, PTTL and DUMP of each key, in one transaction so that a stream's
+    XINFO describes exactly what its DUMP holds. Keys gone by then are left out."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    pending = list(zip(keys, pipe.execute(), strict=True))
+    for _ in range(attempts):
+        tx = client.pipeline(transaction=True)
+        tx.time()
+        for key, type_ in pending:
+            tx.type(key)
+            tx.pttl(key)
+            tx.dump(key)
+            if type_ == b"stream":
+                tx.xinfo_stream(key)
+        replies = tx.execute(raise_on_error=False)
+        now_ms = time_reply_ms(replies[0])
+        i = 1
+        retry = []
+        for key, guessed in pending:
+            type_, pttl, payload = replies[i : i + 3]
+            i += 3
+            info = None
+            if guessed == b"stream":
+                info = replies[i]
+                i += 1
+            if isinstance(type_, Exception) or isinstance(payload, Exception):
+                raise BackupFailed(f"read key {key!r}: {type_ if payload is None else payload}")
+            if payload is None or type_ == b"none":
+                continue  # deleted or expired since SCAN saw it
+            if type_ == b"stream" and not isinstance(info, dict):
+                retry.append((key, type_))  # it became a stream in between: read again
+                continue
+            expire_at = now_ms + int(pttl) if int(pttl) >= 0 else None
+            yield KeyData(key, type_, expire_at, payload, _stream_facts(info) if info else None)
+        if not retry:
+            return
+        pending = retry
+    raise BackupFailed(f"read keys {[k for k, _ in pending]!r}: their type keeps changing")
+
+
+def _stream_facts(info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "last_id": id_text(info["last-generated-id"]),
+        "entries_added": info.get("entries-added"),
+        "max_deleted_id": id_text(info["max-deleted-entry-id"])
+        if info.get("max-deleted-entry-id") is not None
+        else None,
+    }
+
+
+# -- chunks ----------------------------------------------------------------------
+
+
+class _Chunker:
+    """Collects key records and stores them as content-defined chunks."""
+
+    def __init__(
+        self, repo: Repository, known: set[str], min_size: int, max_size: int, divisor: int
+    ) -> None:
+        self.repo = repo
+        self.divisor = divisor
+        self.known = known
+        self.min_size = min_size
+        self.max_size = max_size
+        self.chunks: list[Chunk] = []
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, key: bytes, record: bytes) -> None:
+        self._parts.append(record)
+        self._size += len(record)
+        # The boundary depends on the key's name only, so a changed value
+        # moves no boundary; the size cap bounds memory.
+        if self._size >= self.max_size or (
+            self._size >= self.min_size and zlib.crc32(key) % self.divisor == 0
+        ):
+            self.cut()
+
+    def cut(self) -> None:
+        if not self._parts:
+            return
+        data = SNAPSHOT_MAGIC + b"".join(self._parts)
+        self._parts, self._size = [], 0
+        oid = self.repo.codec.object_id(data)
+        self.chunks.append(self.repo.put_chunk(data, known=oid in self.known))
+
+
+def _objects_of_latest_snapshot(repo: Repository, source: str) -> set[str]:
+    """Objects of the newest snapshot: known to be stored, not written again."""
+    with repo.catalog.session() as s:
+        src = ensure_source(s, source, "redis")
+        latest = s.scalars(
+            select(Backup.id)
+            .where(Backup.source_id == src.id, Backup.kind == "redis_snapshot")
+            .order_by(Backup.started_at.desc())
+            .limit(1)
+        ).first()
+        if latest is None:
+            return set()
+        return set(s.scalars(select(BackupObject.oid).where(BackupObject.backup_id == latest)))

@@ -1,0 +1,338 @@
+"""The Redis stream tailer: follows every stream matching the source's
+patterns and ships their entries, in batches, into the repository.
+
+Each round reads, in one MULTI transaction, the server's TIME, XINFO STREAM
+of every followed stream and a non-blocking XREAD from the last read IDs;
+when nothing came, a blocking XREAD waits for the next entry. Reading the
+stream's state and its entries atomically is what makes gaps detectable:
+entries deleted (trimmed) after our position before we read them show as a
+max-deleted-entry-id beyond it; a stream that vanished and came back, or
+whose last ID or entries-added counter went backwards, was recreated.
+
+A batch closes by count or age and becomes one object, then a record
+(records/<source>/streams/<hex name>/<first id>), then a StreamBatch row. The
+position to resume from is the newest batch in the catalog, so a restart
+loses nothing and ships nothing twice; a record found already stored under
+the same first ID (a crash between record and row) is adopted as it is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.errors import SourceUnreachable
+from archiver.redis_archive import StreamArchive
+from archiver.redis_codec import (
+    Entry,
+    StreamId,
+    connect,
+    format_id,
+    id_text,
+    parse_id,
+    stream_label,
+    time_reply_ms,
+)
+from catalog.repository import Repository
+
+BATCH_COUNT = 1000
+BATCH_SECONDS = 1.0
+BLOCK_MS = 500
+DISCOVER_SECONDS = 2.0
+HEARTBEAT_SECONDS = 1.0
+GAP_TRIMMED = "trimmed"
+GAP_RECREATED = "recreated"
+
+
+@dataclass
+class TailStats:
+    batches: int = 0
+    entries: int = 0
+    gaps: int = 0
+    streams: int = 0
+
+
+@dataclass
+class _Stream:
+    name: bytes
+    shipped: StreamId = (0, 0)  # last ID durably archived
+    read: StreamId = (0, 0)  # last ID read (buffered or shipped)
+    history: bool = False  # something of it was read or shipped: a jump is a gap
+    missing: bool = False
+    wrong_type: bool = False  # the name now holds another type: not read
+    entries_added: int | None = None
+    deleted_seen: StreamId = (0, 0)  # max-deleted-entry-id already reported
+    buffer: list[Entry] = field(default_factory=list)
+    opened: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return stream_label(self.name)
+
+
+class StreamTailer:
+    """Run with run(stop_event) in a thread or the foreground until stop is set."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        source: str,
+        url: str,
+        patterns: Iterable[str],
+        *,
+        batch_count: int = BATCH_COUNT,
+        batch_seconds: float = BATCH_SECONDS,
+        block_ms: int = BLOCK_MS,
+        discover_seconds: float = DISCOVER_SECONDS,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.source = source
+        self.url = url
+        self.patterns = list(patterns)
+        self.batch_count = batch_count
+        self.batch_seconds = batch_seconds
+        self.block_ms = block_ms
+        self.discover_seconds = discover_seconds
+        self.log = log or (lambda _msg: None)
+        self.stats = TailStats()
+        self.streams: dict[bytes, _Stream] = {}
+        self.client: Any = None
+        self.archive = StreamArchive(repo, source)
+        self._next_discover = 0.0
+        self._discovered_ms: int | None = None
+        self._drained_ms: int | None = None
+        self._beat_written: int | None = None
+        self._beat_at = 0.0
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> TailStats:
+        import redis
+
+        self._load_positions()
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                self.client = connect(
+                    self.url, f"tail {self.source}", socket_timeout=self.block_ms / 1000 + 10
+                )
+                # Raw XREAD replies keep repeated field names and their order.
+                self.client.set_response_callback("XREAD", lambda r, **_: r)
+                self._next_discover = 0.0
+                backoff = 0.2
+                self._loop(stop)
+            except (
+                SourceUnreachable,
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+            ) as e:
+                self._flush(force=True)  # what was read is still good
+                self.log(f"tail {self.source}: redis unreachable ({e}); retrying in {backoff:g}s")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if self.client is not None:
+                    self.client.close()
+                    self.client = None
+        self._flush(force=True)
+        self._heartbeat(force=True)
+        self.stats.streams = len(self.streams)
+        return self.stats
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if time.monotonic() >= self._next_discover:
+                self._discover()
+                self._next_discover = time.monotonic() + self.discover_seconds
+            got = self._read_round()
+            self._flush()
+            self._heartbeat()
+            if not got and not stop.is_set():
+                self._wait(stop)
+
+    def _discover(self) -> None:
+        start_ms = time_reply_ms(self.client.time())
+        for pattern in self.patterns:
+            for key in self.client.scan_iter(match=pattern, count=1000, _type="stream"):
+                if key not in self.streams:
+                    self.streams[key] = _Stream(key)
+                    self.log(f"tail {self.source}: following {stream_label(key)}")
+        self._discovered_ms = start_ms
+
+    def _read_round(self) -> int:
+        """One atomic look at every stream; returns how many entries came."""
+        streams = list(self.streams.values())
+        readable = [s for s in streams if not s.wrong_type]
+        tx = self.client.pipeline(transaction=True)
+        tx.time()
+        for s in streams:
+            tx.xinfo_stream(s.name)
+        if readable:
+            ids = [format_id(s.read) for s in readable]
+            tx.execute_command(
+                "XREAD", "COUNT", self.batch_count, "STREAMS", *[s.name for s in readable], *ids
+            )
+        replies = tx.execute(raise_on_error=False)
+        now_ms = time_reply_ms(replies[0])
+        got: dict[bytes, list[Any]] = {}
+        drained = True
+        if readable:
+            if not isinstance(replies[-1], Exception):
+                got = dict(_pairs(replies[-1]))
+            elif "wrongtype" in str(replies[-1]).lower():
+                drained = False  # a name changed type: XINFO below tells which
+            else:
+                raise replies[-1]
+        total = 0
+        for s, info in zip(streams, replies[1 : 1 + len(streams)], strict=True):
+            entries = got.get(s.name, [])
+            if isinstance(info, Exception):
+                text = str(info).lower()
+                if "no such key" not in text and "wrongtype" not in text:
+                    raise info
+                s.missing = True
+                s.wrong_type = "wrongtype" in text
+                continue
+            s.wrong_type = False
+            if not self._check(s, info, entries):
+                drained = False  # its position was reset: read it again next round
+                continue
+            for raw_id, fields in entries:
+                s.buffer.append((raw_id, list(fields)))
+                s.read = parse_id(raw_id)
+                s.history = True
+            if s.buffer and not s.opened:
+                s.opened = time.monotonic()
+            if len(entries) >= self.batch_count:
+                drained = False
+            total += len(entries)
+        if drained:
+            self._drained_ms = now_ms - 1
+        return total
+
+    def _check(self, s: _Stream, info: dict[str, Any], entries: Sequence[Any]) -> bool:
+        """Record a gap when entries were lost; False when the stream restarts."""
+        last = parse_id(info["last-generated-id"])
+        added = info.get("entries-added")
+        first = info.get("first-entry")
+        first_id = id_text(first[0]) if first else format_id(last)
+        recreated = s.missing or last < s.read
+        if s.entries_added is not None and added is not None and added < s.entries_added:
+            recreated = True
+        s.missing = False
+        if recreated and s.history:
+            self._flush_stream(s)
+            self._gap(
+                s,
+                format_id(s.read),
+                first_id,
+                f"{GAP_RECREATED}: stream {s.label} was deleted and created again; "
+                f"entries after {format_id(s.read)} not yet shipped were lost",
+            )
+            s.read = s.shipped = s.deleted_seen = (0, 0)
+            s.entries_added = None
+            return False
+        s.entries_added = added
+        deleted = info.get("max-deleted-entry-id")
+        if deleted is not None:
+            gone = parse_id(deleted)
+            if gone > s.read and gone > s.deleted_seen:
+                if s.history:
+                    self._flush_stream(s)
+                    to = id_text(entries[0][0]) if entries else first_id
+                    self._gap(
+                        s,
+                        format_id(s.read),
+                        to,
+                        f"{GAP_TRIMMED}: entries of {s.label} after {format_id(s.read)} "
+                        f"(up to {format_id(gone)}) were deleted before they were shipped",
+                    )
+                s.deleted_seen = gone
+        return True
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Block until an entry arrives, a batch is due or it is time to look again."""
+        timeout = self.block_ms / 1000
+        now = time.monotonic()
+        for s in self.streams.values():
+            if s.buffer:
+                timeout = min(timeout, s.opened + self.batch_seconds - now)
+        timeout = min(timeout, self._next_discover - now)
+        block = max(1, int(timeout * 1000))
+        names = [s for s in self.streams.values() if not s.wrong_type]
+        if not names:
+            stop.wait(block / 1000)
+            return
+        self.client.execute_command(
+            "XREAD",
+            "BLOCK",
+            block,
+            "COUNT",
+            1,
+            "STREAMS",
+            *[s.name for s in names],
+            *[format_id(s.read) for s in names],
+        )
+
+    # -- shipping ------------------------------------------------------------------
+
+    def _flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for s in self.streams.values():
+            if s.buffer and (
+                force or len(s.buffer) >= self.batch_count or now - s.opened >= self.batch_seconds
+            ):
+                self._flush_stream(s)
+
+    def _flush_stream(self, s: _Stream) -> None:
+        while s.buffer:
+            fact, leftover = self.archive.ship(s.name, s.buffer, s.entries_added)
+            s.shipped = parse_id(fact["last_id"])
+            s.read = max(s.read, s.shipped)
+            s.buffer = leftover
+            s.opened = time.monotonic() if leftover else 0.0
+            self.stats.batches += 1
+            self.stats.entries += fact["count"]
+
+    def _gap(self, s: _Stream, from_id: str, to_id: str, detail: str) -> None:
+        if self.archive.gap(s.name, from_id, to_id, detail):
+            self.stats.gaps += 1
+            self.log(f"tail {self.source}: gap in {s.label}: {detail}")
+
+    def _heartbeat(self, force: bool = False) -> None:
+        """Remember up to which instant every entry is archived (for RPO)."""
+        if self._drained_ms is None or self._discovered_ms is None:
+            return
+        caught = min(self._drained_ms, self._discovered_ms)
+        for s in self.streams.values():
+            if s.buffer:
+                caught = min(caught, parse_id(s.buffer[0][0])[0] - 1)
+        if self._beat_written is not None and caught <= self._beat_written:
+            return
+        if not force and time.monotonic() - self._beat_at < HEARTBEAT_SECONDS:
+            return
+        self.archive.heartbeat(caught)
+        self._beat_written = caught
+        self._beat_at = time.monotonic()
+
+    # -- state -----------------------------------------------------------------------
+
+    def _load_positions(self) -> None:
+        """Resume each stream after its newest archived batch."""
+        for name, pos in self.archive.positions().items():
+            s = self.streams.setdefault(name, _Stream(name))
+            s.shipped = s.read = max(s.shipped, pos)
+            s.history = True
+
+
+def _pairs(reply: Any) -> Iterable[tuple[bytes, list[Any]]]:
+    """XREAD's reply as (stream, entries) pairs, for RESP2 lists and RESP3 maps."""
+    if reply is None:
+        return []
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return [(name, entries) for name, entries in reply]

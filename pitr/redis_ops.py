@@ -1,0 +1,85 @@
+"""Wiring of the Redis side for the commands: snapshot (pitr backup), restore
+planning and execution (pitr restore). The commands call these; the work is
+in archiver.redis_snapshot, recovery.redis_plan and recovery.redis_restore."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from pitr.config import SourceConfig
+from pitr.context import AppContext
+
+if TYPE_CHECKING:
+    from recovery.redis_plan import RedisRestorePlan
+
+
+def patterns(src: SourceConfig) -> list[str]:
+    """What a source covers: its key patterns and its stream patterns."""
+    return sorted(set(src.keys) | set(src.streams))
+
+
+def backup(app: AppContext, src: SourceConfig) -> None:
+    """Take a keyspace snapshot and print a one-line summary."""
+    from archiver.redis_snapshot import take_snapshot
+    from pitr.timeparse import format_utc
+    from pitr.units import human_bytes
+
+    r = take_snapshot(app.repo(), src.name, src.url, src.keys, src.streams)
+    click.echo(
+        f"snapshot {r.id} of {src.name}: {r.keys} keys ({r.streams} streams), "
+        f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the store, "
+        f"taken {format_utc(r.started_at)}, {r.seconds:.1f}s"
+    )
+
+
+def plan_restore(app: AppContext, src: SourceConfig, target: datetime) -> RedisRestorePlan:
+    """The restore plan of a redis source at target; PlanError (exit 3) with
+    the recoverable window when the target cannot be reached."""
+    from catalog.queries import get_source
+    from recovery.redis_plan import choose_snapshot, load_plan
+
+    repo = app.repo()
+    with repo.catalog.session() as s:
+        source = get_source(s, src.name)
+        if source is None:
+            choose_snapshot(src.name, target, [], None)  # raises: no snapshot yet
+            raise AssertionError("unreachable")
+        return load_plan(s, src.name, source.id, target)
+
+
+def execute_restore(
+    app: AppContext,
+    plan: RedisRestorePlan,
+    redis_url: str | None,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    """Carry out a plan into redis_url (None: the source's own url)."""
+    from recovery.redis_format import connect, safe_url
+    from recovery.redis_restore import check_target, restore_redis
+
+    src = app.source(plan.source, "redis")
+    url = redis_url or src.url
+    covered = patterns(src)
+    if dry_run:
+        client = connect(url, f"restore {src.name}")
+        try:
+            found = check_target(client, src.name, url, covered, force)
+        finally:
+            client.close()
+        replace = f", replacing its {found} matching keys" if found else ""
+        click.echo(f"{src.name}: dry run: would restore into {safe_url(url)}{replace}")
+        return
+    r = restore_redis(app.repo(), plan, url, covered, force=force)
+    parts = [f"{src.name}: restored {r.keys} keys into {safe_url(url)}"]
+    if r.expired:
+        parts.append(f"left out {r.expired} keys already expired at the target")
+    parts.append(f"replayed {r.entries} stream entries into {r.streams} streams")
+    if r.cut:
+        parts.append(f"removed {r.cut} snapshot entries newer than the target")
+    if r.replaced:
+        parts.append(f"replaced {r.replaced} existing keys")
+    click.echo(", ".join(parts) + f" ({r.seconds:.1f}s)")
