@@ -14,12 +14,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from catalog.codec import Codec
-from catalog.db.engine import Catalog
 from catalog.errors import FormatError, IntegrityError, ObjectNotFound
 from catalog.store import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from catalog.db.engine import Catalog
 
 FORMAT_VERSION = 1
 REPO_CONFIG_KEY = "pitr-repository.json"
@@ -42,10 +44,25 @@ def record_key(source: str, kind: str, name: str) -> str:
 
 
 class Repository:
-    def __init__(self, store: ObjectStore, catalog: Catalog, codec: Codec) -> None:
+    """The catalog may be given as a URL: it is then opened on first use, so
+    that paths which only read the store (a spooled WAL fetch) never import
+    SQLAlchemy."""
+
+    def __init__(self, store: ObjectStore, catalog: Catalog | str, codec: Codec) -> None:
         self.store = store
-        self.catalog = catalog
         self.codec = codec
+        self._catalog = None if isinstance(catalog, str) else catalog
+        self._catalog_url = catalog if isinstance(catalog, str) else catalog.url
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            from catalog.db.engine import Catalog
+
+            catalog = Catalog(self._catalog_url)
+            catalog.check_schema()
+            self._catalog = catalog
+        return self._catalog
 
     # -- opening -----------------------------------------------------------
 
@@ -58,8 +75,10 @@ class Repository:
         endpoint_url: str | None = None,
         compression_level: int = 3,
         key: bytes | None = None,
+        lazy_catalog: bool = False,
     ) -> Repository:
-        """Open an existing repository; FormatError if there is none or it is newer."""
+        """Open an existing repository; FormatError if there is none or it is newer.
+        With lazy_catalog, the catalog is opened (and its schema checked) on first use."""
         store = open_store(url, endpoint_url=endpoint_url)
         try:
             meta = json.loads(store.get(REPO_CONFIG_KEY))
@@ -75,9 +94,10 @@ class Repository:
                 f"{url}: repository format version {version} is not supported by this pitr "
                 f"(it reads version {FORMAT_VERSION})"
             )
-        catalog = Catalog(catalog_url)
-        catalog.check_schema()
-        return cls(store, catalog, Codec(compression_level, key))
+        repo = cls(store, catalog_url, Codec(compression_level, key))
+        if not lazy_catalog:
+            repo.catalog  # noqa: B018 - opens it and checks the schema now
+        return repo
 
     @classmethod
     def init(
@@ -98,6 +118,8 @@ class Repository:
             **(extra_meta or {}),
         }
         created = store.put_if_absent(REPO_CONFIG_KEY, json.dumps(meta, indent=2).encode())
+        from catalog.db.engine import Catalog
+
         Catalog(catalog_url).upgrade()
         return cls.open(
             url,
@@ -111,7 +133,8 @@ class Repository:
         return dict(json.loads(self.store.get(REPO_CONFIG_KEY)))
 
     def close(self) -> None:
-        self.catalog.close()
+        if self._catalog is not None:
+            self._catalog.close()
         self.store.close()
 
     # -- content-addressed chunks --------------------------------------------
