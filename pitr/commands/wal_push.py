@@ -1,6 +1,13 @@
-"""pitr wal-push: the archive_command shim."""
+"""pitr wal-push: the archive_command shim.
+
+With a daemon running, the segment is usually archived already and the
+daemon only confirms it; without one, this process pushes it itself.
+"""
 
 from __future__ import annotations
+
+import os
+import sys
 
 import click
 
@@ -13,7 +20,17 @@ from pitr.context import AppContext
 @click.pass_obj
 def command(app: AppContext, source_name: str | None, path: str) -> None:
     """archive_command: archive one WAL file (%p). Exits 0 only once it is durable."""
-    from archiver.walpush import push_wal
+    from pitr.daemon_client import ask, socket_path
 
     src = app.source(source_name, "postgres")
+    request = {"op": "push", "source": src.name, "path": os.path.abspath(path)}
+    answer = ask(socket_path(app.config.repository.url), request)
+    if answer is not None:
+        if answer.get("ok"):
+            return
+        click.echo(f"pitr: {answer.get('error', 'the daemon refused')}", err=True)
+        sys.exit(int(answer.get("exit_code", 5)))
+
+    from archiver.walpush import push_wal
+
     push_wal(app.repo(), src.name, path)

@@ -1,0 +1,134 @@
+"""WAL look-ahead: push segments as soon as PostgreSQL marks them ready,
+in parallel, so that archive_command finds them already durable.
+
+PostgreSQL creates pg_wal/archive_status/<name>.ready once a file is
+complete and never changes the file while it waits; a watchdog observer
+reports those files, and a periodic scan catches anything it missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from archiver.walpush import PushResult, push_wal
+from catalog.repository import Repository
+
+SCAN_INTERVAL = 1.0
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class WalPusher:
+    def __init__(self, repo: Repository, source: str, pgdata: str, workers: int = 2) -> None:
+        self.repo = repo
+        self.source = source
+        self.wal_dir = Path(pgdata) / "pg_wal"
+        self.status_dir = self.wal_dir / "archive_status"
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"pitr-push-{source}")
+        self.lock = threading.Lock()
+        self.pending: dict[str, Future[PushResult]] = {}
+        # name -> identity of the file we pushed: a request for the same file
+        # is answered without reading it again.
+        self.pushed: dict[str, tuple[int, int, int, int]] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._observer: Any = None
+        self._scanner: threading.Thread | None = None
+
+    # -- look-ahead ------------------------------------------------------------
+
+    def start(self) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        pusher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_created(self, event: Any) -> None:
+                pusher._ready(os.fsdecode(event.src_path))
+
+            def on_moved(self, event: Any) -> None:
+                pusher._ready(os.fsdecode(event.dest_path))
+
+        self.status_dir.mkdir(parents=True, exist_ok=True)
+        self._observer = Observer()
+        self._observer.schedule(Handler(), str(self.status_dir), recursive=False)
+        self._observer.start()
+        self._scanner = threading.Thread(target=self._scan_loop, daemon=True, name="pitr-scan")
+        self._scanner.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(10)
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+    def _ready(self, path: str) -> None:
+        if path.endswith(".ready"):
+            self._schedule(os.path.basename(path)[: -len(".ready")])
+
+    def _scan_loop(self) -> None:
+        while not self._stop.wait(SCAN_INTERVAL):
+            self.scan()
+
+    def scan(self) -> None:
+        try:
+            names = os.listdir(self.status_dir)
+            ready = {n[: -len(".ready")] for n in names if n.endswith(".ready")}
+        except FileNotFoundError:
+            return
+        for name in ready:
+            self._schedule(name)
+        with self.lock:  # forget what PostgreSQL has marked done
+            for name in [n for n, f in self.pending.items() if n not in ready and f.done()]:
+                del self.pending[name]
+                self.pushed.pop(name, None)
+
+    def _schedule(self, name: str) -> Future[PushResult] | None:
+        with self.lock:
+            future = self.pending.get(name)
+            if future is not None and not (future.done() and future.exception()):
+                return future
+            if self._stop.is_set():
+                return None
+            future = self.pool.submit(self._push, self.wal_dir / name)
+            self.pending[name] = future
+            return future
+
+    def _push(self, path: Path) -> PushResult:
+        identity = _identity(path)
+        try:
+            result = push_wal(self.repo, self.source, path)
+        except Exception:
+            self.errors += 1
+            raise
+        with self.lock:
+            self.pushed[path.name] = identity
+        return result
+
+    # -- archive_command requests ------------------------------------------------
+
+    def archive(self, path: str) -> None:
+        """Return once the file at path is durably archived (raise otherwise)."""
+        p = Path(path)
+        with self.lock:
+            future = self.pending.get(p.name)
+        if future is not None:
+            with contextlib.suppress(Exception):  # pushed again below, its error reported then
+                future.result()
+        with self.lock:
+            known = self.pushed.get(p.name)
+        if known is not None and known == _identity(p):
+            return
+        push_wal(self.repo, self.source, p)
+        with self.lock:
+            self.pushed[p.name] = _identity(p)

@@ -1,0 +1,97 @@
+"""pitr daemon: WAL pushed ahead of archive_command, answers over its
+socket, and what it acknowledged survives its SIGKILL."""
+
+from __future__ import annotations
+
+import pwd
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pitr.daemon_client import ask, socket_path
+from tests.pgsupport import Archived, open_dir, start_archiving
+from tests.servers import PITR_BIN, PostgresCluster, clean_env, wait_until
+
+
+@pytest.fixture
+def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
+    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+
+
+@pytest.fixture
+def daemon(archived: Archived) -> Iterator[subprocess.Popen[bytes]]:
+    """`pitr daemon` as the postgres user (its own process, so SIGKILL reaches it)."""
+    pw = pwd.getpwnam("postgres")
+    log = open(archived.base / "daemon.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(PITR_BIN), "--config", str(archived.config), "daemon"],
+        user=pw.pw_uid,
+        group=pw.pw_gid,
+        extra_groups=[],
+        env=clean_env({"HOME": pw.pw_dir}),
+        stdout=log,
+        stderr=log,
+    )
+    sock = socket_path(archived.repo.absolute().as_uri())
+    wait_until(
+        lambda: ask(sock, {"op": "ping"}, timeout=2) is not None,
+        30,
+        "the daemon's socket",
+        detail=lambda: (archived.base / "daemon.log").read_text(),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        log.close()
+
+
+def catalog_has(archived: Archived, name: str) -> bool:
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        return db.execute("SELECT 1 FROM wal_files WHERE name = ?", (name,)).fetchone() is not None
+
+
+def test_the_daemon_pushes_ahead_of_archive_command(archived: Archived, daemon) -> None:
+    c = archived.cluster
+    c.set_archive_command("/bin/false")  # PostgreSQL itself archives nothing now
+    c.psql("CREATE TABLE t AS SELECT generate_series(1, 5000) AS i")
+    name = c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
+    wait_until(lambda: catalog_has(archived, name), 60, f"the daemon to push {name}")
+    assert c.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < name
+
+    # archive_command through the daemon now finds it durable already.
+    from tests.servers import PITR_BIN as exe
+
+    c.set_archive_command(f"{exe} --config {archived.config} wal-push %p")
+    archived.switch_and_wait()
+    assert daemon.poll() is None
+    assert "failed" not in (archived.base / "daemon.log").read_text()
+
+
+def test_an_acknowledged_segment_survives_sigkill_of_the_daemon(archived: Archived, daemon) -> None:
+    c = archived.cluster
+    c.psql("CREATE TABLE t AS SELECT generate_series(1, 5000) AS i")
+    name = c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
+    wait_until(
+        lambda: c.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= name,
+        60,
+        f"PostgreSQL to archive {name}",
+    )
+    daemon.send_signal(signal.SIGKILL)  # right after the acknowledgement
+    daemon.wait(10)
+    assert catalog_has(archived, name)
+    out = open_dir(archived.base / "fetched") / name
+    archived.pitr("wal-fetch", "--source", "db", name, str(out))  # hash-checked
+    assert out.stat().st_size == 16 << 20
+
+
+def test_a_second_daemon_for_the_same_repository_is_refused(archived: Archived, daemon) -> None:
+    result = archived.pitr("daemon", check=False)
+    assert result.returncode == 2
+    assert "already serves this repository" in result.stderr
