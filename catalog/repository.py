@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from catalog.codec import Codec
 from catalog.errors import FormatError, IntegrityError, ObjectNotFound
+from catalog.keys import check_key
 from catalog.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -41,6 +42,34 @@ def object_key(oid: str) -> str:
 
 def record_key(source: str, kind: str, name: str) -> str:
     return f"records/{source}/{kind}/{name}"
+
+
+def read_meta(url: str, *, endpoint_url: str | None = None) -> dict[str, Any] | None:
+    """The repository file of the store at url, None if there is none yet:
+    what a caller needs to derive the key before opening the repository."""
+    store = open_store(url, endpoint_url=endpoint_url)
+    try:
+        return _read_meta(store, url)
+    finally:
+        store.close()
+
+
+def _read_meta(store: ObjectStore, url: str) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(store.get(REPO_CONFIG_KEY))
+    except ObjectNotFound:
+        return None
+    except ValueError as e:
+        raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not valid JSON") from e
+    if not isinstance(meta, dict):
+        raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FormatError(
+            f"{url}: repository format version {version} is not supported by this pitr "
+            f"(it reads version {FORMAT_VERSION})"
+        )
+    return meta
 
 
 class Repository:
@@ -80,20 +109,10 @@ class Repository:
         """Open an existing repository; FormatError if there is none or it is newer.
         With lazy_catalog, the catalog is opened (and its schema checked) on first use."""
         store = open_store(url, endpoint_url=endpoint_url)
-        try:
-            meta = json.loads(store.get(REPO_CONFIG_KEY))
-        except ObjectNotFound:
-            raise FormatError(f"{url}: is not a pitr repository (run pitr init)") from None
-        except ValueError as e:
-            raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not valid JSON") from e
-        if not isinstance(meta, dict):
-            raise FormatError(f"{url}: {REPO_CONFIG_KEY} is not a JSON object")
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise FormatError(
-                f"{url}: repository format version {version} is not supported by this pitr "
-                f"(it reads version {FORMAT_VERSION})"
-            )
+        meta = _read_meta(store, url)
+        if meta is None:
+            raise FormatError(f"{url}: is not a pitr repository (run pitr init)")
+        check_key(meta, key, url)
         repo = cls(store, catalog_url, Codec(compression_level, key))
         if not lazy_catalog:
             repo.catalog  # noqa: B018 - opens it and checks the schema now
@@ -109,15 +128,24 @@ class Repository:
         compression_level: int = 3,
         key: bytes | None = None,
         extra_meta: dict[str, Any] | None = None,
+        encryption: dict[str, Any] | None = None,
     ) -> tuple[Repository, bool]:
-        """Create the repository and catalog if needed; (repo, created)."""
+        """Create the repository and catalog if needed; (repo, created).
+
+        encryption (from catalog.keys.new_encryption) makes a new repository
+        encrypted, and key must be its key. An existing repository stays what
+        it is; the key must fit it, checked before the catalog is touched."""
         store = open_store(url, endpoint_url=endpoint_url)
         meta = {
             "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(),
             **(extra_meta or {}),
         }
+        if encryption is not None:
+            meta["encryption"] = encryption
         created = store.put_if_absent(REPO_CONFIG_KEY, json.dumps(meta, indent=2).encode())
+        stored = _read_meta(store, url)
+        check_key(meta if stored is None else stored, key, url)
         from catalog.db.engine import Catalog
 
         Catalog(catalog_url).upgrade()
@@ -128,6 +156,10 @@ class Repository:
             compression_level=compression_level,
             key=key,
         ), created
+
+    @property
+    def encrypted(self) -> bool:
+        return self.codec.encrypted
 
     def meta(self) -> dict[str, Any]:
         return dict(json.loads(self.store.get(REPO_CONFIG_KEY)))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pitr.config import Config, SourceConfig, load_config
+from pitr.config import Config, ConfigError, SourceConfig, load_config
+
+PASSPHRASE_ENV = "PITR_PASSPHRASE"
 
 if TYPE_CHECKING:
     from catalog.repository import Repository
@@ -16,6 +19,7 @@ class AppContext:
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
         self._repo: Repository | None = None
+        self._key: bytes | None = None
 
     @cached_property
     def config(self) -> Config:
@@ -24,9 +28,45 @@ class AppContext:
     def source(self, name: str | None, kind: str | None = None) -> SourceConfig:
         return self.config.source(name, kind)
 
+    def passphrase(self) -> bytes | None:
+        """The repository passphrase: $PITR_PASSPHRASE, else the config's key_file.
+        Never echoed: errors name the file, not what it holds."""
+        value = os.environb.get(PASSPHRASE_ENV.encode())
+        if value:
+            return value
+        key_file = self.config.repository.key_file
+        if not key_file:
+            return None
+        path = Path(key_file).expanduser()
+        if not path.is_absolute() and self.config.path:
+            path = Path(self.config.path).parent / path  # relative to the config file
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"key_file {path}: {e.strerror or e}") from None
+        data = data.rstrip(b"\r\n")
+        if not data:
+            raise ConfigError(f"key_file {path}: is empty")
+        return data
+
     def repository_key(self) -> bytes | None:
-        """The encryption key, when the repository is encrypted (issue: trust)."""
-        return None
+        """The key of an encrypted repository, derived from the passphrase with
+        the salt and parameters the repository file holds; None without one."""
+        if self._key is not None:
+            return self._key
+        passphrase = self.passphrase()
+        if passphrase is None:
+            return None
+        from catalog.errors import FormatError
+        from catalog.keys import key_from_meta
+        from catalog.repository import read_meta
+
+        rc = self.config.repository
+        meta = read_meta(rc.url, endpoint_url=rc.endpoint_url)
+        if meta is None:
+            raise FormatError(f"{rc.url}: is not a pitr repository (run pitr init)")
+        self._key = key_from_meta(meta, passphrase, rc.url)
+        return self._key
 
     def repo(self) -> Repository:
         if self._repo is None:
