@@ -91,8 +91,9 @@ class StreamArchive:
             self._source_id = ensure_source(session, self.source, "redis").id
         return self._source_id
 
-    def positions(self) -> dict[bytes, StreamId]:
-        """Each stream's last archived ID: the end of its newest batch."""
+    def positions(self) -> dict[bytes, tuple[StreamId, int | None]]:
+        """Each stream's last archived ID (the end of its newest batch) and
+        the stream's entries-added counter as of that entry, when known."""
         with self.repo.catalog.session() as session:
             src_id = self._src(session)
             newest = (
@@ -102,7 +103,7 @@ class StreamArchive:
                 .subquery()
             )
             rows = session.execute(
-                select(StreamBatch.stream, StreamBatch.last_id)
+                select(StreamBatch.stream, StreamBatch.first_id, StreamBatch.last_id)
                 .join(
                     newest,
                     (StreamBatch.stream == newest.c.stream)
@@ -110,14 +111,19 @@ class StreamArchive:
                 )
                 .where(StreamBatch.source_id == src_id)
             ).all()
-        out: dict[bytes, StreamId] = {}
-        for label, last_id in rows:
+        out: dict[bytes, tuple[StreamId, int | None]] = {}
+        for label, first_id, last_id in rows:
             name = stream_name(label)
-            out[name] = max(out.get(name, (0, 0)), parse_id(last_id))
+            pos = parse_id(last_id)
+            if name in out and out[name][0] >= pos:
+                continue
+            fact = self.repo.get_record(batch_record_key(self.source, name, first_id))
+            counter = fact.get("added_at_last")
+            out[name] = (pos, counter if isinstance(counter, int) else None)
         return out
 
     def ship(
-        self, name: bytes, entries: Sequence[Entry], entries_added: int | None
+        self, name: bytes, entries: Sequence[Entry], added_at_last: int | None
     ) -> tuple[dict[str, Any], list[Entry]]:
         """Archive entries as one batch; returns the batch's fact and the
         entries it does not hold (when an earlier run stored a batch with the
@@ -136,7 +142,8 @@ class StreamArchive:
             "count": len(entries),
             "oid": chunk.oid,
             "size": chunk.size,
-            "entries_added": entries_added,
+            # the stream's entries-added counter as of last_id (gap detection)
+            "added_at_last": added_at_last,
             "archived_at": datetime.now(UTC).isoformat(),
         }
         existing = self.repo.put_record(batch_record_key(self.source, name, first), fact)

@@ -63,7 +63,8 @@ class _Stream:
     history: bool = False  # something of it was read or shipped: a jump is a gap
     missing: bool = False
     wrong_type: bool = False  # the name now holds another type: not read
-    entries_added: int | None = None
+    counter: int | None = None  # entries-added as of `read`, when known
+    added: int | None = None  # entries-added at the last look
     deleted_seen: StreamId = (0, 0)  # max-deleted-entry-id already reported
     buffer: list[Entry] = field(default_factory=list)
     opened: float = 0.0
@@ -209,21 +210,32 @@ class StreamTailer:
                 s.opened = time.monotonic()
             if len(entries) >= self.batch_count:
                 drained = False
+                if s.counter is not None:
+                    s.counter += len(entries)
+            else:
+                s.counter = s.added  # read up to the stream's end: in step with it
             total += len(entries)
         if drained:
             self._drained_ms = now_ms - 1
         return total
 
     def _check(self, s: _Stream, info: dict[str, Any], entries: Sequence[Any]) -> bool:
-        """Record a gap when entries were lost; False when the stream restarts."""
+        """Record a gap when entries were lost; False when the stream restarts.
+
+        s.counter is the stream's entries-added counter as of s.read: entries
+        added since then number added - s.counter, and when the stream's first
+        entry lies beyond s.read, all of them should still be there (length)."""
         last = parse_id(info["last-generated-id"])
-        added = info.get("entries-added")
+        added = info.get("entries-added")  # Redis 7 and later
+        length = int(info.get("length") or 0)
         first = info.get("first-entry")
+        first_pos = parse_id(first[0]) if first else None
         first_id = id_text(first[0]) if first else format_id(last)
         recreated = s.missing or last < s.read
-        if s.entries_added is not None and added is not None and added < s.entries_added:
+        if added is not None and s.counter is not None and added < s.counter:
             recreated = True
         s.missing = False
+        s.added = added
         if recreated and s.history:
             self._flush_stream(s)
             self._gap(
@@ -234,24 +246,38 @@ class StreamTailer:
                 f"entries after {format_id(s.read)} not yet shipped were lost",
             )
             s.read = s.shipped = s.deleted_seen = (0, 0)
-            s.entries_added = None
+            s.counter = None
             return False
-        s.entries_added = added
+        if recreated:
+            s.counter = None
         deleted = info.get("max-deleted-entry-id")
-        if deleted is not None:
-            gone = parse_id(deleted)
-            if gone > s.read and gone > s.deleted_seen:
-                if s.history:
-                    self._flush_stream(s)
-                    to = id_text(entries[0][0]) if entries else first_id
-                    self._gap(
-                        s,
-                        format_id(s.read),
-                        to,
-                        f"{GAP_TRIMMED}: entries of {s.label} after {format_id(s.read)} "
-                        f"(up to {format_id(gone)}) were deleted before they were shipped",
-                    )
-                s.deleted_seen = gone
+        gone = parse_id(deleted) if deleted is not None else (0, 0)
+        head_trimmed = first_pos is None or first_pos > s.read
+        if s.history and added is not None and s.counter is not None and head_trimmed:
+            lost = added - s.counter - length
+            if lost > 0:
+                self._flush_stream(s)
+                self._gap(
+                    s,
+                    format_id(s.read),
+                    first_id,
+                    f"{GAP_TRIMMED}: {lost} entries of {s.label} after {format_id(s.read)} "
+                    "were trimmed before they were shipped",
+                )
+                s.counter = added - length
+                s.deleted_seen = max(s.deleted_seen, gone)
+        if gone > s.read and gone > s.deleted_seen:
+            # XDEL of entries after our position (trimming does not move this).
+            if s.history:
+                self._flush_stream(s)
+                self._gap(
+                    s,
+                    format_id(s.read),
+                    id_text(entries[0][0]) if entries else first_id,
+                    f"{GAP_TRIMMED}: entries of {s.label} after {format_id(s.read)} "
+                    f"(up to {format_id(gone)}) were deleted before they were shipped",
+                )
+            s.deleted_seen = gone
         return True
 
     def _wait(self, stop: threading.Event) -> None:
@@ -290,7 +316,7 @@ class StreamTailer:
 
     def _flush_stream(self, s: _Stream) -> None:
         while s.buffer:
-            fact, leftover = self.archive.ship(s.name, s.buffer, s.entries_added)
+            fact, leftover = self.archive.ship(s.name, s.buffer, s.counter)
             s.shipped = parse_id(fact["last_id"])
             s.read = max(s.read, s.shipped)
             s.buffer = leftover
@@ -323,9 +349,10 @@ class StreamTailer:
 
     def _load_positions(self) -> None:
         """Resume each stream after its newest archived batch."""
-        for name, pos in self.archive.positions().items():
+        for name, (pos, counter) in self.archive.positions().items():
             s = self.streams.setdefault(name, _Stream(name))
-            s.shipped = s.read = max(s.shipped, pos)
+            s.shipped = s.read = pos
+            s.counter = counter
             s.history = True
 
 
