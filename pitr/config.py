@@ -7,7 +7,6 @@ PITR_CATALOG override the two repository keys.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,11 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from pitr.configfile import ConfigError, find_config_path, read_toml, repository_url
 from pitr.timeparse import parse_duration
 
-
-class ConfigError(Exception):
-    """The configuration is missing, unreadable or wrong (exit 2)."""
+__all__ = ["Config", "ConfigError", "RepositoryConfig", "SourceConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -80,35 +78,18 @@ SOURCE_KEYS = {
 }
 
 
-def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    if env.get("PITR_CONFIG"):
-        return Path(env["PITR_CONFIG"])
-    default = Path("pitr.toml")
-    return default if default.exists() else None
-
-
 def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = find_config_path(explicit, env)
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config {path}: no such file") from None
-        except OSError as e:
-            raise ConfigError(f"config {path}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config {path}: {e}") from None
+        data = read_toml(path)
     elif not env.get("PITR_REPO"):
         raise ConfigError(
             "no configuration: pass --config FILE, set PITR_CONFIG or PITR_REPO, "
             "or create ./pitr.toml"
         )
-    return parse_config(data, env, str(path) if path else None)
+    return parse_config(data, env, path)
 
 
 def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None) -> Config:
@@ -118,10 +99,9 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None)
         raise ConfigError(f"{where}: unknown section {sorted(unknown)[0]!r}")
     repo = _table(data.get("repository", {}), f"{where}: [repository]")
     _no_unknown(repo, REPO_KEYS, f"{where}: [repository]")
-    url = env.get("PITR_REPO") or repo.get("url")
+    url = repository_url(data, env)
     if not url:
         raise ConfigError(f"{where}: [repository] url is required")
-    url = _normalise_repo_url(str(url))
     if urlparse(url).scheme not in REPO_SCHEMES:
         raise ConfigError(
             f"{where}: repository url {url!r} must be a path, file://, s3:// or memory://"
@@ -189,13 +169,6 @@ def _no_unknown(table: dict[str, Any], allowed: set[str], at: str) -> None:
     for key in table:
         if key not in allowed:
             raise ConfigError(f"{at}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
-
-
-def _normalise_repo_url(url: str) -> str:
-    """A bare path means a local directory."""
-    if "://" not in url:
-        return Path(url).absolute().as_uri()
-    return url
 
 
 def _default_catalog(url: str, where: str) -> str:

@@ -113,6 +113,13 @@ class Daemon:
             return {"ok": True}
         if request.get("op") != "push":
             return {"ok": False, "exit_code": 2, "error": f"unknown op {request.get('op')!r}"}
+        if request.get("repository") != self.app.config.repository.url:
+            return {
+                "ok": False,
+                "exit_code": 2,
+                "error": f"this daemon serves {self.app.config.repository.url}, "
+                f"not {request.get('repository')}",
+            }
         pusher = self.pushers.get(str(request.get("source")))
         if pusher is None:
             return {

@@ -5,18 +5,19 @@ Kept free of heavy imports: this runs once per WAL segment.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-import tempfile
+import zlib
 from typing import Any
 
 
 def socket_path(repository_url: str) -> str:
-    """One daemon per repository: its socket's name derives from the URL."""
-    digest = hashlib.sha256(repository_url.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"pitr-{digest}.sock")
+    """One daemon per repository: its socket's name derives from the URL.
+    (A checksum is enough: every request names its repository and the daemon
+    refuses one that is not its own.)"""
+    digest = f"{zlib.crc32(repository_url.encode()):08x}{len(repository_url):04x}"
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", f"pitr-{digest}.sock")
 
 
 def ask(path: str, request: dict[str, Any], timeout: float = 600) -> dict[str, Any] | None:

@@ -23,8 +23,9 @@ def command(app: AppContext, source_name: str | None, path: str) -> None:
     from pitr.daemon_client import ask, socket_path
 
     src = app.source(source_name, "postgres")
-    request = {"op": "push", "source": src.name, "path": os.path.abspath(path)}
-    answer = ask(socket_path(app.config.repository.url), request)
+    url = app.config.repository.url
+    request = {"op": "push", "repository": url, "source": src.name, "path": os.path.abspath(path)}
+    answer = ask(socket_path(url), request)
     if answer is not None:
         if answer.get("ok"):
             return

@@ -1,0 +1,48 @@
+"""Finding and reading the TOML file: kept lean (no dataclasses, no pathlib)
+because the archive_command fast path uses it once per WAL segment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+
+class ConfigError(Exception):
+    """The configuration is missing, unreadable or wrong (exit 2)."""
+
+
+def find_config_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
+    """--config FILE, else $PITR_CONFIG, else ./pitr.toml if it exists."""
+    if explicit:
+        return explicit
+    if env.get("PITR_CONFIG"):
+        return env["PITR_CONFIG"]
+    return "pitr.toml" if os.path.exists("pitr.toml") else None
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config {path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config {path}: {e}") from None
+
+
+def normalise_repo_url(url: str) -> str:
+    """A bare path means a local directory."""
+    if "://" not in url:
+        return "file://" + quote(os.path.abspath(url))
+    return url
+
+
+def repository_url(data: dict[str, Any], env: Mapping[str, str]) -> str | None:
+    repo = data.get("repository")
+    url = env.get("PITR_REPO") or (repo.get("url") if isinstance(repo, dict) else None)
+    return normalise_repo_url(str(url)) if url else None

@@ -1,0 +1,65 @@
+"""The console script's entry point.
+
+`pitr wal-push` runs once per WAL segment. When a daemon serves the
+repository, the whole job is one question over a socket, so that case is
+recognised here without importing click or anything heavy; every other
+command line goes to the full CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    request = _wal_push_request(args)
+    if request is not None:
+        config_path, source, path = request
+        answer = _ask_daemon(config_path, source, path)
+        if answer is not None:
+            if answer.get("ok"):
+                sys.exit(0)
+            sys.stderr.write(f"pitr: {answer.get('error', 'the daemon refused')}\n")
+            sys.exit(int(answer.get("exit_code", 5)))
+    from pitr.cli import main as cli_main
+
+    cli_main()
+
+
+def _wal_push_request(args: list[str]) -> tuple[str | None, str | None, str] | None:
+    """(config, source, path) for `[--config F] wal-push [--source S] PATH`, else None."""
+    config = source = None
+    if len(args) >= 2 and args[0] == "--config":
+        config, args = args[1], args[2:]
+    if not args or args[0] != "wal-push":
+        return None
+    args = args[1:]
+    if len(args) >= 2 and args[0] == "--source":
+        source, args = args[1], args[2:]
+    if len(args) != 1 or args[0].startswith("-"):
+        return None
+    return config, source, args[0]
+
+
+def _ask_daemon(config_path: str | None, source: str | None, path: str) -> dict | None:  # type: ignore[type-arg]
+    from pitr.configfile import find_config_path, read_toml, repository_url
+    from pitr.daemon_client import ask, socket_path
+
+    try:
+        found = find_config_path(config_path, os.environ)
+        data = read_toml(found) if found else {}
+    except Exception:
+        return None  # the full CLI reports it
+    url = repository_url(data, os.environ)
+    if source is None:
+        sources = data.get("sources") or {}
+        postgres = [
+            n for n, s in sources.items() if isinstance(s, dict) and s.get("kind") == "postgres"
+        ]
+        source = postgres[0] if len(postgres) == 1 else None
+    if url is None or source is None:
+        return None
+    request = {"op": "push", "repository": url, "source": source, "path": os.path.abspath(path)}
+    return ask(socket_path(url), request)
