@@ -4,6 +4,7 @@ tailer as a process or a thread, and reading back what was archived."""
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from catalog.queries import get_source
 from catalog.repository import Repository
 from pitr.config import load_config
 from recovery.redis_format import decode_batch
-from tests.servers import PITR_BIN, RedisServer, as_user, clean_env, run_pitr, wait_until
+from tests.servers import PITR_BIN, RedisServer, clean_env, run_pitr, wait_until
 
 STREAMS = "cb:stream:*"
 
@@ -117,12 +118,23 @@ class TailProcess:
 
     def __init__(self, config: Path, *args: str, user: str | None = None) -> None:
         argv = [PITR_BIN, "--config", config, "tail", *args]
+        # Switch user in the child itself (not through runuser, which would
+        # take the signals meant for pitr).
+        ids: dict[str, Any] = {}
+        if user is not None and os.geteuid() == 0:
+            pw = pwd.getpwnam(user)
+            ids = {
+                "user": pw.pw_uid,
+                "group": pw.pw_gid,
+                "extra_groups": os.getgrouplist(user, pw.pw_gid),
+            }
         self.proc = subprocess.Popen(
-            as_user(user, argv),
+            argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=clean_env(),
+            **ids,
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, str, str]:
