@@ -50,6 +50,24 @@ def plan_restore(app: AppContext, src: SourceConfig, target: datetime) -> RedisR
         return load_plan(s, src.name, source.id, target)
 
 
+def check_restore_target(
+    app: AppContext, plan: RedisRestorePlan, redis_url: str | None, force: bool
+) -> int:
+    """How many keys of the target a restore would replace; TargetNotEmpty
+    (exit 3) when there are some and force is not given. For callers that
+    want to check every target before restoring anything."""
+    from recovery.redis_format import connect
+    from recovery.redis_restore import check_target
+
+    src = app.source(plan.source, "redis")
+    url = redis_url or src.url
+    client = connect(url, f"restore {src.name}")
+    try:
+        return check_target(client, src.name, url, patterns(src), force)
+    finally:
+        client.close()
+
+
 def execute_restore(
     app: AppContext,
     plan: RedisRestorePlan,
@@ -58,22 +76,17 @@ def execute_restore(
     dry_run: bool,
 ) -> None:
     """Carry out a plan into redis_url (None: the source's own url)."""
-    from recovery.redis_format import connect, safe_url
-    from recovery.redis_restore import check_target, restore_redis
+    from recovery.redis_format import safe_url
+    from recovery.redis_restore import restore_redis
 
     src = app.source(plan.source, "redis")
     url = redis_url or src.url
-    covered = patterns(src)
     if dry_run:
-        client = connect(url, f"restore {src.name}")
-        try:
-            found = check_target(client, src.name, url, covered, force)
-        finally:
-            client.close()
+        found = check_restore_target(app, plan, redis_url, force)
         replace = f", replacing its {found} matching keys" if found else ""
         click.echo(f"{src.name}: dry run: would restore into {safe_url(url)}{replace}")
         return
-    r = restore_redis(app.repo(), plan, url, covered, force=force)
+    r = restore_redis(app.repo(), plan, url, patterns(src), force=force)
     parts = [f"{src.name}: restored {r.keys} keys into {safe_url(url)}"]
     if r.expired:
         parts.append(f"left out {r.expired} keys already expired at the target")

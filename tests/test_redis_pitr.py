@@ -140,3 +140,39 @@ def test_restore_without_source_takes_every_source_to_one_instant(
         assert markers_in(restored) == [1]
     finally:
         restored.stop()
+
+
+def test_a_stream_recreated_after_the_snapshot_comes_back_as_its_new_self(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    c = src.client()
+    old = [c.xadd(M, {"marker": f"old{n}"}) for n in range(3)]
+    src.pitr("backup", "--source", "cache")
+    tail = TailProcess(src.config, "--batch-seconds", "0.1")
+    try:
+        wait_for_entries(src, 3)
+        with c.pipeline(transaction=True) as p:
+            p.delete(M)
+            p.xadd(M, {"marker": "new0"})
+            p.execute()
+        time.sleep(PAUSE)
+        new = [c.xrange(M)[0][0], c.xadd(M, {"marker": "new1"})]
+        wait_for_entries(src, 5)
+        wait_until(src.gaps, 30, "the recreation to be recorded")
+    finally:
+        code, _, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    (gap,) = src.gaps()
+    assert gap.detail.startswith("recreated") and gap.to_id == new[0].decode()
+
+    dst = redis_factory()
+    d = dst.client()
+    base = ("restore", "--source", "cache", "--redis-url", dst.url, "--force")
+    out = src.pitr(*base, "--to", instant_of(new[1]).isoformat()).stdout
+    assert "was recreated" in out
+    assert markers(d) == [(new[0], b"new0"), (new[1], b"new1")]
+    # Before the recreation: the old stream, from the snapshot.
+    just_before = instant_of(new[0]) - timedelta(milliseconds=1)
+    src.pitr(*base, "--to", just_before.isoformat())
+    assert markers(d) == [(i, f"old{n}".encode()) for n, i in enumerate(old)]
