@@ -132,7 +132,12 @@ class StreamTailer:
                 redis.exceptions.TimeoutError,
             ) as e:
                 self._flush(force=True)  # what was read is still good
-                self.log(f"tail {self.source}: redis unreachable ({e}); retrying in {backoff:g}s")
+                what = (
+                    e
+                    if isinstance(e, SourceUnreachable)
+                    else f"tail {self.source}: lost the connection to redis: {e}"
+                )
+                self.log(f"{what}; retrying in {backoff:g}s")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
