@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from archiver.redis_snapshot import snapshot_record_key, sorted_keys, take_snapshot
+from archiver.redis_keys import sorted_keys
+from archiver.redis_snapshot import snapshot_record_key, take_snapshot
 from catalog.db.models import Backup, BackupObject
 from catalog.queries import get_source
 from catalog.repository import Repository
