@@ -18,6 +18,7 @@ the same first ID (a crash between record and row) is adopted as it is.
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -353,8 +354,11 @@ class StreamTailer:
     # -- state -----------------------------------------------------------------------
 
     def _load_positions(self) -> None:
-        """Resume each stream after its newest archived batch."""
+        """Resume each stream after its newest archived batch (streams that
+        no longer match the patterns are left alone)."""
         for name, (pos, counter) in self.archive.positions().items():
+            if not any(glob_match(p, name) for p in self.patterns):
+                continue
             s = self.streams.setdefault(name, _Stream(name))
             s.shipped = s.read = pos
             s.counter = counter
@@ -368,3 +372,8 @@ def _pairs(reply: Any) -> Iterable[tuple[bytes, list[Any]]]:
     if isinstance(reply, dict):
         return list(reply.items())
     return [(name, entries) for name, entries in reply]
+
+
+def glob_match(pattern: str, name: bytes) -> bool:
+    """Redis's MATCH glob (close enough: fnmatch spells [^x] as [!x])."""
+    return fnmatch.fnmatchcase(name, pattern.replace("[^", "[!").encode())

@@ -81,3 +81,21 @@ def test_urls_hide_passwords() -> None:
     for safe in (w.safe_url(url), r.safe_url(url)):
         assert "secret" not in safe and "host:6379" in safe
     assert w.safe_url("redis://host/0") == "redis://host/0"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("cb:stream:*", b"cb:stream:x", True),
+        ("cb:stream:*", b"cb:queue:x", False),
+        ("s[^a]", b"sb", True),
+        ("s[^a]", b"sa", False),
+        ("s?", b"s\xff", True),
+    ],
+)
+def test_resumed_streams_are_matched_like_redis_globs(
+    pattern: str, name: bytes, matches: bool
+) -> None:
+    from archiver.redis_tailer import glob_match
+
+    assert glob_match(pattern, name) is matches
