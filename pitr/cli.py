@@ -16,6 +16,7 @@ COMMANDS = {
     "init": "init",
     "wal-push": "wal_push",
     "wal-fetch": "wal_fetch",
+    "wal-prefetch": "wal_prefetch",
     "backup": "backup",
     "tail": "tail",
     "daemon": "daemon",
@@ -49,7 +50,7 @@ SUMMARIES = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return list(SUMMARIES)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         module = COMMANDS.get(name)
@@ -66,7 +67,7 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Summaries come from a table so that --help imports no command module.
         with formatter.section("Commands"):
-            formatter.write_dl([(n, SUMMARIES[n]) for n in COMMANDS])
+            formatter.write_dl(list(SUMMARIES.items()))
 
 
 def _not_built(name: str) -> click.Command:

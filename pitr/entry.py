@@ -14,6 +14,8 @@ import sys
 
 def main() -> None:
     args = sys.argv[1:]
+    if _served_from_spool(args):
+        sys.exit(0)
     request = _wal_push_request(args)
     if request is not None:
         config_path, source, path = request
@@ -41,6 +43,48 @@ def _wal_push_request(args: list[str]) -> tuple[str | None, str | None, str] | N
     if len(args) != 1 or args[0].startswith("-"):
         return None
     return config, source, args[0]
+
+
+def _served_from_spool(args: list[str]) -> bool:
+    """`[--config F] wal-fetch [--source S] --spool DIR NAME DEST` served from
+    the prefetch spool; False sends the call to the full CLI."""
+    config = args[1] if len(args) >= 2 and args[0] == "--config" else None
+    rest = args[2:] if config else args
+    if len(rest) < 5 or rest[0] != "wal-fetch" or "--spool" not in rest[1:-2]:
+        return False
+    options = rest[1:-2]
+    spool = options[options.index("--spool") + 1] if options[-1] != "--spool" else None
+    if spool is None:
+        return False
+    from recovery.spool import serve
+
+    try:
+        served = serve(spool, rest[-2], rest[-1])
+    except OSError:
+        return False
+    if served:
+        start_prefetcher(config, spool)
+    return served
+
+
+def start_prefetcher(config_path: str | None, spool: str) -> None:
+    """A detached `pitr wal-prefetch` unless one already runs for this spool."""
+    from recovery.spool import prefetcher_running
+
+    if prefetcher_running(spool):
+        return
+    import subprocess
+
+    argv = [sys.executable, "-m", "pitr"]
+    argv += ["--config", config_path] if config_path else []
+    argv += ["wal-prefetch", "--spool", spool]
+    subprocess.Popen(
+        argv,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _ask_daemon(config_path: str | None, source: str | None, path: str) -> dict | None:  # type: ignore[type-arg]

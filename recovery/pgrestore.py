@@ -62,6 +62,17 @@ def stops_at_target(repo: Repository, source_id: int, plan: PgPlan) -> bool:
     return False
 
 
+def spool_entries(repo: Repository, source_id: int, plan: PgPlan) -> list[tuple[str, str]]:
+    """What recovery will ask for, in order: history files, then the chain."""
+    with repo.catalog.session() as s:
+        rows = s.execute(
+            select(WalFile.name, WalFile.oid, WalFile.kind).where(WalFile.source_id == source_id)
+        ).all()
+    oids = {name: oid for name, oid, _ in rows}
+    history = sorted((name, oid) for name, oid, kind in rows if kind == "history")
+    return history + [(name, oids[name]) for name, _ in plan.chain]
+
+
 def load_manifest(repo: Repository, backup_id: str) -> dict[str, Any]:
     with repo.catalog.session() as s:
         oid = s.scalars(select(Backup.manifest_oid).where(Backup.id == backup_id)).one()
@@ -91,13 +102,17 @@ def check_target(pgdata: Path, force: bool) -> bool:
     return True
 
 
-def recovery_settings(plan: PgPlan, restore_command: str, stop_at_target: bool) -> str:
+def recovery_settings(
+    plan: PgPlan, restore_command: str, stop_at_target: bool, end_command: str | None = None
+) -> str:
     lines = [
         "",
         f"# written by pitr restore at {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"restore_command = {_quote(restore_command)}",
         f"recovery_target_timeline = '{plan.timeline}'",
     ]
+    if end_command:
+        lines.append(f"recovery_end_command = {_quote(end_command)}")
     if stop_at_target:
         lines += [
             f"recovery_target_time = '{plan.target.isoformat(sep=' ')}'",
@@ -114,6 +129,7 @@ def restore_postgres(
     *,
     restore_command: str,
     stop_at_target: bool,
+    end_command: str | None = None,
     force: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -133,7 +149,7 @@ def restore_postgres(
             (staging / "tablespace_map").write_text(manifest["tablespace_map"])
         (staging / "recovery.signal").write_text("")
         with open(staging / "postgresql.auto.conf", "a") as f:
-            f.write(recovery_settings(plan, restore_command, stop_at_target))
+            f.write(recovery_settings(plan, restore_command, stop_at_target, end_command))
         for name in ("backup_label", "tablespace_map", "recovery.signal", "postgresql.auto.conf"):
             if (staging / name).exists():
                 os.chmod(staging / name, 0o600)

@@ -26,7 +26,11 @@ def restore_and_start(archived: Archived, target: str, name: str, **env: str) ->
         "restore", "--source", "db", "--to", target, "--pgdata", str(pgdata), env=env or None
     )
     assert "base backup" in result.stdout
-    return archived.restored(pgdata)
+    spool = pgdata.with_name(f".{pgdata.name}.pitr-spool")
+    assert (spool / "index.json").exists()  # WAL is prefetched beside, not inside, PGDATA
+    restored = archived.restored(pgdata)
+    assert not spool.exists()  # recovery_end_command removed it
+    return restored
 
 
 def test_markers_before_and_after_a_backup_in_every_time_form(archived: Archived) -> None:

@@ -90,13 +90,14 @@ def _plan(app: AppContext, src: SourceConfig, target: Any) -> Any:
     plan = plan_postgres(
         src.name, target, state.backups, state.segments, state.timelines, state.seg_size
     )
-    return PgRestore(plan, stops_at_target(repo, state.source_id, plan))
+    return PgRestore(plan, stops_at_target(repo, state.source_id, plan), state.source_id)
 
 
 class PgRestore:
-    def __init__(self, plan: Any, stop_at_target: bool) -> None:
+    def __init__(self, plan: Any, stop_at_target: bool, source_id: int) -> None:
         self.plan = plan
         self.stop_at_target = stop_at_target
+        self.source_id = source_id
 
 
 def _describe(src: SourceConfig, plan: Any, pgdata: str | None, redis_url: str | None) -> list[str]:
@@ -123,18 +124,29 @@ def _restore_pg(
 ) -> None:
     from pitr.progress import byte_progress
     from pitr.units import human_bytes
-    from recovery.pgrestore import restore_postgres
+    from recovery.pgrestore import restore_postgres, spool_entries
+    from recovery.spool import write_index
 
+    repo = app.repo()
+    # The prefetch spool lives beside the data directory, never inside it.
+    target = os.path.abspath(pgdata)
+    spool = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.pitr-spool")
+    shutil.rmtree(spool, ignore_errors=True)
     with byte_progress(f"restore {src.name}") as progress:
         result = restore_postgres(
-            app.repo(),
+            repo,
             plan.plan,
             pgdata,
-            restore_command=restore_command(app, src),
+            restore_command=restore_command(app, src, spool),
             stop_at_target=plan.stop_at_target,
+            end_command=f"rm -rf -- {shlex.quote(spool)}",
             force=force,
             progress=progress,
         )
+    write_index(
+        spool, src.name, spool_entries(repo, plan.source_id, plan.plan), not repo.codec.encrypted
+    )
+    _give_to_owner(spool, result.pgdata)
     click.echo(
         f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
         f"{result.pgdata}"
@@ -147,7 +159,17 @@ def _restore_pg(
     )
 
 
-def restore_command(app: AppContext, src: SourceConfig) -> str:
+def _give_to_owner(path: str, pgdata: str) -> None:
+    """Running as root: the spool belongs to whoever runs PostgreSQL on pgdata."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(pgdata)
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, st.st_uid, st.st_gid)
+
+
+def restore_command(app: AppContext, src: SourceConfig, spool: str) -> str:
     """The restore_command PostgreSQL runs: this pitr, this configuration."""
     exe = os.path.abspath(sys.argv[0])
     if not os.access(exe, os.X_OK) or os.path.basename(exe) != "pitr":
@@ -159,5 +181,6 @@ def restore_command(app: AppContext, src: SourceConfig) -> str:
     parts.append(shlex.quote(exe))
     if app.config.path:
         parts += ["--config", shlex.quote(os.path.abspath(app.config.path))]
-    parts += ["wal-fetch", "--source", shlex.quote(src.name), "%f", "%p"]
+    parts += ["wal-fetch", "--source", shlex.quote(src.name), "--spool", shlex.quote(spool)]
+    parts += ["%f", "%p"]
     return " ".join(parts)

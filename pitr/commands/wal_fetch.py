@@ -3,6 +3,7 @@
 Exit 1 means "not archived" (PostgreSQL then tries elsewhere or ends
 recovery); any storage or integrity error exits above 125 so that
 PostgreSQL stops recovery instead of promoting with data missing.
+With --spool (written by pitr restore), files come from the prefetch spool.
 """
 
 from __future__ import annotations
@@ -20,15 +21,26 @@ ATTEMPTS = 3
 
 @click.command(name="wal-fetch")
 @click.option("--source", "source_name", metavar="NAME", help="Postgres source of the config.")
+@click.option("--spool", metavar="DIR", help="Prefetch spool written by pitr restore.")
 @click.argument("name", metavar="NAME")
 @click.argument("dest", metavar="DEST")
 @click.pass_obj
-def command(app: AppContext, source_name: str | None, name: str, dest: str) -> None:
+def command(
+    app: AppContext, source_name: str | None, spool: str | None, name: str, dest: str
+) -> None:
     """restore_command: fetch archived WAL file NAME (%f) to DEST (%p)."""
     from catalog.errors import TransientStorageError
     from recovery.walfetch import fetch_wal
 
     try:
+        if spool:
+            from pitr.entry import start_prefetcher
+            from recovery.spool import serve
+
+            served = serve(spool, name, dest)
+            start_prefetcher(app.config_path, spool)
+            if served:
+                return
         src = app.source(source_name, "postgres")
         repo = app.repo()
         for attempt in range(1, ATTEMPTS + 1):
@@ -44,3 +56,14 @@ def command(app: AppContext, source_name: str | None, name: str, dest: str) -> N
         sys.exit(exitcodes.FETCH_FATAL)
     if not found:
         sys.exit(exitcodes.NOT_FOUND)
+
+
+@click.command(name="wal-prefetch", hidden=True)
+@click.option("--spool", metavar="DIR", required=True)
+@click.pass_obj
+def prefetch_command(app: AppContext, spool: str) -> None:
+    """Keep the next WAL files of a restore downloaded into its spool."""
+    from recovery.spool import claim_prefetch, prefetch
+
+    if claim_prefetch(spool):
+        prefetch(spool, app.repo().get_chunk)

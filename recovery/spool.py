@@ -1,0 +1,176 @@
+"""WAL prefetch for recovery: a spool directory beside PGDATA.
+
+`pitr restore` writes index.json (the WAL names recovery will ask for, in
+order, with their object ids). A background prefetcher keeps the next few
+files downloaded and verified in the spool, each named by its object id;
+restore_command then serves a file by checking its hash and renaming it
+into place. A name maps to an object id only through the current index, so
+files left from an earlier restore are never served.
+
+The serving side imports nothing heavy: it runs once per WAL segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+INDEX = "index.json"
+POSITION = "position"
+LOCK = "prefetch.pid"
+WINDOW = 8  # files kept ahead of PostgreSQL
+IDLE_EXIT = 60.0  # a prefetcher with nothing asked for this long goes away
+
+
+def write_index(spool: str, source: str, names: list[tuple[str, str]], plain_ids: bool) -> None:
+    """plain_ids: object ids are SHA-256 of the content (unencrypted repository)."""
+    os.makedirs(spool, mode=0o700, exist_ok=True)
+    index = {"source": source, "plain_ids": plain_ids, "names": [list(n) for n in names]}
+    tmp = os.path.join(spool, INDEX + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(index, f)
+    os.replace(tmp, os.path.join(spool, INDEX))
+
+
+def read_index(spool: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(spool, INDEX)) as f:
+            index: dict[str, Any] = json.load(f)
+            return index
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def serve(spool: str, name: str, dest: str) -> bool:
+    """Move the prefetched file for name to dest if the spool has it, verified."""
+    index = read_index(spool)
+    if index is None:
+        return False
+    ids = dict(index["names"])
+    oid = ids.get(name)
+    if oid is None:
+        return False
+    path = os.path.join(spool, oid)
+    if not os.path.exists(path):
+        _want(spool, list(ids).index(name))
+        return False
+    # The id names the plaintext (SHA-256), or the prefetcher recorded its hash.
+    expected = oid if index.get("plain_ids") else _read(path + ".sha256")
+    if expected is None or _sha256_file(path) != expected:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return False
+    tmp = f"{dest}.pitr-tmp"
+    try:
+        os.replace(path, tmp)
+    except OSError:  # another filesystem: copy instead
+        import shutil
+
+        shutil.copyfile(path, tmp)
+        os.unlink(path)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path + ".sha256")
+    _want(spool, list(ids).index(name) + 1)
+    return True
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _want(spool: str, position: int) -> None:
+    """Tell the prefetcher where PostgreSQL is."""
+    tmp = os.path.join(spool, f"{POSITION}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(position))
+    os.replace(tmp, os.path.join(spool, POSITION))
+
+
+def prefetcher_running(spool: str) -> bool:
+    pid = _read(os.path.join(spool, LOCK))
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_prefetch(spool: str) -> bool:
+    """Become the spool's only prefetcher (a dead one's lock is taken over)."""
+    lock = os.path.join(spool, LOCK)
+    if prefetcher_running(spool):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock)
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def prefetch(spool: str, fetch: Any, workers: int = 2) -> None:
+    """Keep the WINDOW files after the position downloaded; fetch(oid) returns
+    verified plaintext. Runs until everything is fetched or nobody asks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    index = read_index(spool)
+    if index is None:
+        return
+    names = index["names"]
+    done: set[str] = set()
+    last_change, last_pos = time.monotonic(), -1
+
+    def get(oid: str) -> None:
+        data = fetch(oid)
+        tmp = os.path.join(spool, f".{oid}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        if not index.get("plain_ids"):
+            with open(os.path.join(spool, oid + ".sha256"), "w") as f:
+                f.write(hashlib.sha256(data).hexdigest())
+        os.replace(tmp, os.path.join(spool, oid))
+
+    with ThreadPoolExecutor(workers) as pool:
+        while os.path.isdir(spool):
+            pos = int(_read(os.path.join(spool, POSITION)) or 0)
+            if pos != last_pos:
+                last_change, last_pos = time.monotonic(), pos
+            elif time.monotonic() - last_change > IDLE_EXIT:
+                return
+            wanted = [oid for _, oid in names[pos : pos + WINDOW] if oid not in done]
+            if pos >= len(names):
+                return
+            futures = [pool.submit(get, oid) for oid in wanted]
+            for oid, future in zip(wanted, futures, strict=True):
+                try:
+                    future.result()
+                    done.add(oid)
+                except Exception:
+                    pass  # restore_command fetches it itself and reports the error
+            time.sleep(0.05)

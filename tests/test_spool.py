@@ -1,0 +1,72 @@
+"""The restore prefetch spool: what it serves and what it refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from recovery.spool import claim_prefetch, prefetch, prefetcher_running, serve, write_index
+
+
+def oid(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_serves_a_verified_file_by_rename_and_moves_the_position(tmp_path: Path) -> None:
+    a, b = b"segment a" * 1000, b"segment b" * 1000
+    spool = str(tmp_path / "spool")
+    write_index(spool, "db", [("A", oid(a)), ("B", oid(b))], plain_ids=True)
+    Path(spool, oid(a)).write_bytes(a)
+    dest = tmp_path / "RECOVERYXLOG"
+    assert serve(spool, "A", str(dest))
+    assert dest.read_bytes() == a
+    assert not Path(spool, oid(a)).exists()
+    assert Path(spool, "position").read_text() == "1"
+
+
+def test_refuses_names_outside_the_index_missing_and_damaged_files(tmp_path: Path) -> None:
+    a = b"segment a" * 1000
+    spool = str(tmp_path / "spool")
+    write_index(spool, "db", [("A", oid(a))], plain_ids=True)
+    dest = tmp_path / "out"
+    assert not serve(spool, "Z", str(dest))  # not in this restore's index
+    assert not serve(spool, "A", str(dest))  # not prefetched yet
+    damaged = bytearray(a)
+    damaged[10] ^= 1
+    Path(spool, oid(a)).write_bytes(bytes(damaged))
+    assert not serve(spool, "A", str(dest))
+    assert not Path(spool, oid(a)).exists()  # thrown away, fetched again later
+    assert not dest.exists()
+    assert not serve(str(tmp_path / "no-spool"), "A", str(dest))
+
+
+def test_a_file_from_an_earlier_restore_is_not_served(tmp_path: Path) -> None:
+    old, new = b"old timeline's A" * 100, b"new A" * 100
+    spool = str(tmp_path / "spool")
+    write_index(spool, "db", [("A", oid(old))], plain_ids=True)
+    Path(spool, oid(old)).write_bytes(old)
+    write_index(spool, "db", [("A", oid(new))], plain_ids=True)  # the next restore
+    assert not serve(spool, "A", str(tmp_path / "out"))
+
+
+def test_encrypted_ids_are_checked_against_the_prefetcher_hash(tmp_path: Path) -> None:
+    data = b"plaintext of an encrypted repository's segment"
+    spool = str(tmp_path / "spool")
+    write_index(spool, "db", [("A", "hmac-id-1"), ("B", "hmac-id-2")], plain_ids=False)
+    Path(spool, "position").write_text("0")
+    assert claim_prefetch(spool) and prefetcher_running(spool)
+    assert not claim_prefetch(spool)  # only one prefetcher per spool
+    fetched = []
+
+    def fetch(object_id: str) -> bytes:
+        fetched.append(object_id)
+        if len(fetched) == 2:
+            os.unlink(os.path.join(spool, "index.json"))  # ends the loop after this round
+            os.rename(spool, spool + ".gone")
+        return data
+
+    prefetch(spool, fetch)
+    assert sorted(fetched) == ["hmac-id-1", "hmac-id-2"]
+    gone = spool + ".gone"
+    assert Path(gone, "hmac-id-1.sha256").read_text() == hashlib.sha256(data).hexdigest()
