@@ -62,7 +62,7 @@ class LazyGroup(click.Group):
             if e.name != f"pitr.commands.{module}":
                 raise
             return _not_built(name)
-        return mod.command  # type: ignore[no-any-return]
+        return mod.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Summaries come from a table so that --help imports no command module.

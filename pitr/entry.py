@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
 def main() -> None:
@@ -87,7 +88,7 @@ def start_prefetcher(config_path: str | None, spool: str) -> None:
     )
 
 
-def _ask_daemon(config_path: str | None, source: str | None, path: str) -> dict | None:  # type: ignore[type-arg]
+def _ask_daemon(config_path: str | None, source: str | None, path: str) -> dict[str, Any] | None:
     from pitr.configfile import find_config_path, read_toml, repository_url
     from pitr.daemon_client import ask, socket_path
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -102,7 +103,7 @@ class ThrowawayPostgres:
                 capture_output=True,
             )
 
-    def connect(self):  # type: ignore[no-untyped-def]
+    def connect(self) -> Any:
         import psycopg
 
         return psycopg.connect(self.dsn, autocommit=True)

@@ -100,7 +100,7 @@ def walk_chain(
 ) -> tuple[list[tuple[str, datetime]], int]:
     """Archived segments from the backup's start, in order, up to the first
     missing one; and the number of that first missing segment."""
-    chain = []
+    chain: list[tuple[str, datetime]] = []
     segno = lsn_segno(backup.start_lsn, seg_size)
     while True:
         tli = timeline_for_segment(segno, spans, seg_size)
