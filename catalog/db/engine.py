@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from catalog.errors import FormatError, StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 HEAD_REVISION = "0001"
+UPGRADE_WAIT = 15.0  # seconds a losing concurrent upgrade waits for the winner
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -91,6 +93,13 @@ class Catalog:
         try:
             command.upgrade(alembic_config(self.engine), "head")
         except SQLAlchemyError as e:
+            # Another process may be creating the same schema (two `pitr init`
+            # at once): its success is ours too.
+            deadline = time.monotonic() + UPGRADE_WAIT
+            while time.monotonic() < deadline:
+                if self.revision() == HEAD_REVISION:
+                    return
+                time.sleep(0.2)
             raise StorageError(f"catalog {self.safe_url}: upgrade failed: {brief(e)}") from e
 
     def check_schema(self) -> None:
