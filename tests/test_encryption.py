@@ -290,6 +290,9 @@ def test_encrypted_archive_backup_rebuild_and_restore(encrypted: Archived) -> No
     # The catalog comes back from the encrypted store with the key ...
     for path in archived.repo.glob("catalog.db*"):
         path.unlink()
+    wrong = archived.pitr("catalog", "rebuild", env={"PITR_PASSPHRASE": "wrong"}, check=False)
+    one_line_error(wrong, 2, "wrong passphrase")
+    assert not (archived.repo / "catalog.db").exists()
     rebuilt = archived.pitr("catalog", "rebuild").stdout
     assert "catalog rebuilt" in rebuilt and PASSPHRASE not in rebuilt
 

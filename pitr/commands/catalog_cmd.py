@@ -23,13 +23,14 @@ def rebuild(app: AppContext, force: bool) -> None:
     from pitr.rebuild import catalog_is_empty, rebuild_catalog, reset_catalog
 
     rc = app.config.repository
+    key = app.repository_key()  # a wrong passphrase stops here, before a catalog is made
     Catalog(rc.catalog).upgrade()  # a lost catalog comes back as an empty schema first
     repo = Repository.open(
         rc.url,
         rc.catalog,
         endpoint_url=rc.endpoint_url,
         compression_level=rc.compression_level,
-        key=app.repository_key(),
+        key=key,
     )
     if not catalog_is_empty(repo):
         if not force:
