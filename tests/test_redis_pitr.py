@@ -8,6 +8,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from catalog.queries import get_source
+from recovery.redis_plan import redis_window
 from tests.pgsupport import markers_in, start_archiving
 from tests.redissupport import (
     RedisSource,
@@ -55,6 +57,12 @@ def test_restore_to_an_instant_between_two_markers(
     wait_for_entries(src, 6)
     code, _, err = tail.stop(signal.SIGTERM)
     assert code == 0, err
+    with src.repo() as repo, repo.catalog.session() as s:
+        source = get_source(s, "cache")
+        assert source is not None
+        earliest, latest = redis_window(s, source.id)
+    assert earliest is not None and latest is not None
+    assert earliest <= instant_of(ids[1]) and latest >= instant_of(ids[-1])
 
     dst = redis_factory()
     d = dst.client()
