@@ -140,6 +140,9 @@ def restore_postgres(
     entries = manifest["entries"]
     for entry in entries:
         _check_path(entry["path"])
+    # A restore killed earlier leaves its staging directory: never used, removed.
+    for stale in target.parent.glob(f".{target.name}.pitr-restoring-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = target.with_name(f".{target.name}.pitr-restoring-{uuid.uuid4().hex[:8]}")
     staging.mkdir(mode=0o700, parents=True)
     try:
