@@ -134,9 +134,19 @@ class Daemon:
         return {"ok": True}
 
     def _tail(self, src: SourceConfig) -> None:
-        from pitr import redis_ops
+        from archiver.redis_tailer import StreamTailer
 
-        redis_ops.run_tailer(self.app, src, self.stop_event, self.log)
+        if not src.streams:
+            self.log(f"{src.name}: no streams patterns, nothing to tail")
+            return
+        self.log(f"{src.name}: tailing streams {', '.join(src.streams)}")
+        StreamTailer(
+            self.app.repo(),
+            src.name,
+            src.url,
+            src.streams,
+            log=lambda line: self.log(f"{src.name}: {line}"),
+        ).run(self.stop_event)
 
     def _schedule(self, sources: list[SourceConfig]) -> None:
         while not self.stop_event.is_set():

@@ -75,6 +75,18 @@ def _backup(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
     s.add_all(BackupObject(backup_id=fact["id"], oid=oid) for oid in oids)
 
 
+def _stream_batch(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
+    from archiver.redis_archive import batch_row
+
+    s.add(batch_row(ensure_source(s, fact["source"], "redis").id, fact))
+
+
+def _stream_gap(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
+    from archiver.redis_archive import gap_row
+
+    s.add(gap_row(ensure_source(s, fact["source"], "redis").id, fact))
+
+
 def manifest_objects(manifest: dict[str, Any]) -> set[str]:
     """Objects a backup manifest references: file chunks (PostgreSQL) or
     snapshot chunks (Redis)."""
@@ -87,6 +99,8 @@ LOADERS: dict[str, Loader] = {
     "identity": _identity,
     "wal": _wal,
     "backup": _backup,
+    "stream_batch": _stream_batch,
+    "stream_gap": _stream_gap,
 }
 
 

@@ -41,5 +41,5 @@ def rebuild(app: AppContext, force: bool) -> None:
     result = rebuild_catalog(repo)
     facts = ", ".join(f"{n} {t}" for t, n in sorted(result.records.items())) or "no records"
     click.echo(f"catalog rebuilt from {rc.url}: {facts}; {result.objects} objects")
-    for key in result.skipped:
-        click.echo(f"skipped record of unknown type: {key}", err=True)
+    for record in result.skipped:
+        click.echo(f"skipped record of unknown type: {record}", err=True)

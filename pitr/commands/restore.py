@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -67,6 +68,16 @@ def command(
     if dry_run:
         click.echo("dry run: nothing changed")
         return
+    # Every target is checked before any is touched: a refusal leaves all as they were.
+    for src, plan in plans:
+        if src.kind == "redis":
+            from pitr import redis_ops
+
+            redis_ops.check_restore_target(app, plan, redis_url, force)
+        else:
+            from recovery.pgrestore import check_target
+
+            check_target(Path(pgdata or src.pgdata), force)
     for src, plan in plans:
         if src.kind == "postgres":
             _restore_pg(app, src, plan, pgdata or src.pgdata, force)
