@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archiver.redis_codec import (
+from catalog.db.models import RepoMeta, StreamBatch, StreamGap
+from catalog.queries import ensure_source, record_objects
+from catalog.redisformat import (
     Entry,
     StreamId,
     caught_up_key,
@@ -24,9 +26,8 @@ from archiver.redis_codec import (
     id_text,
     parse_id,
     stream_label,
+    stream_name,
 )
-from catalog.db.models import RepoMeta, StreamBatch, StreamGap
-from catalog.queries import ensure_source, record_objects
 from catalog.repository import Repository, record_key
 
 
@@ -63,19 +64,6 @@ def gap_row(source_id: int, fact: dict[str, Any]) -> StreamGap:
         detail=fact["detail"],
         detected_at=datetime.fromisoformat(fact["detected_at"]),
     )
-
-
-def stream_name(label: str) -> bytes:
-    """The stream name behind a catalog label (see stream_label)."""
-    if label.startswith("hex:"):
-        try:
-            raw = bytes.fromhex(label[4:])
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw
-        except ValueError:
-            pass
-    return label.encode("utf-8")
 
 
 class StreamArchive:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from archiver.errors import BackupFailed
-from archiver.redis_codec import id_text, time_reply_ms
+from catalog.redisformat import id_text, time_reply_ms
 
 SORT_RUN = 100_000  # key names held in memory before spilling a sorted run
 

@@ -29,17 +29,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from archiver.errors import BackupFailed, SourceUnreachable
-from archiver.redis_codec import (
+from archiver.errors import BackupFailed, BadInput, SourceUnreachable
+from archiver.redis_keys import SORT_RUN, batches, fetch_keys, sorted_keys
+from catalog.db.models import Backup, BackupObject
+from catalog.queries import ensure_source, record_objects
+from catalog.redisformat import (
     SNAPSHOT_MAGIC,
     connect,
     key_record,
     stream_label,
     time_reply_ms,
 )
-from archiver.redis_keys import SORT_RUN, batches, fetch_keys, sorted_keys
-from catalog.db.models import Backup, BackupObject
-from catalog.queries import ensure_source, record_objects
 from catalog.repository import Chunk, Repository, record_key
 
 BATCH_KEYS = 256
@@ -88,7 +88,7 @@ def take_snapshot(
     t0 = time.monotonic()
     patterns = sorted(set(key_patterns) | set(stream_patterns))
     what = f"snapshot {source}"
-    client = connect(url, what)
+    client = connect(url, what, unreachable=SourceUnreachable, bad_url=BadInput)
     try:
         version = str(client.info("server").get("redis_version", "unknown"))
         start_ms = time_reply_ms(client.time())

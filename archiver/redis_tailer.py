@@ -4,10 +4,8 @@ patterns and ships their entries, in batches, into the repository.
 Each round reads, in one MULTI transaction, the server's TIME, XINFO STREAM
 of every followed stream and a non-blocking XREAD from the last read IDs;
 when nothing came, a blocking XREAD waits for the next entry. Reading the
-stream's state and its entries atomically is what makes gaps detectable:
-entries deleted (trimmed) after our position before we read them show as a
-max-deleted-entry-id beyond it; a stream that vanished and came back, or
-whose last ID or entries-added counter went backwards, was recreated.
+stream's state and its entries atomically is what makes gaps detectable
+(archiver.redis_gaps holds the rules).
 
 A batch closes by count or age and becomes one object, then a record
 (records/<source>/streams/<hex name>/<first id>), then a StreamBatch row. The
@@ -21,18 +19,16 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from archiver.errors import SourceUnreachable
+from archiver.errors import BadInput, SourceUnreachable
 from archiver.redis_archive import StreamArchive
-from archiver.redis_codec import (
-    Entry,
-    StreamId,
+from archiver.redis_gaps import StreamState, check_stream
+from catalog.redisformat import (
     connect,
     format_id,
-    id_text,
     parse_id,
     stream_label,
     time_reply_ms,
@@ -44,8 +40,6 @@ BATCH_SECONDS = 1.0
 BLOCK_MS = 500
 DISCOVER_SECONDS = 2.0
 HEARTBEAT_SECONDS = 1.0
-GAP_TRIMMED = "trimmed"
-GAP_RECREATED = "recreated"
 
 
 @dataclass
@@ -54,25 +48,6 @@ class TailStats:
     entries: int = 0
     gaps: int = 0
     streams: int = 0
-
-
-@dataclass
-class _Stream:
-    name: bytes
-    shipped: StreamId = (0, 0)  # last ID durably archived
-    read: StreamId = (0, 0)  # last ID read (buffered or shipped)
-    history: bool = False  # something of it was read or shipped: a jump is a gap
-    missing: bool = False
-    wrong_type: bool = False  # the name now holds another type: not read
-    counter: int | None = None  # entries-added as of `read`, when known
-    added: int | None = None  # entries-added at the last look
-    deleted_seen: StreamId = (0, 0)  # max-deleted-entry-id already reported
-    buffer: list[Entry] = field(default_factory=list)
-    opened: float = 0.0
-
-    @property
-    def label(self) -> str:
-        return stream_label(self.name)
 
 
 class StreamTailer:
@@ -101,7 +76,7 @@ class StreamTailer:
         self.discover_seconds = discover_seconds
         self.log = log or (lambda _msg: None)
         self.stats = TailStats()
-        self.streams: dict[bytes, _Stream] = {}
+        self.streams: dict[bytes, StreamState] = {}
         self.client: Any = None
         self.archive = StreamArchive(repo, source)
         self._next_discover = 0.0
@@ -120,7 +95,11 @@ class StreamTailer:
         while not stop.is_set():
             try:
                 self.client = connect(
-                    self.url, f"tail {self.source}", socket_timeout=self.block_ms / 1000 + 10
+                    self.url,
+                    f"tail {self.source}",
+                    unreachable=SourceUnreachable,
+                    bad_url=BadInput,
+                    socket_timeout=self.block_ms / 1000 + 10,
                 )
                 # Raw XREAD replies keep repeated field names and their order.
                 self.client.set_response_callback("XREAD", lambda r, **_: r)
@@ -166,7 +145,7 @@ class StreamTailer:
         for pattern in self.patterns:
             for key in self.client.scan_iter(match=pattern, count=1000, _type="stream"):
                 if key not in self.streams:
-                    self.streams[key] = _Stream(key)
+                    self.streams[key] = StreamState(key)
                     self.log(f"tail {self.source}: following {stream_label(key)}")
         self._discovered_ms = start_ms
 
@@ -205,7 +184,7 @@ class StreamTailer:
                 s.wrong_type = "wrongtype" in text
                 continue
             s.wrong_type = False
-            if not self._check(s, info, entries):
+            if not check_stream(s, info, entries, self._flush_stream, self._gap):
                 drained = False  # its position was reset: read it again next round
                 continue
             for raw_id, fields in entries:
@@ -224,67 +203,6 @@ class StreamTailer:
         if drained:
             self._drained_ms = now_ms - 1
         return total
-
-    def _check(self, s: _Stream, info: dict[str, Any], entries: Sequence[Any]) -> bool:
-        """Record a gap when entries were lost; False when the stream restarts.
-
-        s.counter is the stream's entries-added counter as of s.read: entries
-        added since then number added - s.counter, and when the stream's first
-        entry lies beyond s.read, all of them should still be there (length)."""
-        last = parse_id(info["last-generated-id"])
-        added = info.get("entries-added")  # Redis 7 and later
-        length = int(info.get("length") or 0)
-        first = info.get("first-entry")
-        first_pos = parse_id(first[0]) if first else None
-        first_id = id_text(first[0]) if first else format_id(last)
-        recreated = s.missing or last < s.read
-        if added is not None and s.counter is not None and added < s.counter:
-            recreated = True
-        s.missing = False
-        s.added = added
-        if recreated and s.history:
-            self._flush_stream(s)
-            self._gap(
-                s,
-                format_id(s.read),
-                first_id,
-                f"{GAP_RECREATED}: stream {s.label} was deleted and created again; "
-                f"entries after {format_id(s.read)} not yet shipped were lost",
-            )
-            s.read = s.shipped = s.deleted_seen = (0, 0)
-            s.counter = None
-            return False
-        if recreated:
-            s.counter = None
-        deleted = info.get("max-deleted-entry-id")
-        gone = parse_id(deleted) if deleted is not None else (0, 0)
-        head_trimmed = first_pos is None or first_pos > s.read
-        if s.history and added is not None and s.counter is not None and head_trimmed:
-            lost = added - s.counter - length
-            if lost > 0:
-                self._flush_stream(s)
-                self._gap(
-                    s,
-                    format_id(s.read),
-                    first_id,
-                    f"{GAP_TRIMMED}: {lost} entries of {s.label} after {format_id(s.read)} "
-                    "were trimmed before they were shipped",
-                )
-                s.counter = added - length
-                s.deleted_seen = max(s.deleted_seen, gone)
-        if gone > s.read and gone > s.deleted_seen:
-            # XDEL of entries after our position (trimming does not move this).
-            if s.history:
-                self._flush_stream(s)
-                self._gap(
-                    s,
-                    format_id(s.read),
-                    id_text(entries[0][0]) if entries else first_id,
-                    f"{GAP_TRIMMED}: entries of {s.label} after {format_id(s.read)} "
-                    f"(up to {format_id(gone)}) were deleted before they were shipped",
-                )
-            s.deleted_seen = gone
-        return True
 
     def _wait(self, stop: threading.Event) -> None:
         """Block until an entry arrives, a batch is due or it is time to look again."""
@@ -320,7 +238,7 @@ class StreamTailer:
             ):
                 self._flush_stream(s)
 
-    def _flush_stream(self, s: _Stream) -> None:
+    def _flush_stream(self, s: StreamState) -> None:
         while s.buffer:
             fact, leftover = self.archive.ship(s.name, s.buffer, s.counter)
             s.shipped = parse_id(fact["last_id"])
@@ -330,7 +248,7 @@ class StreamTailer:
             self.stats.batches += 1
             self.stats.entries += fact["count"]
 
-    def _gap(self, s: _Stream, from_id: str, to_id: str, detail: str) -> None:
+    def _gap(self, s: StreamState, from_id: str, to_id: str, detail: str) -> None:
         if self.archive.gap(s.name, from_id, to_id, detail):
             self.stats.gaps += 1
             self.log(f"tail {self.source}: gap in {s.label}: {detail}")
@@ -359,7 +277,7 @@ class StreamTailer:
         for name, (pos, counter) in self.archive.positions().items():
             if not any(glob_match(p, name) for p in self.patterns):
                 continue
-            s = self.streams.setdefault(name, _Stream(name))
+            s = self.streams.setdefault(name, StreamState(name))
             s.shipped = s.read = pos
             s.counter = counter
             s.history = True

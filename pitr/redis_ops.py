@@ -56,12 +56,11 @@ def check_restore_target(
     """How many keys of the target a restore would replace; TargetNotEmpty
     (exit 3) when there are some and force is not given. For callers that
     want to check every target before restoring anything."""
-    from recovery.redis_format import connect
-    from recovery.redis_restore import check_target
+    from recovery.redis_restore import check_target, connect_target
 
     src = app.source(plan.source, "redis")
     url = redis_url or src.url
-    client = connect(url, f"restore {src.name}")
+    client = connect_target(url, f"restore {src.name}")
     try:
         return check_target(client, src.name, url, patterns(src), force)
     finally:
@@ -76,7 +75,7 @@ def execute_restore(
     dry_run: bool,
 ) -> None:
     """Carry out a plan into redis_url (None: the source's own url)."""
-    from recovery.redis_format import safe_url
+    from catalog.redisformat import safe_url
     from recovery.redis_restore import restore_redis
 
     src = app.source(plan.source, "redis")

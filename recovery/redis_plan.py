@@ -20,12 +20,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, RepoMeta, Source, StreamBatch, StreamGap
+from catalog.redisformat import (
+    GAP_RECREATED,
+    GAP_TRIMMED,
+    StreamId,
+    caught_up_key,
+    format_id,
+    parse_id,
+)
 from recovery.errors import PlanError
-from recovery.redis_format import StreamId, caught_up_key, format_id, parse_id
 
-# Gap details start with these words (written by archiver.redis_tailer).
-GAP_TRIMMED = "trimmed"
-GAP_RECREATED = "recreated"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_SEQ = (1 << 64) - 1
 

@@ -23,9 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.repository import Repository
-from recovery.errors import RecoveryError, TargetNotEmpty
-from recovery.redis_format import (
+from catalog.redisformat import (
     StreamId,
     connect,
     decode_batch,
@@ -34,7 +32,10 @@ from recovery.redis_format import (
     parse_id,
     safe_url,
     stream_label,
+    stream_name,
 )
+from catalog.repository import Repository
+from recovery.errors import RecoveryError, RestoreInputError, TargetNotEmpty
 from recovery.redis_plan import RedisRestorePlan
 
 PIPELINE_KEYS = 200
@@ -57,6 +58,13 @@ def matching_keys(client: Any, patterns: Iterable[str]) -> Iterator[bytes]:
     """Keys of the target matching any pattern (a key may repeat)."""
     for pattern in patterns:
         yield from client.scan_iter(match=pattern, count=1000)
+
+
+def connect_target(url: str, what: str) -> Any:
+    """A client on the restore target; failures raise the restore's errors."""
+    return connect(
+        url, what, unreachable=RecoveryError, bad_url=RestoreInputError, socket_timeout=60
+    )
 
 
 def check_target(client: Any, source: str, url: str, patterns: list[str], force: bool) -> int:
@@ -83,7 +91,7 @@ def restore_redis(
 
     t0 = time.monotonic()
     what = f"restore {plan.source}"
-    client = connect(url, what)
+    client = connect_target(url, what)
     result = RedisRestoreResult()
     try:
         check_target(client, plan.source, url, patterns, force)
@@ -92,7 +100,7 @@ def restore_redis(
         gone = _restore_keys(client, repo, manifest, plan.target_ms, result)
         for label, facts in manifest.get("streams", {}).items():
             if label not in gone and parse_id(facts["last_id"])[0] > plan.target_ms:
-                result.cut += cut_stream(client, _name(label), plan.target_ms)
+                result.cut += cut_stream(client, stream_name(label), plan.target_ms)
         _replay(client, repo, plan, gone, result)
     except redis.exceptions.ConnectionError as e:
         raise RecoveryError(f"{what}: lost the connection to {safe_url(url)}: {e}") from e
@@ -186,7 +194,7 @@ def _replay(
     for replay in plan.replays:
         if replay.stream in gone and not replay.reset:
             continue  # the stream had expired by the target
-        name = _name(replay.stream)
+        name = stream_name(replay.stream)
         if replay.reset:
             client.delete(name)
         last = parse_id(replay.after)
@@ -216,16 +224,3 @@ def _replay(
             added += queued
         result.entries += added
         result.streams += added > 0
-
-
-def _name(label: str) -> bytes:
-    """The stream name behind a catalog label (UTF-8 text or hex:...)."""
-    if label.startswith("hex:"):
-        try:
-            raw = bytes.fromhex(label[4:])
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw
-        except ValueError:
-            pass
-    return label.encode("utf-8")

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from catalog.db.models import StreamBatch, StreamGap
 from catalog.queries import get_source
+from catalog.redisformat import decode_batch
 from catalog.repository import Repository
 from pitr.config import load_config
-from recovery.redis_format import decode_batch
 from tests.servers import PITR_BIN, RedisServer, clean_env, run_pitr, wait_until
 
 STREAMS = "cb:stream:*"

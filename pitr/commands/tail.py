@@ -36,8 +36,8 @@ def command(
     src = app.source(source_name, "redis")
     if not src.streams:
         raise ConfigError(f"source {src.name!r} has no streams patterns to tail")
-    from archiver.redis_codec import safe_url
     from archiver.redis_tailer import StreamTailer
+    from catalog.redisformat import safe_url
 
     stop = threading.Event()
 
