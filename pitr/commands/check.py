@@ -1,0 +1,131 @@
+"""pitr check: is the archive whole? WAL chains per timeline from every
+backup on, stream batches and recorded gaps, objects missing from the store.
+
+Exit 0 when whole, 4 when an object the catalog references is missing (or a
+.history file read on the way is damaged), else 3 when the WAL or stream
+archive has holes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from pitr.context import AppContext
+from pitr.output import OUTPUT_CHOICE
+
+
+@click.command(name="check")
+@click.option("--source", "source_name", metavar="NAME", help="Only this source.")
+@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
+@click.pass_obj
+def command(app: AppContext, source_name: str | None, output: str) -> None:
+    """Continuity of WAL chains and stream batches, missing objects."""
+    from recovery.integrity import check_archive
+
+    repo = app.repo()
+    report = check_archive(repo, chosen_sources(app, source_name))
+    doc = report_json(report)
+    if output == "json":
+        from pitr.output import emit_json
+
+        emit_json(doc)
+    else:
+        print_report(doc, "check")
+    code = exit_code(report)
+    if code:
+        click.echo(
+            f"pitr: check: {len(report.problems)} continuity problems, "
+            f"{len(report.bad)} missing or damaged objects",
+            err=True,
+        )
+        sys.exit(code)
+
+
+def chosen_sources(app: AppContext, source_name: str | None) -> list[tuple[str, str]]:
+    from pitr.config import ConfigError
+    from recovery.status import known_sources
+
+    configured = {s.name: s.kind for s in app.config.sources.values()}
+    sources = known_sources(app.repo(), configured, source_name)
+    if source_name is not None and not sources:
+        raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
+    return [(name, kind) for name, kind, _ in sources]
+
+
+def exit_code(report: Any) -> int:
+    from pitr import exitcodes
+
+    if report.bad:
+        return exitcodes.INTEGRITY
+    if report.problems:
+        return exitcodes.UNMET
+    return exitcodes.OK
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """The JSON shared by check and verify."""
+    from pitr.timeparse import format_utc
+
+    def piece(p: Any) -> dict[str, Any]:
+        return {"from": format_utc(p.start), "to": format_utc(p.end), "detail": p.detail}
+
+    return {
+        "ok": not report.bad and not report.problems,
+        "objects_checked": report.objects,
+        "stored_bytes_checked": report.stored_bytes,
+        "sources": [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "recoverable_from": format_utc(s.coverage.recoverable_from),
+                "recoverable_to": format_utc(s.coverage.recoverable_to),
+                "gaps": [piece(g) for g in s.coverage.gaps],
+                "lost": [piece(p) for p in s.lost],
+                "problems": [
+                    {"type": p.type, "detail": p.detail, **dict(p.extra)} for p in s.problems
+                ],
+            }
+            for s in report.sources
+        ],
+        "bad_objects": [
+            {
+                "oid": b.oid,
+                "problem": b.problem,
+                "detail": b.detail,
+                "refs": [{"source": r.source, "kind": r.kind, "name": r.name} for r in b.refs],
+            }
+            for b in report.bad
+        ],
+    }
+
+
+def print_report(doc: dict[str, Any], what: str) -> None:
+    from datetime import datetime
+
+    from pitr.output import heading, when
+
+    def t(text: str | None) -> str:
+        return when(datetime.fromisoformat(text)) if text else "-"
+
+    for s in doc["sources"]:
+        heading(f"{s['name']} ({s['kind']})")
+        click.echo(f"  recoverable: {t(s['recoverable_from'])} .. {t(s['recoverable_to'])}")
+        for g in s["gaps"]:
+            click.echo(f"  gap {t(g['from'])} .. {t(g['to'])}: {g['detail']}")
+        for p in s["problems"]:
+            click.echo(f"  {p['type']}: {p['detail']}")
+        for p in s["lost"]:
+            click.echo(f"  no longer restorable {t(p['from'])} .. {t(p['to'])}: {p['detail']}")
+    for b in doc["bad_objects"]:
+        click.echo(f"object {b['oid']}: {b['detail']}")
+        for r in b["refs"]:
+            what_ = {"wal": "WAL file", "stream_batch": "stream batch"}.get(r["kind"], r["kind"])
+            click.echo(f"  needed by {r['source']}: {what_} {r['name']}")
+    problems = sum(len(s["problems"]) for s in doc["sources"])
+    click.echo(
+        f"{what}: {doc['objects_checked']} objects, {problems} continuity problems, "
+        f"{len(doc['bad_objects'])} missing or damaged objects" + (": ok" if doc["ok"] else "")
+    )

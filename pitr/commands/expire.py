@@ -1,0 +1,156 @@
+"""pitr expire: apply retention, then remove objects nothing references.
+
+--keep N keeps the N newest backups (snapshots) of each source,
+--keep-within DURATION every one finished within DURATION; with both, a
+backup either rule keeps stays. The backup needed to restore the start of
+the kept window stays too, and the WAL and stream entries the kept backups
+need. With neither option only unreferenced objects are removed.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from pitr.context import AppContext
+from pitr.output import OUTPUT_CHOICE
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    from pitr.timeparse import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command(name="expire")
+@click.option("--keep", type=click.IntRange(min=1), metavar="N", help="Keep the N newest backups.")
+@click.option(
+    "--keep-within",
+    metavar="DURATION",
+    callback=_duration,
+    help="Keep every backup finished within DURATION (e.g. 7d).",
+)
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    callback=_duration,
+    help="Leave unreferenced objects younger than this (writers not yet committed).",
+)
+@click.option(
+    "--source", "source_name", metavar="NAME", help="Apply retention to this source only."
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be removed, change nothing.")
+@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
+@click.pass_obj
+def command(
+    app: AppContext,
+    keep: int | None,
+    keep_within: timedelta | None,
+    grace: timedelta,
+    source_name: str | None,
+    dry_run: bool,
+    output: str,
+) -> None:
+    """Apply retention and remove unreferenced objects."""
+    from pitr import exitcodes
+    from pitr.commands.check import chosen_sources
+    from pitr.expiry import apply_plan, garbage, sweep
+    from recovery.retention import Policy, plan_expiry
+
+    repo = app.repo()
+    now = datetime.now(UTC)
+    policy = Policy(keep, keep_within)
+    plans = [plan_expiry(repo, name, policy, now) for name, _ in chosen_sources(app, source_name)]
+    reused: list[str] = []
+    if dry_run:
+        found = garbage(repo, plans, now, grace)
+    else:
+        for plan in plans:
+            apply_plan(repo, plan)
+        found = garbage(repo, [], now, grace)
+        reused = sweep(repo, found)
+    doc = _json(plans, found, dry_run, grace)
+    if output == "json":
+        from pitr.output import emit_json
+
+        emit_json(doc)
+    else:
+        _print(plans, doc)
+    if reused:
+        click.echo(
+            f"pitr: expire: {len(reused)} removed objects were taken up by a writer meanwhile "
+            f"(first {reused[0]}); run pitr check and take a new backup",
+            err=True,
+        )
+        sys.exit(exitcodes.INTEGRITY)
+
+
+def _json(plans: list[Any], found: Any, dry_run: bool, grace: timedelta) -> dict[str, Any]:
+    from pitr.timeparse import format_utc
+
+    return {
+        "dry_run": dry_run,
+        "sources": [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "window_start": format_utc(p.window_start),
+                "kept": [{"id": bid, "reason": why} for bid, why in sorted(p.kept.items())],
+                "removed_backups": [
+                    {"id": bid, "finished_at": format_utc(at)} for bid, at in p.removed
+                ],
+                "removed_wal": [w.name for w in p.wal],
+                "removed_stream_batches": sum(f.kind == "batch" for f in p.stream_facts),
+                "removed_stream_gaps": sum(f.kind == "gap" for f in p.stream_facts),
+            }
+            for p in plans
+            if p.kind
+        ],
+        "objects": {
+            "removed": len(found.objects),
+            "removed_bytes": found.bytes,
+            "kept_within_grace": len(found.young),
+            "grace_seconds": grace.total_seconds(),
+        },
+    }
+
+
+def _print(plans: list[Any], doc: dict[str, Any]) -> None:
+    from pitr.output import heading, table, when
+    from pitr.units import human_bytes
+
+    verb = "would remove" if doc["dry_run"] else "removed"
+    for p, s in zip([p for p in plans if p.kind], doc["sources"], strict=True):
+        heading(
+            f"{p.name} ({p.kind})"
+            + (f": kept window from {when(p.window_start)}" if p.window_start else "")
+        )
+        rows = [[bid, "keep", why] for bid, why in sorted(p.kept.items())]
+        rows += [[bid, verb, f"finished {when(at)}"] for bid, at in p.removed]
+        if rows:
+            table(None, ["backup", "", "why"], sorted(rows))
+        if p.wal:
+            click.echo(f"  {verb} {len(p.wal)} WAL files ({p.wal[0].name} .. {p.wal[-1].name})")
+        if s["removed_stream_batches"] or s["removed_stream_gaps"]:
+            click.echo(
+                f"  {verb} {s['removed_stream_batches']} stream batches and "
+                f"{s['removed_stream_gaps']} recorded gaps"
+            )
+    o = doc["objects"]
+    click.echo(
+        f"objects: {verb} {o['removed']} no longer referenced "
+        f"({human_bytes(o['removed_bytes'])}); {o['kept_within_grace']} unreferenced objects "
+        f"younger than the grace period kept"
+    )
+    if doc["dry_run"]:
+        click.echo("dry run: nothing changed")

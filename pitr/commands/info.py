@@ -1,0 +1,146 @@
+"""pitr info: per source, its identity, backups, recoverable window and
+archive totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pitr.context import AppContext
+from pitr.output import OUTPUT_CHOICE
+
+
+@click.command(name="info")
+@click.option("--source", "source_name", metavar="NAME", help="Only this source.")
+@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
+@click.pass_obj
+def command(app: AppContext, source_name: str | None, output: str) -> None:
+    """Sources, backups, recoverable windows and sizes."""
+    from catalog import reports
+    from pitr.config import ConfigError
+    from recovery.status import known_sources, source_status
+
+    repo = app.repo()
+    configured = {s.name: s.kind for s in app.config.sources.values()}
+    statuses = [
+        source_status(repo, name, kind, is_configured)
+        for name, kind, is_configured in known_sources(repo, configured, source_name)
+    ]
+    if source_name is not None and not statuses:
+        raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
+    with repo.catalog.session() as s:
+        totals = reports.repository_totals(s)
+    doc = {
+        "repository": {
+            "url": app.config.repository.url,
+            "catalog": repo.catalog.safe_url,
+            **totals,
+        },
+        "sources": [source_json(st) for st in statuses],
+    }
+    if output == "json":
+        from pitr.output import emit_json
+
+        emit_json(doc)
+        return
+    _print(doc)
+
+
+def source_json(st: Any) -> dict[str, Any]:
+    from pitr.timeparse import format_utc
+
+    return {
+        "name": st.name,
+        "kind": st.kind,
+        "configured": st.configured,
+        "identity": st.identity,
+        "backups": [
+            {
+                "id": b.id,
+                "kind": b.kind,
+                "started_at": format_utc(b.started_at),
+                "finished_at": format_utc(b.finished_at),
+                "size_bytes": b.size_bytes,
+                "stored_bytes": b.stored_bytes,
+                "dedup_ratio": None if b.dedup_ratio is None else round(b.dedup_ratio, 2),
+                "timeline": b.timeline,
+                "start_lsn": b.start_lsn,
+                "stop_lsn": b.stop_lsn,
+            }
+            for b in st.backups
+        ],
+        "recoverable_from": format_utc(st.coverage.recoverable_from),
+        "recoverable_to": format_utc(st.coverage.recoverable_to),
+        "gaps": [
+            {"from": format_utc(g.start), "to": format_utc(g.end), "detail": g.detail}
+            for g in st.gaps
+        ],
+        "last_archived_at": format_utc(st.last_archived_at),
+        "archive": st.totals,
+        "notes": st.notes,
+    }
+
+
+def _print(doc: dict[str, Any]) -> None:
+    from datetime import datetime
+
+    from pitr.output import heading, table, when
+    from pitr.units import human_bytes
+
+    def t(text: str | None) -> str:
+        return when(datetime.fromisoformat(text)) if text else "-"
+
+    for src in doc["sources"]:
+        ident = src["identity"]
+        who = f"{src['name']} ({src['kind']})"
+        if ident.get("system_identifier"):
+            version = ident.get("pg_version") or 0
+            who += (
+                f", system {ident['system_identifier']}, PostgreSQL "
+                f"{version // 10000 if version >= 1000 else version}"
+            )
+        if not src["configured"]:
+            who += ", not in the config"
+        heading(who)
+        click.echo(f"  recoverable: {t(src['recoverable_from'])} .. {t(src['recoverable_to'])}")
+        for g in src["gaps"]:
+            click.echo(f"  gap {t(g['from'])} .. {t(g['to'])}: {g['detail']}")
+        a = src["archive"]
+        if src["kind"] == "postgres":
+            click.echo(
+                f"  WAL: {a.get('wal_files', 0)} files, {human_bytes(a.get('wal_bytes', 0))} "
+                f"({human_bytes(a.get('wal_stored_bytes', 0))} stored), timelines "
+                f"{', '.join(map(str, a.get('timelines', []))) or '-'}, newest segment "
+                f"{a.get('newest_segment') or '-'}"
+            )
+        elif a:
+            click.echo(
+                f"  streams: {a['streams']}, {a['stream_entries']} entries in "
+                f"{a['stream_batches']} batches, {human_bytes(a['stream_stored_bytes'])} stored, "
+                f"{a['stream_gaps']} recorded gaps"
+            )
+        click.echo(f"  last archived: {t(src['last_archived_at'])}")
+        for note in src["notes"]:
+            click.echo(f"  note: {note}")
+        if src["backups"]:
+            table(
+                None,
+                ["backup", "started", "finished", "size", "stored", "dedup"],
+                [
+                    [
+                        b["id"],
+                        t(b["started_at"]),
+                        t(b["finished_at"]),
+                        human_bytes(b["size_bytes"]),
+                        human_bytes(b["stored_bytes"]),
+                        "-" if b["dedup_ratio"] is None else f"{b['dedup_ratio']:.1f}x",
+                    ]
+                    for b in src["backups"]
+                ],
+            )
+    repo = doc["repository"]
+    click.echo(
+        f"repository {repo['url']}: {repo['objects']} objects, "
+        f"{human_bytes(repo['stored_bytes'])} stored for {human_bytes(repo['bytes'])} of data"
+    )

@@ -1,0 +1,60 @@
+"""Helpers for the report, check, verify and expire tests: reading and
+changing the SQLite catalog as the postgres user (who owns it, so that the
+archive_command running as postgres can go on writing it), and damaging
+the store like a failing disk or a careless operator would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from catalog.repository import object_key, record_key
+from tests.pgsupport import Archived
+from tests.servers import as_user, clean_env
+
+_SQL = (
+    "import json, sqlite3, sys\n"
+    "c = sqlite3.connect(sys.argv[1], timeout=30)\n"
+    "rows = c.execute(sys.argv[2], json.loads(sys.argv[3])).fetchall()\n"
+    "c.commit()\n"
+    "print(json.dumps(rows))\n"
+)
+
+
+def catalog_sql(archived: Archived, sql: str, *params: Any) -> list[list[Any]]:
+    """Run one statement on the repository's SQLite catalog as postgres."""
+    argv = [sys.executable, "-c", _SQL, str(archived.repo / "catalog.db"), sql, json.dumps(params)]
+    proc = subprocess.run(
+        as_user("postgres", argv), capture_output=True, text=True, check=False, env=clean_env()
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"catalog sql {sql!r} failed: {proc.stderr}")
+    return list(json.loads(proc.stdout))
+
+
+def segments(archived: Archived) -> list[tuple[str, str]]:
+    """(name, oid) of the archived WAL segments, in order."""
+    rows = catalog_sql(
+        archived, "SELECT name, oid FROM wal_files WHERE kind = 'segment' ORDER BY name"
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def object_path(archived: Archived, oid: str) -> Path:
+    return archived.repo / object_key(oid)
+
+
+def forget_wal(archived: Archived, name: str) -> None:
+    """Remove every trace of an archived WAL file: object, record and row."""
+    (oid,) = catalog_sql(archived, "SELECT oid FROM wal_files WHERE name = ?", name)[0]
+    object_path(archived, oid).unlink(missing_ok=True)
+    (archived.repo / record_key("db", "wal", name)).unlink()
+    catalog_sql(archived, "DELETE FROM wal_files WHERE name = ?", name)
+
+
+def pitr_json(archived: Archived, *args: str, code: int = 0) -> Any:
+    result = archived.pitr(*args, "--output", "json", check=code)
+    return json.loads(result.stdout)

@@ -1,0 +1,111 @@
+"""pitr check and pitr verify against a real archiving PostgreSQL, with a
+segment deleted, a byte flipped and an object truncated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.pgsupport import Archived, start_archiving
+from tests.reportsupport import catalog_sql, forget_wal, object_path, pitr_json, segments
+from tests.servers import PostgresCluster
+
+
+@pytest.fixture
+def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
+    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+
+
+def utc(text: str) -> datetime:
+    assert text.endswith("Z"), text
+    return datetime.fromisoformat(text)
+
+
+def test_check_names_a_deleted_segment_and_the_window_shrinks(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    for n in (1, 2, 3):
+        archived.marker(n)
+        archived.switch_and_wait()
+    whole = pitr_json(archived, "check")
+    assert whole["ok"] is True and whole["bad_objects"] == []
+    (before,) = whole["sources"]
+    assert before["problems"] == [] and before["recoverable_to"] is not None
+
+    # The object of a segment in the middle of the chain disappears from the store.
+    names = segments(archived)
+    lost_name, lost_oid = names[-2]
+    object_path(archived, lost_oid).unlink()
+
+    text = archived.pitr("check", check=4)
+    assert lost_name in text.stdout and "missing" in text.stderr
+    doc = pitr_json(archived, "check", code=4)
+    (bad,) = doc["bad_objects"]
+    assert bad["oid"] == lost_oid and bad["problem"] == "missing"
+    assert bad["refs"] == [{"source": "db", "kind": "wal", "name": lost_name}]
+    (src,) = doc["sources"]
+    assert src["recoverable_from"] == before["recoverable_from"]
+    assert utc(src["recoverable_to"]) < utc(before["recoverable_to"])
+    (lost,) = src["lost"]
+    assert lost_name in lost["detail"] and lost["to"] == before["recoverable_to"]
+    assert archived.pitr("verify", check=4)
+
+    # Once its row is gone too, the hole is a continuity problem naming it.
+    forget_wal(archived, lost_name)
+    doc = pitr_json(archived, "check", code=3)
+    assert doc["bad_objects"] == []
+    (src,) = doc["sources"]
+    (problem,) = src["problems"]
+    assert problem["type"] == "wal_gap" and problem["segments"] == [lost_name]
+    assert lost_name in archived.pitr("check", check=3).stdout
+    info = pitr_json(archived, "info")["sources"][0]
+    assert utc(info["recoverable_to"]) < utc(before["recoverable_to"])
+
+
+def test_verify_read_data_finds_a_flipped_byte(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.switch_and_wait()
+    assert pitr_json(archived, "verify")["ok"] is True
+    sound = pitr_json(archived, "verify", "--read-data")
+    assert sound["ok"] is True and sound["objects_checked"] > 10
+    (before,) = sound["sources"]
+
+    # Flip one byte in the largest object of the backup: same size, other content.
+    (backup_id,) = catalog_sql(archived, "SELECT id FROM backups")[0]
+    oids = [r[0] for r in catalog_sql(archived, "SELECT oid FROM backup_objects")]
+    victim = max(oids, key=lambda oid: object_path(archived, oid).stat().st_size)
+    path = object_path(archived, victim)
+    with path.open("r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x40]))
+
+    # Sizes alone cannot see it; reading it back can.
+    assert pitr_json(archived, "verify")["ok"] is True
+    doc = pitr_json(archived, "verify", "--read-data", code=4)
+    (bad,) = doc["bad_objects"]
+    assert bad["oid"] == victim and bad["problem"] == "damaged"
+    assert {"source": "db", "kind": "backup", "name": backup_id} in bad["refs"]
+    (src,) = doc["sources"]
+    assert src["recoverable_from"] is None
+    (lost,) = src["lost"]
+    assert lost["from"] == before["recoverable_from"] and lost["to"] == before["recoverable_to"]
+    assert backup_id in lost["detail"]
+    text = archived.pitr("verify", "--read-data", check=4).stdout
+    assert victim in text and f"needed by db: backup {backup_id}" in text
+
+
+def test_verify_finds_a_truncated_object(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.switch_and_wait()
+    name, oid = segments(archived)[-1]
+    path = object_path(archived, oid)
+    path.write_bytes(path.read_bytes()[:-10])
+    doc = pitr_json(archived, "verify", code=4)
+    (bad,) = doc["bad_objects"]
+    assert bad["oid"] == oid and bad["problem"] == "size"
+    assert bad["refs"] == [{"source": "db", "kind": "wal", "name": name}]

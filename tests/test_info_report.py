@@ -1,0 +1,154 @@
+"""pitr info and pitr report rpo on a real archiving PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.pgsupport import Archived, start_archiving
+from tests.reportsupport import forget_wal, pitr_json, segments
+from tests.servers import PostgresCluster
+
+INFO_SOURCE_FIELDS = {"name", "kind", "backups", "recoverable_from", "recoverable_to"}
+INFO_BACKUP_FIELDS = {"id", "started_at", "finished_at", "size_bytes", "stored_bytes"}
+RPO_FIELDS = {
+    "source",
+    "kind",
+    "last_archived_at",
+    "lag_seconds",
+    "recoverable_from",
+    "recoverable_to",
+    "gaps",
+    "ok",
+}
+
+
+@pytest.fixture
+def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
+    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+
+
+def utc(text: str) -> datetime:
+    assert text.endswith("Z"), text
+    return datetime.fromisoformat(text)
+
+
+def add_idle_source(archived: Archived) -> None:
+    """A second configured source that never archived anything."""
+    with archived.config.open("a") as f:
+        f.write('\n[sources.idle]\nkind = "postgres"\ndsn = "host=/nonexistent"\npgdata = "/x"\n')
+
+
+def test_info_lists_backups_window_and_totals(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.switch_and_wait()
+
+    doc = pitr_json(archived, "info")
+    assert {"url", "objects", "stored_bytes"} <= set(doc["repository"])
+    (src,) = doc["sources"]
+    assert set(src) >= INFO_SOURCE_FIELDS
+    assert src["name"] == "db" and src["kind"] == "postgres"
+    assert src["identity"]["system_identifier"] == archived.cluster.psql(
+        "SELECT system_identifier FROM pg_control_system()"
+    )
+    (backup,) = src["backups"]
+    assert set(backup) >= INFO_BACKUP_FIELDS
+    assert backup["size_bytes"] > 1_000_000 and 0 < backup["stored_bytes"] < backup["size_bytes"]
+    assert backup["dedup_ratio"] == pytest.approx(
+        backup["size_bytes"] / backup["stored_bytes"], rel=0.01
+    )
+    # The window opens when the backup ended and reaches the newest segment.
+    assert src["recoverable_from"] == backup["finished_at"]
+    assert utc(src["recoverable_to"]) > utc(backup["finished_at"])
+    assert src["gaps"] == []
+    assert src["archive"]["wal_files"] == len(segments(archived)) + 1  # and the .backup file
+    assert src["archive"]["newest_segment"] == segments(archived)[-1][0]
+
+    text = archived.pitr("info").stdout
+    assert backup["id"] in text and "recoverable:" in text
+
+
+def test_report_rpo_fresh_stale_and_never_archived(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    # Fresh: right after a segment was archived. A loaded machine can take a
+    # while between the archive and the report, so a few rounds are allowed.
+    for _ in range(5):
+        archived.marker(1 + _)
+        archived.switch_and_wait()
+        fresh = archived.pitr("report", "rpo", "--max-lag", "1s", check=False)
+        if fresh.returncode == 0:
+            break
+    assert fresh.returncode == 0, fresh.stderr
+    assert "ok" in fresh.stdout
+
+    time.sleep(1.5)  # nothing archived since: now it is behind a 1s lag
+    stale = archived.pitr("report", "rpo", "--max-lag", "1s", check=3)
+    assert "BEHIND" in stale.stdout and "over --max-lag" in stale.stderr
+
+    rows = pitr_json(archived, "report", "rpo", "--max-lag", "1s", code=3)
+    (row,) = rows
+    assert set(row) >= RPO_FIELDS
+    assert row["ok"] is False and row["lag_seconds"] > 1
+    assert utc(row["last_archived_at"]) <= utc(row["recoverable_to"]) or row["gaps"] == []
+    # Within a generous lag and backup age, the same source is fine.
+    rows = pitr_json(archived, "report", "rpo", "--max-lag", "1h", "--max-backup-age", "26h")
+    assert rows[0]["ok"] is True and rows[0]["backup_age_seconds"] > 0
+
+    # A configured source that never archived anything is stale.
+    add_idle_source(archived)
+    rows = {r["source"]: r for r in pitr_json(archived, "report", "rpo", "--max-lag", "1h", code=3)}
+    assert rows["idle"]["ok"] is False and rows["idle"]["last_archived_at"] is None
+    assert rows["idle"]["recoverable_from"] is None and rows["db"]["ok"] is True
+    assert archived.pitr("report", "rpo", "--source", "db", "--max-lag", "1h").returncode == 0
+    assert archived.pitr("report", "rpo", "--max-backup-age", "1s", check=3)
+
+
+def test_report_rpo_prometheus(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.switch_and_wait()
+    text = archived.pitr("report", "rpo", "--output", "prometheus").stdout
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples['pitr_source_info{source="db",kind="postgres"}'] == 1
+    assert samples['pitr_rpo_ok{source="db"}'] == 1
+    assert samples['pitr_backups{source="db"}'] == 1
+    last = samples['pitr_last_archived_timestamp_seconds{source="db"}']
+    assert abs(last - time.time()) < 600
+    assert (
+        samples['pitr_recoverable_to_timestamp_seconds{source="db"}']
+        >= samples['pitr_recoverable_from_timestamp_seconds{source="db"}']
+    )
+    assert "# TYPE pitr_archive_lag_seconds gauge" in text
+
+
+def test_a_lost_segment_shows_as_a_gap_until_a_newer_backup(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    for n in (1, 2, 3):
+        archived.marker(n)
+        archived.switch_and_wait()
+    before = pitr_json(archived, "info")["sources"][0]
+    names = [name for name, _ in segments(archived)]
+    lost = names[-2]
+    forget_wal(archived, lost)
+
+    after = pitr_json(archived, "info")["sources"][0]
+    assert after["recoverable_from"] == before["recoverable_from"]
+    assert utc(after["recoverable_to"]) < utc(before["recoverable_to"])
+
+    # A newer backup reopens the window: the lost segment is now a gap in it.
+    archived.pitr("backup", "--source", "db")
+    archived.marker(4)
+    archived.switch_and_wait()
+    (row,) = pitr_json(archived, "report", "rpo")
+    (gap,) = row["gaps"]
+    assert lost in gap["detail"]
+    assert utc(gap["from"]) == utc(after["recoverable_to"])
+    assert utc(gap["to"]) < utc(row["recoverable_to"])
