@@ -11,6 +11,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,38 @@ def shared_tmp() -> Iterator[Path]:
 def pitr_bin() -> Path:
     """The `pitr` console script of the virtual environment running the tests."""
     return Path(sys.executable).parent / "pitr"
+
+
+@dataclass(frozen=True)
+class RepositorySpec:
+    """Where a test's repository and catalog live; section(base) is its TOML."""
+
+    kind: str
+    url: str | None = None  # None: a directory under the test's base
+    catalog: str | None = None
+    endpoint_url: str | None = None
+
+    def section(self, base: Path) -> str:
+        lines = [f'url = "{self.url or base / "repo"}"']
+        if self.catalog:
+            lines.append(f'catalog = "{self.catalog}"')
+        if self.endpoint_url:
+            lines.append(f'endpoint_url = "{self.endpoint_url}"')
+        return "[repository]\n" + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(params=["local", "s3-pgcatalog"])
+def repository(request: pytest.FixtureRequest) -> RepositorySpec:
+    """The end-to-end restore tests run on both: a local directory with its
+    SQLite catalog, and S3 (moto) with the catalog in a PostgreSQL server."""
+    if request.param == "local":
+        return RepositorySpec("local")
+    bucket = request.getfixturevalue("s3_bucket")
+    catalog_server = request.getfixturevalue("pg_cluster_factory")()
+    catalog = (
+        f"postgresql+psycopg://postgres@/postgres?host={catalog_server.socket_dir}"
+        f"&port={catalog_server.port}"
+    )
+    return RepositorySpec(
+        "s3-pgcatalog", f"s3://{bucket.bucket}/pitr", catalog, bucket.endpoint_url
+    )

@@ -47,19 +47,27 @@ class Archived:
         raise TimeoutError(f"segment {name} was not archived; log: {self.cluster.log_tail(20)}")
 
 
-def write_config(path: Path, repo: Path, cluster: PostgresCluster, name: str = "db") -> Path:
+def write_config(
+    path: Path, repo: Path, cluster: PostgresCluster, name: str = "db", section: str | None = None
+) -> Path:
+    """section: the [repository] table (default: a local directory at repo)."""
     path.write_text(
-        f'[repository]\nurl = "{repo}"\n\n'
-        f'[sources.{name}]\nkind = "postgres"\ndsn = "{cluster.dsn}"\npgdata = "{cluster.pgdata}"\n'
+        (section or f'[repository]\nurl = "{repo}"\n')
+        + f'\n[sources.{name}]\nkind = "postgres"\ndsn = "{cluster.dsn}"\n'
+        + f'pgdata = "{cluster.pgdata}"\n'
     )
     path.chmod(0o644)
     return path
 
 
-def start_archiving(cluster: PostgresCluster, base: Path, factory: Any) -> Archived:
-    """Point archive_command at pitr, create the repository, make the marker table."""
+def start_archiving(
+    cluster: PostgresCluster, base: Path, factory: Any, repository: Any = None
+) -> Archived:
+    """Point archive_command at pitr, create the repository, make the marker
+    table. repository: a RepositorySpec fixture value (default: local)."""
     repo = base / "repo"
-    config = write_config(base / "pitr.toml", repo, cluster)
+    section = repository.section(base) if repository is not None else None
+    config = write_config(base / "pitr.toml", repo, cluster, section=section)
     archived = Archived(cluster, config, repo, base, factory)
     archived.pitr("init")
     cluster.set_archive_command(f"{PITR_BIN} --config {config} wal-push %p")

@@ -28,11 +28,17 @@ STREAMS = "cb:stream:*"
 
 
 def write_config(
-    path: Path, repo: Path, url: str, name: str = "cache", keys: str = '["cb:*"]'
+    path: Path,
+    repo: Path,
+    url: str,
+    name: str = "cache",
+    keys: str = '["cb:*"]',
+    section: str | None = None,
 ) -> Path:
+    """section: the [repository] table (default: a local directory at repo)."""
     path.write_text(
-        f'[repository]\nurl = "{repo}"\n\n'
-        f'[sources.{name}]\nkind = "redis"\nurl = "{url}"\n'
+        (section or f'[repository]\nurl = "{repo}"\n')
+        + f'\n[sources.{name}]\nkind = "redis"\nurl = "{url}"\n'
         f'streams = ["{STREAMS}"]\nkeys = {keys}\n'
     )
     return path
@@ -53,7 +59,7 @@ class RedisSource:
     @contextmanager
     def repo(self) -> Iterator[Repository]:
         rc = load_config(str(self.config), env={}).repository
-        repo = Repository.open(rc.url, rc.catalog)
+        repo = Repository.open(rc.url, rc.catalog, endpoint_url=rc.endpoint_url)
         try:
             yield repo
         finally:
@@ -73,7 +79,7 @@ class RedisSource:
 
 def archived_entries_of(config: Path, source: str) -> list[tuple[bytes, bytes, list[bytes]]]:
     rc = load_config(str(config), env={}).repository
-    repo = Repository.open(rc.url, rc.catalog)
+    repo = Repository.open(rc.url, rc.catalog, endpoint_url=rc.endpoint_url)
     try:
         with repo.catalog.session() as s:
             src = get_source(s, source)
@@ -94,8 +100,12 @@ def archived_entries_of(config: Path, source: str) -> list[tuple[bytes, bytes, l
         repo.close()
 
 
-def make_source(server: RedisServer, base: Path, name: str = "cache") -> RedisSource:
-    config = write_config(base / "pitr.toml", base / "repo", server.url, name)
+def make_source(
+    server: RedisServer, base: Path, name: str = "cache", repository: Any = None
+) -> RedisSource:
+    """repository: a RepositorySpec fixture value (default: local)."""
+    section = repository.section(base) if repository is not None else None
+    config = write_config(base / "pitr.toml", base / "repo", server.url, name, section=section)
     run_pitr(["init"], config=config)
     return RedisSource(server, config, name)
 

@@ -16,8 +16,11 @@ PAUSE = 0.3
 
 
 @pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+def archived(
+    pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path, repository
+) -> Archived:
+    """On a local repository with SQLite, and on S3 with a PostgreSQL catalog."""
+    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory, repository)
 
 
 def restore_and_start(archived: Archived, target: str, name: str, **env: str) -> PostgresCluster:

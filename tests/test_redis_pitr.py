@@ -39,9 +39,9 @@ def markers(c) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
 
 
 def test_restore_to_an_instant_between_two_markers(
-    redis_factory: RedisFactory, tmp_path: Path
+    redis_factory: RedisFactory, tmp_path: Path, repository
 ) -> None:
-    src = make_source(redis_factory(), tmp_path)
+    src = make_source(redis_factory(), tmp_path, repository=repository)
     c = src.client()
     c.set("cb:health:a", "ok")
     c.hset("cb:metrics:x", mapping={"calls": 3})
@@ -111,8 +111,9 @@ def test_restore_without_source_takes_every_source_to_one_instant(
     pg_cluster_factory: ClusterFactory,
     redis_factory: RedisFactory,
     shared_tmp: Path,
+    repository,
 ) -> None:
-    archived = start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+    archived = start_archiving(pg_cluster, shared_tmp, pg_cluster_factory, repository)
     redis = redis_factory()
     with archived.config.open("a") as f:
         f.write(f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n')
