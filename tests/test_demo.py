@@ -28,8 +28,12 @@ def test_demo_restores_both_servers_to_the_mark_and_cleans_up(shared_tmp: Path) 
 def test_demo_cleans_up_on_ctrl_c(shared_tmp: Path) -> None:
     work = shared_tmp / "demo-interrupted"
     proc = subprocess.Popen(
-        [str(PITR_BIN), "demo", "--dir", str(work)], env=clean_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [str(PITR_BIN), "demo", "--dir", str(work)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     wait_until(lambda: (work / "repo").exists(), 120, "the demo to create its repository")
     time.sleep(1)

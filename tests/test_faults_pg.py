@@ -109,9 +109,7 @@ def test_a_damaged_object_is_never_restored(archived: Archived) -> None:
     path.chmod(0o644)
     path.write_bytes(bytes(data))
     pgdata = archived.base / "never"
-    result = archived.pitr(
-        "restore", "--to", t1.isoformat(), "--pgdata", str(pgdata), check=False
-    )
+    result = archived.pitr("restore", "--to", t1.isoformat(), "--pgdata", str(pgdata), check=False)
     assert result.returncode == 4, result.stderr
     assert oid[:16] in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
