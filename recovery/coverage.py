@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from catalog.redisformat import parse_id
 from catalog.wal import lsn_segno, segment_name
 from recovery.planner import (
     BackupPoint,
@@ -178,11 +179,6 @@ class BatchRef:
     first_id: str
     last_id: str
     first_ms: int
-
-
-def parse_id(value: str) -> tuple[int, int]:
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def from_ms(ms: int) -> datetime:

@@ -22,10 +22,11 @@ from sqlalchemy import select
 from catalog import reports
 from catalog.db.models import Source, StreamBatch
 from catalog.errors import CatalogError, IntegrityError, ObjectNotFound, StorageError
+from catalog.redisformat import parse_id
 from catalog.reports import Ref
 from catalog.repository import Repository, object_key
 from catalog.wal import lsn_segno, parse_wal_name, segment_name
-from recovery.coverage import Coverage, Piece, lost_ranges, parse_id, pg_coverage, redis_coverage
+from recovery.coverage import Coverage, Piece, lost_ranges, pg_coverage, redis_coverage
 from recovery.planner import Span, TimelineInfo, ancestry, on_history, timeline_for_segment
 from recovery.status import PgFacts, batch_refs, load_pg, load_redis
 

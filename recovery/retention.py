@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from catalog.db.models import Backup, Source, StreamBatch, StreamGap
+from catalog.redisformat import parse_id
 from catalog.repository import Repository
 from catalog.wal import lsn_segno
-from recovery.coverage import SnapshotRef, parse_id, snapshot_position
+from recovery.coverage import SnapshotRef, snapshot_position
 from recovery.planner import (
     BackupPoint,
     Span,

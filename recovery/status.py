@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog import reports
 from catalog.db.models import Backup, Source, StreamBatch, WalFile
 from catalog.errors import CatalogError, StorageError
+from catalog.redisformat import parse_id
 from catalog.repository import Repository
 from catalog.wal import parse_history, parse_lsn
 from recovery.coverage import (
@@ -27,7 +28,6 @@ from recovery.coverage import (
     Piece,
     SnapshotRef,
     from_ms,
-    parse_id,
     pg_coverage,
     redis_coverage,
 )
@@ -113,23 +113,9 @@ def load_redis(session: Session, source_id: int, name: str) -> RedisFacts:
     snaps = [
         SnapshotRef(b.id, b.started_at, dict((b.details or {}).get("streams", {}))) for b in rows
     ]
-    return RedisFacts(snaps, stream_coverage_end(session, source_id, name))
+    from recovery.redis_plan import tail_covered
 
-
-def stream_coverage_end(session: Session, source_id: int, name: str) -> datetime | None:
-    """The tailer's heartbeat, or the newest archived entry when it is later."""
-    from catalog.redisformat import caught_up_key
-
-    best = None
-    beat = reports.meta_value(session, caught_up_key(name))
-    if beat:
-        best = datetime.fromisoformat(beat).astimezone(UTC)
-    last_ms = session.scalar(
-        select(func.max(StreamBatch.last_ms)).where(StreamBatch.source_id == source_id)
-    )
-    if last_ms is not None and (best is None or from_ms(last_ms) > best):
-        best = from_ms(last_ms)
-    return best
+    return RedisFacts(snaps, tail_covered(session, source_id))
 
 
 def batch_refs(session: Session, source_id: int, oids: Collection[str]) -> list[BatchRef]:
