@@ -1,0 +1,1 @@
+"""The benchmark: pitr side by side with pgBackRest (see bench/README.md)."""

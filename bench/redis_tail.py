@@ -1,0 +1,127 @@
+"""Redis stream tailer under a pipelined writer.
+
+A redis-server, `pitr tail` following `bench:*`, and a writer in this
+process sending XADD in pipelined batches as fast as it can for a fixed
+time. A sampler reads the catalog's stream_batches (sum of count) while the
+writer runs: the tailer's sustained rate is the slope of archived entries
+over the writing window (after the first second, once the first batches
+have closed), and the lag is what was written but not yet archived when the
+writer stopped, plus the time the tailer then needed to catch up.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import (
+    Background,
+    BenchError,
+    catalog_query,
+    pitr_argv,
+    pitr_config,
+    run,
+    wait_for,
+)
+from tests.servers import RedisServer, new_dir
+
+STREAM = "bench:events"
+PAYLOAD = "x" * 64
+
+
+def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> dict[str, Any]:
+    server = RedisServer()
+    tailer: Background | None = None
+    base = new_dir("tail-")
+    try:
+        server.start()
+        repo = base / "repo"
+        config = pitr_config(base / "pitr.toml", repo, redis_url=server.url)
+        run(pitr_argv(config, "init"), "pitr init")
+        client = server.client()
+        client.xadd(STREAM, {"n": 0, "v": PAYLOAD})  # so that the tailer finds the stream
+
+        def archived() -> int:
+            rows = catalog_query(repo, "SELECT coalesce(sum(count), 0) FROM stream_batches")
+            return int(rows[0][0])
+
+        tailer = Background(pitr_argv(config, "tail", "--source", "cache"), base / "tail.log")
+        wait_for(
+            lambda: _tailer_alive(tailer) and archived() >= 1,
+            60,
+            "pitr tail to archive the first entry",
+            interval=0.1,
+        )
+        log(f"redis: pipelined XADD (batches of {batch}) for {seconds:g}s, pitr tail following")
+        samples: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append((time.monotonic(), archived()))
+                done.wait(0.25)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        written = 1
+        t0 = time.monotonic()
+        sampler.start()
+        pipe = client.pipeline(transaction=False)
+        while time.monotonic() - t0 < seconds:
+            for i in range(batch):
+                pipe.xadd(STREAM, {"n": written + i, "v": PAYLOAD})
+            pipe.execute()
+            written += batch
+        t_end = time.monotonic()
+        done.set()
+        sampler.join()
+        at_end = archived()
+        window = t_end - t0
+        caught = wait_for(
+            lambda: _tailer_alive(tailer) and archived() >= written and time.monotonic(),
+            300,
+            f"pitr tail to archive all {written} entries",
+            interval=0.05,
+        )
+        catch_up = caught - t_end
+        gaps = int(catalog_query(repo, "SELECT count(*) FROM stream_gaps")[0][0])
+        code = tailer.stop(timeout=60)
+        if code != 0:
+            raise BenchError(f"pitr tail exited {code}:\n{tailer.output()[-2000:]}")
+        total = archived()
+        if total != written:
+            raise BenchError(f"pitr tail archived {total} entries, {written} were written")
+        return {
+            "seconds": round(window, 2),
+            "batch": batch,
+            "entries_written": written,
+            "written_per_s": round((written - 1) / window),
+            "archived_per_s_sustained": round(_slope(samples, t0 + 1.0, t_end)),
+            "archived_per_s_overall": round((written - 1) / (t_end + catch_up - t0)),
+            "lag_entries_at_end": written - at_end,
+            "catch_up_seconds": round(catch_up, 2),
+            "gaps": gaps,
+        }
+    finally:
+        if tailer is not None:
+            tailer.stop(timeout=30)
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _tailer_alive(tailer: Background) -> bool:
+    if not tailer.alive():
+        raise BenchError(f"pitr tail exited:\n{tailer.output()[-2000:]}")
+    return True
+
+
+def _slope(samples: list[tuple[float, int]], start: float, end: float) -> float:
+    """Archived entries per second between the first sample at or after start
+    and the last sample at or before end."""
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        raise BenchError("too few catalog samples to measure the tailer's rate")
+    (ta, a), (tb, b) = inside[0], inside[-1]
+    return (b - a) / (tb - ta)

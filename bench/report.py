@@ -1,0 +1,231 @@
+"""The results as one plain-text table (stdout, docs) and as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+MIB = 1 << 20
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return round(a / b, 2)
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    """pitr against pgBackRest, each as 'higher is better for pitr' except sizes."""
+    out: dict[str, Any] = {}
+    drain = results.get("wal_drain") or {}
+    rates = {r["key"]: r["segments_per_s"] for r in drain.get("rows", []) if "error" not in r}
+    out["drain_pitr_vs_pgbackrest"] = ratio(rates.get("pitr"), rates.get("pgbackrest"))
+    out["drain_pitr_daemon_vs_pgbackrest"] = ratio(
+        rates.get("pitr_daemon"), rates.get("pgbackrest")
+    )
+    out["drain_pitr_daemon_vs_pgbackrest_async"] = ratio(
+        rates.get("pitr_daemon"), rates.get("pgbackrest_async")
+    )
+    for section, key, field in (
+        ("backup", "backup_speed_pitr_vs_pgbackrest", "seconds"),
+        ("restore", "restore_speed_pitr_vs_pgbackrest", "total_seconds"),
+    ):
+        by_tool = {r["tool"]: r for r in (results.get("postgres") or {}).get(section, [])}
+        if "pitr" in by_tool and "pgBackRest" in by_tool:
+            out[key] = ratio(by_tool["pgBackRest"][field], by_tool["pitr"][field])
+            if section == "backup":
+                out["backup_size_pitr_vs_pgbackrest"] = ratio(
+                    by_tool["pitr"]["stored_bytes"], by_tool["pgBackRest"]["stored_bytes"]
+                )
+    results["ratios"] = out
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int]) -> list[str]:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(widths[i]) if i in right else v.ljust(widths[i]) for i, v in enumerate(values)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / MIB:.1f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    f = results["facts"]
+    out = [
+        f"pitr benchmark, {f['date_utc']}",
+        f"machine: {f['nproc']} cores ({f['cpu']}), {f['memory_gib']} GiB RAM, "
+        f"load average {f['loadavg_start']} at the start, {f['loadavg_end']} at the end",
+        f"software: {f['postgres']}, {f['pgbackrest']}, {f['redis']}, pitr {f['pitr']} "
+        f"({f['commit']}), Python {f['python']}",
+        f"data: pgbench scale {results['settings']['scale']}",
+        "",
+    ]
+    drain = results.get("wal_drain")
+    if drain:
+        pgb = next(
+            (
+                r["segments_per_s"]
+                for r in drain["rows"]
+                if r["key"] == "pgbackrest" and "error" not in r
+            ),
+            None,
+        )
+        out.append(
+            f"WAL drain: a backlog of {drain['segments']} segments (16 MiB), "
+            "archived by PostgreSQL's archiver one call per segment; "
+            f"median of {drain.get('repeat', 1)} runs per tool"
+        )
+        rows = []
+        for r in drain["rows"]:
+            if "error" in r:
+                rows.append([r["tool"], r["mode"], "failed", "-", "-", "-"])
+                continue
+            rows.append(
+                [
+                    r["tool"],
+                    r["mode"],
+                    r["seconds"],
+                    r["segments_per_s"],
+                    _mib(r["stored_bytes"]),
+                    _x(ratio(r["segments_per_s"], pgb)),
+                ]
+            )
+        out += _table(
+            ["tool", "mode", "seconds", "segments/s", "stored MiB", "vs pgBackRest"],
+            rows,
+            {2, 3, 4, 5},
+        )
+        out += [f"note: {n}" for n in drain.get("notes", [])]
+        out.append("")
+    pg = results.get("postgres")
+    if pg:
+        out.append(
+            f"Full base backup of the same database ({_mib(pg['backup'][0]['db_bytes'])} MiB), "
+            "archiving on; speed vs pgBackRest = its time / pitr's"
+        )
+        byt = {r["tool"]: r for r in pg["backup"]}
+        pgb_b = byt.get("pgBackRest")
+        rows = [
+            [
+                r["tool"],
+                r["seconds"],
+                _mib(r["stored_bytes"]),
+                _x(ratio(pgb_b["seconds"], r["seconds"]) if pgb_b else None),
+                _x(ratio(r["stored_bytes"], pgb_b["stored_bytes"]) if pgb_b else None),
+                r["settings"],
+            ]
+            for r in pg["backup"]
+        ]
+        out += _table(
+            ["tool", "seconds", "stored MiB", "speed vs pgBackRest", "size vs pgBackRest"]
+            + ["settings"],
+            rows,
+            {1, 2, 3, 4},
+        )
+        out.append("")
+        work = f" after {pg['workload']}" if pg.get("workload") else ""
+        out.append(
+            f"Restore to an instant ({pg['target']} UTC{work}), timed until the restored "
+            "cluster has promoted and answers a query"
+        )
+        byr = {r["tool"]: r for r in pg["restore"]}
+        pgb_r = byr.get("pgBackRest")
+        rows = [
+            [
+                r["tool"],
+                r["restore_seconds"],
+                r["recovery_seconds"],
+                r["total_seconds"],
+                _x(ratio(pgb_r["total_seconds"], r["total_seconds"]) if pgb_r else None),
+                r.get("segments_restored", "-"),
+                "ok" if r["markers"] == [1] else str(r["markers"]),
+            ]
+            for r in pg["restore"]
+        ]
+        out += _table(
+            ["tool", "restore s", "start+replay s", "total s", "speed vs pgBackRest"]
+            + ["WAL files fetched", "markers"],
+            rows,
+            {1, 2, 3, 4, 5},
+        )
+        out.append("")
+    tail = results.get("redis_tail")
+    if tail:
+        out.append(
+            f"Redis stream tail: pipelined XADD (batches of {tail['batch']}) for "
+            f"{tail['seconds']:g}s, `pitr tail` following"
+        )
+        out += _table(
+            [
+                "written/s",
+                "archived/s (sustained)",
+                "archived/s (overall)",
+                "lag at end (entries)",
+                "catch-up s",
+                "gaps",
+            ],
+            [
+                [
+                    tail["written_per_s"],
+                    tail["archived_per_s_sustained"],
+                    tail["archived_per_s_overall"],
+                    tail["lag_entries_at_end"],
+                    tail["catch_up_seconds"],
+                    tail["gaps"],
+                ]
+            ],
+            {0, 1, 2, 3, 4, 5},
+        )
+        out.append("")
+    out += _goals(results.get("ratios") or {})
+    errors = results.get("errors") or []
+    for e in errors:
+        out.append(f"error: {e}")
+    for n in results.get("notes") or []:
+        out.append(f"note: {n}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+# The targets of issue 6: drain at least 1.5x pgBackRest's rate, restore at least as fast.
+# pitr's best drain is with its daemon; without one built, the plain shim stands in.
+GOALS = (
+    (("drain_pitr_daemon_vs_pgbackrest", "drain_pitr_vs_pgbackrest"), 1.5, "WAL drain rate"),
+    (("restore_speed_pitr_vs_pgbackrest",), 1.0, "restore to an instant, speed"),
+)
+
+
+def _goals(ratios: dict[str, Any]) -> list[str]:
+    rows = []
+    for keys, goal, what in GOALS:
+        key = next((k for k in keys if ratios.get(k) is not None), None)
+        if key is None:
+            continue
+        value = ratios[key]
+        rows.append([what, key, _x(value), f">= {goal:g}x", "met" if value >= goal else "not met"])
+    if not rows:
+        return []
+    return [
+        "Against the goals of issue 6 (pitr / pgBackRest)",
+        *_table(["figure", "ratio key in the JSON", "ratio", "goal", "status"], rows, {2}),
+        "",
+    ]

@@ -1,0 +1,242 @@
+"""pitr side by side with pgBackRest on one machine, one data set, one run.
+
+    python -m bench.run [--scale 50] [--repeat 3] [--redis-seconds 10] [--only wal,backup,redis]
+
+Run from the repository root as root (PostgreSQL runs as the postgres OS
+user); scripts/bench.sh prepares the machine first. Prints a table and
+writes the same figures as JSON (bench/results/latest.json by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ("wal", "backup", "redis")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=50,
+        help="pgbench scale of the database (50: ~40 WAL segments; 150 as in issue 6: ~116)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=3, help="drain runs per tool (the median is reported)"
+    )
+    p.add_argument(
+        "--transactions",
+        type=int,
+        default=2000,
+        help="pgbench transactions per client (2 clients) between the backups and the "
+        "restore target: WAL both restores replay",
+    )
+    p.add_argument("--redis-seconds", type=float, default=10.0, help="how long the writer writes")
+    p.add_argument("--redis-batch", type=int, default=1000, help="XADD per pipeline round trip")
+    p.add_argument(
+        "--only",
+        default=",".join(PHASES),
+        help=f"comma-separated phases to run, of {', '.join(PHASES)}",
+    )
+    p.add_argument(
+        "--output", default=str(ROOT / "bench" / "results" / "latest.json"), help="JSON file"
+    )
+    p.add_argument("--workdir", default="/tmp", help="where the temporary directories go")
+    args = p.parse_args(argv)
+    args.phases = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(args.phases) - set(PHASES)
+    if unknown:
+        p.error(f"unknown phase {sorted(unknown)[0]!r} (known: {', '.join(PHASES)})")
+    return args
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+
+
+def machine_facts() -> dict[str, Any]:
+    from tests.servers import PG_BIN, PITR_BIN
+
+    mem_kib = 0
+    cpu = platform.processor() or "unknown"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = _first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    return {
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / (1 << 20), 1),
+        "kernel": platform.release(),
+        "postgres": _first_line([str(PG_BIN / "postgres"), "--version"]).replace(
+            "postgres (PostgreSQL)", "PostgreSQL"
+        ),
+        "pgbackrest": _first_line(["pgbackrest", "version"]),
+        "redis": " ".join(_first_line(["redis-server", "--version"]).split()[:3]),
+        "pitr": _first_line([str(PITR_BIN), "--version"]).split()[-1],
+        "commit": commit,
+        "python": platform.python_version(),
+        "loadavg_start": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+    }
+
+
+def _on_signal(signum: int, _frame: object) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (PostgreSQL is started as the postgres user)", file=sys.stderr)
+        return 2
+    os.chdir(ROOT)
+    root = Path(tempfile.mkdtemp(prefix="pitr-bench-", dir=args.workdir))
+    root.chmod(0o755)
+    # tests.servers puts every server and directory under PITR_TEST_BASE.
+    os.environ["PITR_TEST_BASE"] = str(root)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+    from bench import report
+    from bench.common import Background
+
+    results: dict[str, Any] = {
+        "facts": machine_facts(),
+        "settings": {
+            "scale": args.scale,
+            "repeat": args.repeat,
+            "transactions": args.transactions,
+            "phases": args.phases,
+            "redis_seconds": args.redis_seconds,
+            "redis_batch": args.redis_batch,
+        },
+        "errors": [],
+        "notes": [],
+    }
+    backlog = None
+    try:
+        if "wal" in args.phases or "backup" in args.phases:
+            backlog = _phase(results, "backlog", lambda: _backlog(args.scale))
+        if backlog is not None and "wal" in args.phases:
+            from bench.drain import drain_all
+
+            drain = _phase(results, "wal drain", lambda: drain_all(backlog, log, args.repeat))
+            if drain is not None:
+                drain["build_seconds"] = round(backlog.build_seconds, 1)
+                drain["db_bytes"] = backlog.db_bytes
+                for row in drain["rows"]:
+                    if "error" in row:
+                        what = f"drain {row['tool']} ({row['mode']})"
+                        results["errors"].append(f"{what}: {row['error']}")
+                results["wal_drain"] = drain
+        if backlog is not None and "backup" in args.phases:
+            from bench.pgcycle import backup_and_restore
+
+            results["postgres"] = _phase(
+                results,
+                "backup and restore",
+                lambda: backup_and_restore(
+                    backlog, args.scale, args.transactions, Path(args.output).parent / "logs", log
+                ),
+            )
+        if "redis" in args.phases:
+            from bench.common import pitr_has
+            from bench.redis_tail import tail_benchmark
+
+            if pitr_has("tail"):
+                results["redis_tail"] = _phase(
+                    results,
+                    "redis tail",
+                    lambda: tail_benchmark(args.redis_seconds, args.redis_batch, log),
+                )
+            else:
+                results["notes"].append("pitr tail is not built in this tree: redis skipped")
+    except KeyboardInterrupt:
+        log("interrupted: stopping servers and removing temporary files")
+        _cleanup(root, Background)
+        return 130
+    finally:
+        if backlog is not None:
+            backlog.cluster.cleanup()
+    _cleanup(root, Background)
+    results["facts"]["loadavg_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    results = {k: v for k, v in results.items() if v is not None}
+    report.add_ratios(results)
+    text = report.render(results)
+    print(text)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".txt").write_text(text)
+    log(f"wrote {out}")
+    return 1 if results["errors"] else 0
+
+
+def _backlog(scale: int) -> Any:
+    from bench.drain import build_backlog
+
+    return build_backlog(scale, log)
+
+
+def _phase(results: dict[str, Any], name: str, fn: Any) -> Any:
+    """Run one phase; a failure is recorded and the next phase still runs."""
+    t0 = time.monotonic()
+    try:
+        value = fn()
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        log(f"{name} failed: {e}")
+        if os.environ.get("BENCH_TRACEBACK"):
+            traceback.print_exc()
+        results["errors"].append(f"{name}: {e}")
+        return None
+    log(f"{name}: done in {time.monotonic() - t0:.0f}s")
+    return value
+
+
+def _cleanup(root: Path, background: Any) -> None:
+    from tests import servers
+
+    background.stop_all()
+    for server in list(servers._live):
+        try:
+            server.cleanup()
+        except Exception as e:  # keep cleaning the others
+            log(f"cleanup of {server!r}: {e}")
+    servers.remove_base_dir()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
