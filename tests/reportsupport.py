@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,36 @@ def forget_wal(archived: Archived, name: str) -> None:
 def pitr_json(archived: Archived, *args: str, code: int = 0) -> Any:
     result = archived.pitr(*args, "--output", "json", check=code)
     return json.loads(result.stdout)
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+MARKERS = "cb:stream:markers"
+
+
+def add_markers(client: Any, first: int, last: int) -> list[bytes]:
+    """Marker entries first..last, each in its own millisecond."""
+    ids = []
+    for n in range(first, last + 1):
+        time.sleep(0.01)
+        ids.append(client.xadd(MARKERS, {"n": str(n)}))
+    return ids
+
+
+def tail_markers(source: Any, first: int, last: int) -> list[bytes]:
+    """Write markers with the tailer running and wait until they are archived."""
+    from tests.redissupport import TailThread, wait_for_entries
+
+    before = len(source.archived())
+    with source.repo() as repo:
+        tail = TailThread(repo, source.name, source.server.url, batch_seconds=0.05)
+        try:
+            ids = add_markers(source.client(), first, last)
+            wait_for_entries(source, before + len(ids))
+        finally:
+            tail.stop()
+    return ids
+
+
+def redis_json(source: Any, *args: str, code: int = 0) -> Any:
+    return json.loads(source.pitr(*args, "--output", "json", check=code).stdout)

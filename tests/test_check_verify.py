@@ -5,12 +5,25 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from catalog.repository import object_key
 from tests.pgsupport import Archived, start_archiving
-from tests.reportsupport import catalog_sql, forget_wal, object_path, pitr_json, segments
-from tests.servers import PostgresCluster
+from tests.redissupport import RedisSource, instant_of, make_source
+from tests.reportsupport import (
+    add_markers,
+    catalog_sql,
+    forget_wal,
+    object_path,
+    pitr_json,
+    redis_json,
+    segments,
+    tail_markers,
+)
+from tests.servers import PostgresCluster, RedisFactory
 
 
 @pytest.fixture
@@ -109,3 +122,62 @@ def test_verify_finds_a_truncated_object(archived: Archived) -> None:
     (bad,) = doc["bad_objects"]
     assert bad["oid"] == oid and bad["problem"] == "size"
     assert bad["refs"] == [{"source": "db", "kind": "wal", "name": name}]
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+def redis_rows(src: RedisSource, sql: str) -> list[Any]:
+    with src.repo() as repo, repo.catalog.session() as s:
+        return list(s.execute(text(sql)).all())
+
+
+def test_redis_damaged_batch_and_missing_snapshot_chunk(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    c = src.client()
+    for i in range(50):
+        c.set(f"cb:key:{i}", "v" * 100)
+    add_markers(c, 0, 0)
+    src.pitr("backup", "--source", "cache")
+    tail_markers(src, 1, 2)
+    ids = tail_markers(src, 3, 4)
+    assert redis_json(src, "check")["ok"] is True
+    sound = redis_json(src, "verify", "--read-data")
+    assert sound["ok"] is True
+    (before,) = sound["sources"]
+
+    # A byte flipped in the batch holding markers 3 and 4.
+    ((oid, stream, first, last),) = redis_rows(
+        src,
+        "SELECT oid, stream, first_id, last_id FROM stream_batches "
+        f"WHERE first_id = '{ids[0].decode()}'",
+    )
+    path = tmp_path / "repo" / object_key(oid)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    doc = redis_json(src, "verify", "--read-data", code=4)
+    (bad,) = doc["bad_objects"]
+    assert bad["oid"] == oid and bad["problem"] == "damaged"
+    assert bad["refs"] == [
+        {"source": "cache", "kind": "stream_batch", "name": f"{stream} {first}..{last}"}
+    ]
+    (source,) = doc["sources"]
+    (lost,) = source["lost"]
+    assert utc(lost["from"]) == instant_of(ids[0]) and lost["to"] == before["recoverable_to"]
+    assert first in lost["detail"]
+    assert source["recoverable_from"] == before["recoverable_from"]
+
+    # A chunk of the snapshot disappears: nothing can be restored from it.
+    ((snapshot_id, manifest),) = redis_rows(src, "SELECT id, manifest_oid FROM backups")
+    chunk = next(
+        oid for (oid,) in redis_rows(src, "SELECT oid FROM backup_objects") if oid != manifest
+    )
+    (tmp_path / "repo" / object_key(chunk)).unlink()
+    doc = redis_json(src, "check", code=4)
+    (bad,) = doc["bad_objects"]
+    assert bad["oid"] == chunk
+    assert bad["refs"] == [{"source": "cache", "kind": "snapshot", "name": snapshot_id}]
+    assert doc["sources"][0]["recoverable_from"] is None

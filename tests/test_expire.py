@@ -26,8 +26,16 @@ from recovery.retention import (
 )
 from recovery.status import WalRef
 from tests.pgsupport import Archived, markers_in, start_archiving
-from tests.reportsupport import catalog_sql, pitr_json
-from tests.servers import PostgresCluster
+from tests.redissupport import between, make_source
+from tests.reportsupport import (
+    MARKERS,
+    add_markers,
+    catalog_sql,
+    pitr_json,
+    redis_json,
+    tail_markers,
+)
+from tests.servers import PostgresCluster, RedisFactory
 
 SEG = 16 << 20
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -241,3 +249,55 @@ def test_unreferenced_objects_wait_for_the_grace_period(archived: Archived) -> N
     gone = pitr_json(archived, "expire")
     assert gone["objects"]["removed"] == 1 and not orphan.exists()
     assert archived.pitr("verify").returncode == 0
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+def test_expire_redis_keeps_the_newest_snapshot_and_the_entries_after_it(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    c = src.client()
+    c.set("cb:health:a", "first")
+    ids = add_markers(c, 0, 0)
+    src.pitr("backup", "--source", "cache")
+    ids += tail_markers(src, 1, 3)
+    c.set("cb:health:a", "second")
+    src.pitr("backup", "--source", "cache")
+    ids += tail_markers(src, 4, 6)
+    before = redis_json(src, "info")["sources"][0]
+    first, second = (b["id"] for b in before["backups"])
+
+    done = redis_json(src, "expire", "--keep", "1", "--grace", "0s")
+    (plan,) = done["sources"]
+    assert [b["id"] for b in plan["removed_backups"]] == [first]
+    assert plan["removed_stream_batches"] >= 1 and done["objects"]["removed"] >= 1
+    # What the second snapshot holds is gone from the stream archive; what
+    # came after it stays.
+    assert [i for _, i, _ in src.archived()] == ids[4:]
+    after = redis_json(src, "info")["sources"][0]
+    assert [b["id"] for b in after["backups"]] == [second]
+    assert after["recoverable_from"] == before["backups"][1]["started_at"]
+    assert after["recoverable_to"] == before["recoverable_to"]
+    assert redis_json(src, "verify", "--read-data")["ok"] is True
+
+    # The oldest kept instant and one between two later markers both restore.
+    dst = redis_factory()
+    d = dst.client()
+    src.pitr(
+        "restore", "--source", "cache", "--to", after["recoverable_from"], "--redis-url", dst.url
+    )
+    assert d.get("cb:health:a") == b"second"
+    assert [i for i, _ in d.xrange(MARKERS)] == ids[:4]
+    src.pitr(
+        "restore",
+        "--source",
+        "cache",
+        "--to",
+        between(ids[5], ids[6]),
+        "--redis-url",
+        dst.url,
+        "--force",
+    )
+    assert [i for i, _ in d.xrange(MARKERS)] == ids[:6]

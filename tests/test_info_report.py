@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from tests.pgsupport import Archived, start_archiving
-from tests.reportsupport import forget_wal, pitr_json, segments
-from tests.servers import PostgresCluster
+from tests.redissupport import instant_of, make_source
+from tests.reportsupport import (
+    MARKERS,
+    add_markers,
+    forget_wal,
+    pitr_json,
+    redis_json,
+    segments,
+    tail_markers,
+)
+from tests.servers import PostgresCluster, RedisFactory
 
 INFO_SOURCE_FIELDS = {"name", "kind", "backups", "recoverable_from", "recoverable_to"}
 INFO_BACKUP_FIELDS = {"id", "started_at", "finished_at", "size_bytes", "stored_bytes"}
@@ -152,3 +161,40 @@ def test_a_lost_segment_shows_as_a_gap_until_a_newer_backup(archived: Archived) 
     assert lost in gap["detail"]
     assert utc(gap["from"]) == utc(after["recoverable_to"])
     assert utc(gap["to"]) < utc(row["recoverable_to"])
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+def test_redis_source_window_lag_and_a_recorded_gap(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    c = src.client()
+    c.set("cb:health:a", "ok")
+    ids = add_markers(c, 0, 0)
+    src.pitr("backup", "--source", "cache")
+    ids += tail_markers(src, 1, 3)
+
+    (info,) = redis_json(src, "info")["sources"]
+    assert info["kind"] == "redis"
+    (snap,) = info["backups"]
+    assert snap["kind"] == "redis_snapshot" and snap["size_bytes"] > 0
+    assert info["recoverable_from"] == snap["started_at"]
+    assert utc(info["recoverable_to"]) >= instant_of(ids[-1])
+    assert info["archive"]["streams"] == 1 and info["archive"]["stream_entries"] >= 3
+    (row,) = redis_json(src, "report", "rpo", "--max-lag", "1h")
+    assert row["ok"] is True and row["gaps"] == []
+    assert utc(row["last_archived_at"]) >= instant_of(ids[-1])
+
+    # Entries added and trimmed away while no tailer ran: a recorded gap.
+    add_markers(c, 4, 8)
+    c.xtrim(MARKERS, maxlen=2, approximate=False)
+    tail_markers(src, 9, 9)
+    (row,) = redis_json(src, "report", "rpo")
+    (gap,) = row["gaps"]
+    assert gap["detail"].startswith(f"stream {MARKERS}: trimmed")
+    assert utc(gap["from"]) == instant_of(ids[-1])
+    doc = redis_json(src, "check", code=3)
+    (problem,) = doc["sources"][0]["problems"]
+    assert problem["type"] == "stream_gap" and problem["stream"] == MARKERS
