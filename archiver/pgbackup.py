@@ -68,27 +68,32 @@ def take_base_backup(
         conn = psycopg.connect(dsn, autocommit=True)
     except psycopg.Error as e:
         raise SourceUnreachable(f"backup {source}: cannot connect: {_first_line(e)}") from e
-    with conn:
-        server = _server_facts(conn, source, root)
-        _check_identity(repo, source, server)
-        known = _objects_of_latest_backup(repo, source)
-        started = datetime.now(UTC)
-        backup_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-        label = f"pitr {source} {backup_id}"
-        if server["version"] >= 150000:
-            conn.execute("SELECT pg_backup_start(%s, true)", (label,))
-        else:
-            conn.execute("SELECT pg_start_backup(%s, true, false)", (label,))
-        try:
-            entries, chunks = _copy_files(repo, root, known, workers, chunk_size, progress)
-        finally:
-            stop_sql = (
-                "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
-                if server["version"] >= 150000
-                else "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
-            )
-            row = conn.execute(stop_sql).fetchone()
-        finished = datetime.now(UTC)
+    try:
+        with conn:
+            server = _server_facts(conn, source, root)
+            _check_identity(repo, source, server)
+            known = _objects_of_latest_backup(repo, source)
+            started = datetime.now(UTC)
+            backup_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+            label = f"pitr {source} {backup_id}"
+            if server["version"] >= 150000:
+                conn.execute("SELECT pg_backup_start(%s, true)", (label,))
+            else:
+                conn.execute("SELECT pg_start_backup(%s, true, false)", (label,))
+            try:
+                entries, chunks = _copy_files(repo, root, known, workers, chunk_size, progress)
+            finally:
+                stop_sql = (
+                    "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+                    if server["version"] >= 150000
+                    else "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
+                )
+                row = conn.execute(stop_sql).fetchone()
+            finished = datetime.now(UTC)
+    except psycopg.Error as e:
+        # The server went away or refused mid-backup (restart, shutdown, ...):
+        # nothing is recorded, and the next backup starts afresh.
+        raise SourceUnreachable(f"backup {source}: the server failed: {_first_line(e)}") from e
     assert row is not None
     stop_lsn, labelfile, spcmap = row
     label_info = parse_backup_label(labelfile)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.pgsupport import Archived, markers_in, open_dir, start_archiving
-from tests.servers import PITR_BIN, PostgresCluster, clean_env
+from tests.servers import PITR_BIN, PostgresCluster, clean_env, wait_until
 
 
 @pytest.fixture
@@ -167,3 +167,100 @@ def test_a_repository_of_a_newer_format_is_refused(archived: Archived) -> None:
     meta.write_text(meta.read_text().replace('"format_version": 1', '"format_version": 2'))
     result = archived.pitr("backup", "--source", "db", check=False)
     assert result.returncode == 2 and "format version 2" in result.stderr
+
+
+@pytest.fixture
+def small_disk(shared_tmp: Path):  # type: ignore[no-untyped-def]
+    """A 12 MiB tmpfs, writable by everyone: a repository that fills up."""
+    mount = open_dir(shared_tmp / "small-disk")
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m,mode=0777", "tmpfs", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def archived_segments(archived: Archived) -> list[str]:
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        rows = db.execute("SELECT name FROM wal_files WHERE kind = 'segment' ORDER BY name")
+        return [r[0] for r in rows]
+
+
+def test_a_full_disk_fails_the_push_loses_nothing_and_archiving_resumes(
+    pg_cluster: PostgresCluster, pg_cluster_factory, small_disk: Path
+) -> None:
+    archived = start_archiving(pg_cluster, small_disk, pg_cluster_factory)
+    c = archived.cluster
+    c.psql(
+        "CREATE TABLE noise AS SELECT i, md5(random()::text) || md5(random()::text) AS pad "
+        "FROM generate_series(1, 300000) AS i"
+    )
+    last = c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
+    wait_until(
+        lambda: int(c.psql("SELECT failed_count FROM pg_stat_archiver")) > 0,
+        120,
+        "archive_command to fail on the full disk",
+    )
+    assert "No space left on device" in c.log_tail(200)
+    assert "Traceback" not in c.log_tail(200)
+
+    subprocess.run(["mount", "-o", "remount,size=512m", str(small_disk)], check=True)
+    wait_until(
+        lambda: c.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last,
+        180,
+        "archiving to catch up once there is space",
+    )
+    names = archived_segments(archived)
+    numbers = [int(n[16:], 16) for n in names]
+    assert numbers == list(range(numbers[0], numbers[-1] + 1))  # no segment is missing
+    assert names[-1] == last
+    fetched = open_dir(small_disk / "fetched")
+    for name in names:  # every acknowledged segment is whole
+        archived.pitr("wal-fetch", "--source", "db", name, str(fetched / name))
+        (fetched / name).unlink()
+
+
+def test_postgres_restarting_during_a_backup_fails_it_cleanly(archived: Archived) -> None:
+    c = archived.cluster
+    c.psql("CREATE TABLE pad AS SELECT i, md5(i::text) FROM generate_series(1, 400000) i")
+    proc = subprocess.Popen(
+        as_postgres(archived, "backup", "--source", "db").args,
+        user=pwd.getpwnam("postgres").pw_uid,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    time.sleep(0.6)
+    c.restart("fast")
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:  # the backup did not finish before the restart
+        assert proc.returncode == 5, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        with sqlite3.connect(archived.repo / "catalog.db") as db:
+            assert db.execute("SELECT count(*) FROM backups").fetchone()[0] == 0
+    archived.pitr("backup", "--source", "db")  # and the next one works
+
+
+def test_a_lost_catalog_is_rebuilt_from_the_store_and_restores(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    t1 = archived.marker(1)
+    time.sleep(0.3)
+    archived.marker(2)
+    time.sleep(0.3)
+    archived.switch_and_wait()
+    for path in archived.repo.glob("catalog.db*"):
+        path.unlink()
+    out = archived.pitr("catalog", "rebuild").stdout
+    assert "1 backup" in out and "wal" in out
+    pgdata = archived.base / "from-rebuilt"
+    archived.pitr(
+        "restore", "--to", (t1 + timedelta(milliseconds=150)).isoformat(), "--pgdata", str(pgdata)
+    )
+    restored = archived.restored(pgdata)
+    try:
+        assert markers_in(restored) == [1]
+    finally:
+        restored.stop()
