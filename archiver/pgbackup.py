@@ -8,7 +8,6 @@ of chunks in flight keeps memory flat whatever the database size.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import secrets
@@ -23,10 +22,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from archiver.backups import commit_backup
 from archiver.errors import BackupFailed, SourceUnreachable, WalIntegrityError
 from archiver.pgfiles import Entry, walk_pgdata
 from catalog.db.models import Backup, BackupObject, WalFile
-from catalog.queries import ensure_source, record_objects
+from catalog.queries import ensure_source
 from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository, record_key
 from catalog.wal import lsn_segno, parse_lsn, segment_name
 
@@ -121,62 +121,36 @@ def take_base_backup(
         "tablespace_map": spcmap or "",
         "entries": entries,
     }
-    manifest_chunk = repo.put_chunk(json.dumps(manifest, separators=(",", ":")).encode())
     size = sum(c.size for c in chunks)
-    stored = sum(c.stored_size for c in chunks) + manifest_chunk.stored_size
-    fact = {
-        "type": "backup",
-        "kind": "pg_base",
-        "id": backup_id,
-        "source": source,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "size_bytes": size,
-        "stored_bytes": stored,
-        "manifest_oid": manifest_chunk.oid,
-        "timeline": timeline,
-        "start_lsn": start_lsn,
-        "stop_lsn": stop_lsn,
-        "details": {
-            "files": sum(1 for e in entries if e["kind"] == "file"),
-            "stop_segment": stop_segment,
+    fact = commit_backup(
+        repo,
+        {
+            "kind": "pg_base",
+            "id": backup_id,
+            "source": source,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "size_bytes": size,
+            "timeline": timeline,
+            "start_lsn": start_lsn,
+            "stop_lsn": stop_lsn,
+            "details": {
+                "files": sum(1 for e in entries if e["kind"] == "file"),
+                "stop_segment": stop_segment,
+            },
         },
-    }
-    repo.put_record(backup_record_key(source, backup_id), fact)
-    with repo.catalog.session() as s:
-        src = ensure_source(s, source, "postgres")
-        s.add(backup_row(src.id, fact))
-        s.flush()
-        record_objects(s, [*chunks, manifest_chunk])
-        for oid in {c.oid for c in chunks} | {manifest_chunk.oid}:
-            s.add(BackupObject(backup_id=backup_id, oid=oid))
+        manifest,
+        chunks,
+    )
     return BackupResult(
         backup_id,
         size,
-        stored,
+        fact["stored_bytes"],
         fact["details"]["files"],
         start_lsn,
         stop_lsn,
         timeline,
         time.monotonic() - t0,
-    )
-
-
-def backup_row(source_id: int, fact: dict[str, Any]) -> Backup:
-    """The catalog row of a backup record (also used by catalog rebuild)."""
-    return Backup(
-        id=fact["id"],
-        source_id=source_id,
-        kind=fact["kind"],
-        started_at=datetime.fromisoformat(fact["started_at"]),
-        finished_at=datetime.fromisoformat(fact["finished_at"]),
-        size_bytes=fact["size_bytes"],
-        stored_bytes=fact["stored_bytes"],
-        manifest_oid=fact["manifest_oid"],
-        timeline=fact.get("timeline"),
-        start_lsn=fact.get("start_lsn"),
-        stop_lsn=fact.get("stop_lsn"),
-        details=fact.get("details", {}),
     )
 
 

@@ -17,7 +17,6 @@ DUMP, which is what stream replay relies on.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 import zlib
@@ -29,10 +28,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from archiver.backups import commit_backup
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable
 from archiver.redis_keys import SORT_RUN, batches, fetch_keys, sorted_keys
 from catalog.db.models import Backup, BackupObject
-from catalog.queries import ensure_source, record_objects
+from catalog.queries import ensure_source
 from catalog.redisformat import (
     SNAPSHOT_MAGIC,
     connect,
@@ -136,44 +136,33 @@ def take_snapshot(
         "chunks": [c.oid for c in chunks],
         "streams": streams,
     }
-    manifest_chunk = repo.put_chunk(json.dumps(manifest, separators=(",", ":")).encode())
-    stored = sum(c.stored_size for c in chunks) + manifest_chunk.stored_size
-    fact = {
-        "type": "backup",
-        "kind": "redis_snapshot",
-        "id": snapshot_id,
-        "source": source,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "size_bytes": size,
-        "stored_bytes": stored,
-        "manifest_oid": manifest_chunk.oid,
-        "details": {
-            "keys": keys,
-            "chunks": len(chunks),
-            "redis_version": version,
-            "started_ms": start_ms,
-            # stream label -> last ID contained in the snapshot (replay starts after it)
-            "streams": {label: s["last_id"] for label, s in streams.items()},
+    fact = commit_backup(
+        repo,
+        {
+            "kind": "redis_snapshot",
+            "id": snapshot_id,
+            "source": source,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "size_bytes": size,
+            "details": {
+                "keys": keys,
+                "chunks": len(chunks),
+                "redis_version": version,
+                "started_ms": start_ms,
+                # stream label -> last ID contained in the snapshot (replay starts after it)
+                "streams": {label: s["last_id"] for label, s in streams.items()},
+            },
         },
-    }
-    # The record first: the catalog row is only a projection of it.
-    repo.put_record(snapshot_record_key(source, snapshot_id), fact)
-    from archiver.pgbackup import backup_row
-
-    with repo.catalog.session() as s:
-        src = ensure_source(s, source, "redis")
-        s.add(backup_row(src.id, fact))
-        s.flush()
-        record_objects(s, [*chunks, manifest_chunk])
-        for oid in {c.oid for c in chunks} | {manifest_chunk.oid}:
-            s.add(BackupObject(backup_id=snapshot_id, oid=oid))
+        manifest,
+        chunks,
+    )
     return SnapshotResult(
         snapshot_id,
         keys,
         len(streams),
         size,
-        stored,
+        fact["stored_bytes"],
         len(chunks),
         started,
         time.monotonic() - t0,

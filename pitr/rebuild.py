@@ -64,7 +64,7 @@ def _wal(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
 
 
 def _backup(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.pgbackup import backup_row
+    from archiver.backups import backup_row
 
     kind = "postgres" if fact["kind"] == "pg_base" else "redis"
     src = ensure_source(s, fact["source"], kind)
