@@ -25,6 +25,17 @@ from tests.reportsupport import (
 )
 from tests.servers import PostgresCluster, RedisFactory
 
+CHECK_FIELDS = {"ok", "objects_checked", "stored_bytes_checked", "sources", "bad_objects"}
+CHECK_SOURCE_FIELDS = {
+    "name",
+    "kind",
+    "recoverable_from",
+    "recoverable_to",
+    "gaps",
+    "lost",
+    "problems",
+}
+
 
 @pytest.fixture
 def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
@@ -43,7 +54,9 @@ def test_check_names_a_deleted_segment_and_the_window_shrinks(archived: Archived
         archived.switch_and_wait()
     whole = pitr_json(archived, "check")
     assert whole["ok"] is True and whole["bad_objects"] == []
+    assert set(whole) == CHECK_FIELDS
     (before,) = whole["sources"]
+    assert set(before) == CHECK_SOURCE_FIELDS
     assert before["problems"] == [] and before["recoverable_to"] is not None
 
     # The object of a segment in the middle of the chain disappears from the store.
@@ -55,6 +68,7 @@ def test_check_names_a_deleted_segment_and_the_window_shrinks(archived: Archived
     assert lost_name in text.stdout and "missing" in text.stderr
     doc = pitr_json(archived, "check", code=4)
     (bad,) = doc["bad_objects"]
+    assert set(bad) == {"oid", "problem", "detail", "refs"}
     assert bad["oid"] == lost_oid and bad["problem"] == "missing"
     assert bad["refs"] == [{"source": "db", "kind": "wal", "name": lost_name}]
     (src,) = doc["sources"]
@@ -71,6 +85,7 @@ def test_check_names_a_deleted_segment_and_the_window_shrinks(archived: Archived
     (src,) = doc["sources"]
     (problem,) = src["problems"]
     assert problem["type"] == "wal_gap" and problem["segments"] == [lost_name]
+    assert {"type", "detail"} <= set(problem)
     assert lost_name in archived.pitr("check", check=3).stdout
     info = pitr_json(archived, "info")["sources"][0]
     assert utc(info["recoverable_to"]) < utc(before["recoverable_to"])
@@ -83,6 +98,7 @@ def test_verify_read_data_finds_a_flipped_byte(archived: Archived) -> None:
     assert pitr_json(archived, "verify")["ok"] is True
     sound = pitr_json(archived, "verify", "--read-data")
     assert sound["ok"] is True and sound["objects_checked"] > 10
+    assert set(sound) == CHECK_FIELDS | {"read_data"} and sound["read_data"] is True
     (before,) = sound["sources"]
 
     # Flip one byte in the largest object of the backup: same size, other content.

@@ -173,14 +173,30 @@ def test_expire_keeps_what_the_policy_says_and_the_oldest_kept_instant_restores(
 
     # A dry run says what would go and changes nothing.
     dry = pitr_json(archived, "expire", "--keep", "2", "--grace", "0s", "--dry-run")
+    assert set(dry) == {"dry_run", "sources", "objects"} and dry["dry_run"] is True
+    assert set(dry["objects"]) == {"removed", "removed_bytes", "kept_within_grace", "grace_seconds"}
     (plan,) = dry["sources"]
+    assert set(plan) == {
+        "name",
+        "kind",
+        "window_start",
+        "kept",
+        "removed_backups",
+        "removed_wal",
+        "removed_stream_batches",
+        "removed_stream_gaps",
+    }
     assert [b["id"] for b in plan["removed_backups"]] == ids[:1]
     assert {k["id"] for k in plan["kept"]} == set(ids[1:])
     assert store_objects(archived) == objects_before
     assert len(pitr_json(archived, "info")["sources"][0]["backups"]) == 3
 
     done = pitr_json(archived, "expire", "--keep", "2", "--grace", "0s")
-    assert done["sources"] == dry["sources"] and done["objects"] == dry["objects"]
+    assert (
+        done["dry_run"] is False
+        and done["sources"] == dry["sources"]
+        and done["objects"] == dry["objects"]
+    )
     assert done["objects"]["removed"] > 0
 
     # Exactly the two newest backups remain, and the WAL from b2's start on.

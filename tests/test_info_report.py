@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from catalog.db.engine import Catalog
 from tests.pgsupport import Archived, start_archiving
 from tests.redissupport import instant_of, make_source
 from tests.reportsupport import (
     MARKERS,
     add_markers,
+    catalog_sql,
     forget_wal,
     pitr_json,
     redis_json,
@@ -21,8 +24,41 @@ from tests.reportsupport import (
 )
 from tests.servers import PostgresCluster, RedisFactory
 
-INFO_SOURCE_FIELDS = {"name", "kind", "backups", "recoverable_from", "recoverable_to"}
-INFO_BACKUP_FIELDS = {"id", "started_at", "finished_at", "size_bytes", "stored_bytes"}
+# The fields INTERFACE.md promises, and all that docs/reference.md lists.
+INFO_SOURCE_FIELDS = {
+    "name",
+    "kind",
+    "configured",
+    "identity",
+    "backups",
+    "recoverable_from",
+    "recoverable_to",
+    "gaps",
+    "last_archived_at",
+    "archive",
+    "notes",
+}
+INFO_BACKUP_FIELDS = {
+    "id",
+    "kind",
+    "started_at",
+    "finished_at",
+    "size_bytes",
+    "stored_bytes",
+    "dedup_ratio",
+    "timeline",
+    "start_lsn",
+    "stop_lsn",
+}
+PG_ARCHIVE_FIELDS = {"wal_files", "wal_bytes", "wal_stored_bytes", "timelines", "newest_segment"}
+REDIS_ARCHIVE_FIELDS = {
+    "streams",
+    "stream_batches",
+    "stream_entries",
+    "stream_bytes",
+    "stream_stored_bytes",
+    "stream_gaps",
+}
 RPO_FIELDS = {
     "source",
     "kind",
@@ -31,7 +67,10 @@ RPO_FIELDS = {
     "recoverable_from",
     "recoverable_to",
     "gaps",
+    "last_backup_at",
+    "backup_age_seconds",
     "ok",
+    "problems",
 }
 
 
@@ -57,15 +96,16 @@ def test_info_lists_backups_window_and_totals(archived: Archived) -> None:
     archived.switch_and_wait()
 
     doc = pitr_json(archived, "info")
-    assert {"url", "objects", "stored_bytes"} <= set(doc["repository"])
+    assert set(doc) == {"repository", "sources"}
+    assert set(doc["repository"]) == {"url", "catalog", "objects", "bytes", "stored_bytes"}
     (src,) = doc["sources"]
-    assert set(src) >= INFO_SOURCE_FIELDS
+    assert set(src) == INFO_SOURCE_FIELDS and set(src["archive"]) == PG_ARCHIVE_FIELDS
     assert src["name"] == "db" and src["kind"] == "postgres"
     assert src["identity"]["system_identifier"] == archived.cluster.psql(
         "SELECT system_identifier FROM pg_control_system()"
     )
     (backup,) = src["backups"]
-    assert set(backup) >= INFO_BACKUP_FIELDS
+    assert set(backup) == INFO_BACKUP_FIELDS
     assert backup["size_bytes"] > 1_000_000 and 0 < backup["stored_bytes"] < backup["size_bytes"]
     assert backup["dedup_ratio"] == pytest.approx(
         backup["size_bytes"] / backup["stored_bytes"], rel=0.01
@@ -100,7 +140,7 @@ def test_report_rpo_fresh_stale_and_never_archived(archived: Archived) -> None:
 
     rows = pitr_json(archived, "report", "rpo", "--max-lag", "1s", code=3)
     (row,) = rows
-    assert set(row) >= RPO_FIELDS
+    assert set(row) == RPO_FIELDS
     assert row["ok"] is False and row["lag_seconds"] > 1
     assert utc(row["last_archived_at"]) <= utc(row["recoverable_to"]) or row["gaps"] == []
     # Within a generous lag and backup age, the same source is fine.
@@ -177,14 +217,15 @@ def test_redis_source_window_lag_and_a_recorded_gap(
     ids += tail_markers(src, 1, 3)
 
     (info,) = redis_json(src, "info")["sources"]
-    assert info["kind"] == "redis"
+    assert info["kind"] == "redis" and set(info) == INFO_SOURCE_FIELDS
+    assert set(info["archive"]) == REDIS_ARCHIVE_FIELDS and info["identity"] == {}
     (snap,) = info["backups"]
     assert snap["kind"] == "redis_snapshot" and snap["size_bytes"] > 0
     assert info["recoverable_from"] == snap["started_at"]
     assert utc(info["recoverable_to"]) >= instant_of(ids[-1])
     assert info["archive"]["streams"] == 1 and info["archive"]["stream_entries"] >= 3
     (row,) = redis_json(src, "report", "rpo", "--max-lag", "1h")
-    assert row["ok"] is True and row["gaps"] == []
+    assert row["ok"] is True and row["gaps"] == [] and set(row) == RPO_FIELDS
     assert utc(row["last_archived_at"]) >= instant_of(ids[-1])
 
     # Entries added and trimmed away while no tailer ran: a recorded gap.
@@ -198,3 +239,49 @@ def test_redis_source_window_lag_and_a_recorded_gap(
     doc = redis_json(src, "check", code=3)
     (problem,) = doc["sources"][0]["problems"]
     assert problem["type"] == "stream_gap" and problem["stream"] == MARKERS
+
+
+# -- the SQL in docs/catalog.md -------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "catalog.md"
+
+
+def documented_sql(dialect: str) -> list[str]:
+    """SQL blocks for a dialect: those marked for it and those for both."""
+    blocks = re.findall(r"```sql\n(.*?)```", DOCS.read_text(), re.S)
+    return [b for b in blocks if not b.startswith("-- ") or b.startswith(f"-- {dialect}\n")]
+
+
+def test_the_documented_sql_runs_on_sqlite_and_postgresql(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.switch_and_wait()
+    (row,) = pitr_json(archived, "report", "rpo")
+
+    sqlite = documented_sql("SQLite")
+    assert len(sqlite) >= 8
+    results = [catalog_sql(archived, sql) for sql in sqlite]
+    (lag,) = results[0]
+    assert lag[0] == "db" and lag[1] == "postgres"
+    assert lag[2][:19] == row["last_archived_at"][:19].replace("T", " ")
+    assert lag[3] >= 0
+    assert results[1] == []  # a backup was taken just now
+
+    # The PostgreSQL variants, on a catalog schema in the test cluster.
+    cluster = archived.cluster
+    cluster.psql("CREATE DATABASE pitrcat")
+    catalog = Catalog(
+        f"postgresql+psycopg://postgres@/pitrcat?host={cluster.socket_dir}&port={cluster.port}"
+    )
+    try:
+        catalog.upgrade()
+    finally:
+        catalog.close()
+    cluster.psql(
+        "INSERT INTO sources (name, kind, created_at) VALUES ('db', 'postgres', now())", "pitrcat"
+    )
+    postgres = documented_sql("PostgreSQL")
+    assert len(postgres) == len(sqlite)
+    outputs = [cluster.psql(sql, "pitrcat") for sql in postgres]
+    assert outputs[0].startswith("db|postgres||")  # nothing archived in this one
+    assert outputs[1] == "db|"
