@@ -67,15 +67,9 @@ class Damage:
 
 
 def name_segments(segnos: list[int], spans: list[Span], seg_size: int) -> list[str]:
-    """Runs of consecutive missing segments, named (first .. last (n segments))."""
-    runs: list[list[int]] = []
-    for s in segnos:
-        if runs and s == runs[-1][-1] + 1:
-            runs[-1].append(s)
-        else:
-            runs.append([s])
+    """Runs of consecutive segments, named (first .. last (n segments))."""
     out = []
-    for run in runs:
+    for run in _runs(segnos):
         first = segment_name(timeline_for_segment(run[0], spans, seg_size), run[0], seg_size)
         if len(run) == 1:
             out.append(first)
@@ -108,60 +102,67 @@ def wal_continuity(source: str, facts: PgFacts) -> list[Problem]:
                     {"timeline": tli},
                 )
             )
-    # (missing segments, unusable?) -> backups and timelines concerned
-    found: dict[tuple[tuple[int, ...], bool], dict[str, Any]] = {}
-    for b in facts.backups:
-        start = lsn_segno(b.start_lsn, seg)
-        stop = lsn_segno(b.stop_lsn - 1, seg) if b.stop_lsn else start
-        for tli in sorted(tlis):
-            spans = ancestry(tli, timelines)
-            if not on_history(b, spans):
-                continue
-            have = [
-                s for (t, s) in present if s >= start and timeline_for_segment(s, spans, seg) == t
-            ]
-            end = max([stop, *have])
-            missing = [
-                s
-                for s in range(start, end + 1)
-                if (timeline_for_segment(s, spans, seg), s) not in present
-            ]
-            if not missing:
-                continue
-            unusable = missing[0] <= stop
-            entry = found.setdefault(
-                (tuple(missing), unusable),
-                {
-                    "names": name_segments(missing, spans, seg),
-                    "backups": [],
-                    "timelines": [],
-                },
-            )
-            if b.id not in entry["backups"]:
-                entry["backups"].append(b.id)
+    # Per history: the segments missing from the oldest backup on it to its
+    # newest archived segment, in runs; then which backups each run breaks.
+    runs: dict[str, dict[str, Any]] = {}
+    for tli in sorted(tlis):
+        spans = ancestry(tli, timelines)
+        on = [b for b in facts.backups if on_history(b, spans)]
+        if not on:
+            continue
+        bounds = {
+            b.id: (lsn_segno(b.start_lsn, seg), lsn_segno(max(b.stop_lsn, 1) - 1, seg)) for b in on
+        }
+        lo = min(first for first, _ in bounds.values())
+        have = {s for (t, s) in present if s >= lo and timeline_for_segment(s, spans, seg) == t}
+        hi = max([*have, *(stop for _, stop in bounds.values())])
+        missing = [s for s in range(lo, hi + 1) if s not in have]
+        for run in _runs(missing):
+            (name,) = name_segments(run, spans, seg)
+            entry = runs.setdefault(name, {"unusable": [], "short": [], "timelines": []})
             entry["timelines"].append(tli)
-    for (_missing, unusable), e in found.items():
-        names = ", ".join(e["names"])
-        backups = ", ".join(e["backups"])
-        if unusable:
-            detail = f"backup {backups} cannot be restored: WAL {names} missing before its end"
-            kind = "unusable_backup"
-        else:
-            tl = ", ".join(map(str, sorted(set(e["timelines"]))))
-            detail = (
-                f"WAL {names} missing on timeline {tl}: restores from backup {backups} "
-                "cannot replay past it"
+            for b in on:
+                first, stop = bounds[b.id]
+                if first > run[-1]:
+                    continue  # the backup starts after the hole
+                which = "unusable" if max(run[0], first) <= min(run[-1], stop) else "short"
+                if b.id not in entry[which]:
+                    entry[which].append(b.id)
+    for name, e in runs.items():
+        extra = {"segments": [name], "timelines": sorted(set(e["timelines"]))}
+        if e["unusable"]:
+            problems.append(
+                Problem(
+                    source,
+                    "unusable_backup",
+                    f"backup {', '.join(e['unusable'])} cannot be restored: WAL {name} "
+                    "is missing before its end",
+                    {**extra, "backups": e["unusable"]},
+                )
             )
-            kind = "wal_gap"
-        problems.append(
-            Problem(
-                source,
-                kind,
-                detail,
-                {"segments": e["names"], "backups": e["backups"], "timelines": e["timelines"]},
+        short = [b for b in e["short"] if b not in e["unusable"]]
+        if short:
+            tl = ", ".join(map(str, extra["timelines"]))
+            problems.append(
+                Problem(
+                    source,
+                    "wal_gap",
+                    f"WAL {name} is missing on timeline {tl}: restores from backup "
+                    f"{', '.join(short)} cannot replay past it",
+                    {**extra, "backups": short},
+                )
             )
-        )
     return problems
+
+
+def _runs(segnos: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for s in segnos:
+        if runs and s == runs[-1][-1] + 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
 
 
 # -- stream batches -----------------------------------------------------------------

@@ -81,7 +81,8 @@ def select_backups(
     newest = sorted(items, key=lambda c: c.finished_at, reverse=True)
     if policy.keep is not None:
         chosen = newest[: policy.keep]
-        kept.update((c.id, f"one of the {policy.keep} newest") for c in chosen)
+        why = "the newest" if policy.keep == 1 else f"one of the {policy.keep} newest"
+        kept.update((c.id, why) for c in chosen)
         starts.append(min(c.opens_at for c in chosen))
     if policy.keep_within is not None:
         cutoff = now - policy.keep_within

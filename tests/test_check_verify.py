@@ -3,7 +3,7 @@ segment deleted, a byte flipped and an object truncated."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,12 @@ import pytest
 from sqlalchemy import text
 
 from catalog.repository import object_key
+from catalog.wal import HistoryEntry, segment_name
+from recovery.coverage import BatchRef as CoverBatch
+from recovery.coverage import SnapshotRef, lost_ranges, pg_coverage, redis_coverage
+from recovery.integrity import wal_continuity
+from recovery.planner import BackupPoint, TimelineInfo
+from recovery.status import PgFacts, WalRef
 from tests.pgsupport import Archived, start_archiving
 from tests.redissupport import RedisSource, instant_of, make_source
 from tests.reportsupport import (
@@ -197,3 +203,97 @@ def test_redis_damaged_batch_and_missing_snapshot_chunk(
     assert bad["oid"] == chunk
     assert bad["refs"] == [{"source": "cache", "kind": "snapshot", "name": snapshot_id}]
     assert doc["sources"][0]["recoverable_from"] is None
+
+
+# -- pure: continuity and windows -----------------------------------------------------
+
+SEG = 16 << 20
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def point(bid: str, minutes: float, start: int, stop: int, tli: int = 1) -> BackupPoint:
+    return BackupPoint(bid, tli, start * SEG + 40, stop * SEG + 4000, at(minutes))
+
+
+def facts(
+    backups: list[BackupPoint], segs: dict[tuple[int, int], float], timelines=None
+) -> PgFacts:
+    wal = [
+        WalRef(i, segment_name(t, s), "segment", t, s, f"o{i}", at(m), at(m))
+        for i, ((t, s), m) in enumerate(sorted(segs.items()))
+    ]
+    return PgFacts(1, SEG, backups, wal, dict(timelines or {}))
+
+
+def test_continuity_names_runs_and_the_backups_they_break() -> None:
+    a, b = point("a", 0, 2, 3), point("b", 30, 9, 10)
+    # Segments 2..12 each end a minute later; 5, 6 and 10 are missing.
+    segs = {(1, s): s * 3.0 for s in range(2, 13) if s not in (5, 6, 10)}
+    problems = wal_continuity("db", facts([a, b], segs))
+    got = [(p.type, p.extra["segments"], p.extra["backups"]) for p in problems]
+    assert got == [
+        (
+            "wal_gap",
+            ["000000010000000000000005 .. 000000010000000000000006 (2 segments)"],
+            ["a"],
+        ),
+        ("unusable_backup", ["00000001000000000000000A"], ["b"]),
+        ("wal_gap", ["00000001000000000000000A"], ["a"]),
+    ]
+    assert wal_continuity("db", facts([a], {(1, s): s * 3.0 for s in range(2, 13)})) == []
+
+
+def test_continuity_follows_timelines_and_wants_their_history() -> None:
+    a = point("a", 0, 2, 3)
+    tl2 = TimelineInfo(2, (HistoryEntry(1, 5 * SEG + 100),), at(40))
+    # Timeline 2 reads segment 5 on from timeline 2; timeline 1 goes on to 7.
+    segs = {(1, s): s * 3.0 for s in range(2, 8)} | {(2, 5): 41.0, (2, 7): 43.0}
+    problems = wal_continuity("db", facts([a], segs, {2: tl2}))
+    assert [(p.type, p.extra["segments"]) for p in problems] == [
+        ("wal_gap", ["000000020000000000000006"]),
+    ]
+    assert problems[0].extra["timelines"] == [2]
+    missing_history = wal_continuity("db", facts([a], segs))
+    assert [p.type for p in missing_history][0] == "missing_history"
+
+
+def test_window_has_a_gap_between_a_broken_chain_and_the_next_backup() -> None:
+    a, b = point("a", 0, 2, 3), point("b", 30, 9, 10)
+    segs = {(1, s): s * 3.0 for s in range(2, 13) if s != 5}
+    f = facts([a, b], segs)
+    cov = pg_coverage(f.backups, f.segments(), {}, SEG)
+    assert (cov.recoverable_from, cov.recoverable_to) == (at(0), at(36))
+    (gap,) = cov.gaps
+    assert (gap.start, gap.end) == (at(12), at(30))
+    assert "000000010000000000000005 is missing" in gap.detail and "backup a" in gap.detail
+
+    # Losing b's stop segment: everything from b on is lost, and says why.
+    stop_oid = next(w.oid for w in f.wal if w.segno == 10)
+    broken = pg_coverage(f.backups, f.segments(exclude_oids={stop_oid}), {}, SEG)
+    assert broken.recoverable_to == at(12)
+    (lost,) = lost_ranges(cov, broken)
+    assert (lost.start, lost.end) == (at(30), at(36))
+    assert "backup b cannot reach a consistent state" in lost.detail
+
+
+def test_redis_window_and_a_damaged_batch() -> None:
+    ms = int(at(10).timestamp() * 1000)
+    s1 = SnapshotRef("s1", at(0), {"orders": "1-0"})
+    s2 = SnapshotRef("s2", at(10), {"orders": f"{ms - 1}-0"})
+    cov = redis_coverage([s1, s2], at(20))
+    assert (cov.recoverable_from, cov.recoverable_to, cov.gaps) == (at(0), at(20), [])
+    # A batch before s2 breaks restores from s1 only; one after s2 breaks both.
+    early = CoverBatch("orders", "2-0", f"{ms - 60_000}-0", int(at(5).timestamp() * 1000))
+    broken = redis_coverage([s1, s2], at(20), bad_batches=[early])
+    (lost,) = lost_ranges(cov, broken)
+    assert (lost.start, lost.end) == (at(5), at(10)) and "orders 2-0" in lost.detail
+    late_ms = int(at(15).timestamp() * 1000)
+    late = CoverBatch("orders", f"{late_ms}-0", f"{late_ms + 5}-0", late_ms)
+    (lost,) = lost_ranges(cov, redis_coverage([s1, s2], at(20), bad_batches=[late]))
+    assert (lost.start, lost.end) == (at(15), at(20))
+    (lost,) = lost_ranges(cov, redis_coverage([s1, s2], at(20), bad_snapshots={"s1"}))
+    assert (lost.start, lost.end) == (at(0), at(10)) and "snapshot s1" in lost.detail
