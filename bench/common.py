@@ -45,23 +45,33 @@ def run(
     timeout: float = 600,
     cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv (as `user`), raise BenchError with its output when it fails."""
+    """Run argv (as `user`), raise BenchError with its output when it fails.
+
+    The command gets its own process group, so that a timeout or Ctrl-C
+    stops it and whatever runuser started, not runuser alone."""
+    proc = subprocess.Popen(
+        as_user(user, argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(env),
+        cwd=cwd,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            as_user(user, argv),
-            capture_output=True,
-            text=True,
-            check=False,
-            env=clean_env(env),
-            timeout=timeout,
-            cwd=cwd,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{what}: no answer within {timeout:g}s") from None
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as e:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise BenchError(f"{what}: no answer within {timeout:g}s") from None
+        raise
     if proc.returncode != 0:
-        out = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:]
+        out = (stderr.strip() or stdout.strip()).splitlines()[-15:]
         raise BenchError(f"{what}: exit {proc.returncode}\n" + "\n".join(out))
-    return proc
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

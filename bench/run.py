@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PITR_TEST_BASE"] = str(root)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+    # Also when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from bench import report
     from bench.common import Background
@@ -226,6 +228,7 @@ def _phase(results: dict[str, Any], name: str, fn: Any) -> Any:
 
 
 def _cleanup(root: Path, background: Any) -> None:
+    from bench.common import wait_gone
     from tests import servers
 
     background.stop_all()
@@ -234,6 +237,9 @@ def _cleanup(root: Path, background: Any) -> None:
             server.cleanup()
         except Exception as e:  # keep cleaning the others
             log(f"cleanup of {server!r}: {e}")
+    # Anything still running from our directory (pgBackRest's detached async
+    # archiver, a command cut short) is ours: end it by pid.
+    wait_gone(str(root), timeout=10)
     servers.remove_base_dir()
     shutil.rmtree(root, ignore_errors=True)
 
