@@ -62,6 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--workdir", default="/tmp", help="where the temporary directories go")
     args = p.parse_args(argv)
+    if args.scale < 1 or args.repeat < 1 or args.transactions < 0 or args.redis_batch < 1:
+        p.error("--scale, --repeat and --redis-batch must be at least 1, --transactions 0 or more")
+    if args.redis_seconds <= 0:
+        p.error("--redis-seconds must be positive")
     args.phases = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(args.phases) - set(PHASES)
     if unknown:
