@@ -126,17 +126,18 @@ def window(
     seg_size: int,
 ) -> tuple[datetime | None, datetime | None]:
     """Earliest and latest instants any restore can reach."""
-    if not backups:
-        return None, None
-    latest = None
+    earliest = latest = None
     for b in backups:
         spans = ancestry(_newest_descendant(b, timelines, seg_size), timelines)
         chain, _ = walk_chain(b, spans, segments, seg_size)
-        if _reaches_consistency(b, chain, seg_size):
-            end = max(t for _, t in chain)
-            latest = end if latest is None else max(latest, end)
-    usable = [b.finished_at for b in backups]
-    return min(usable), latest
+        if not _reaches_consistency(b, chain, seg_size):
+            continue
+        end = max(t for _, t in chain)
+        if end < b.finished_at:
+            continue  # no archived WAL after this backup's end yet
+        earliest = b.finished_at if earliest is None else min(earliest, b.finished_at)
+        latest = end if latest is None else max(latest, end)
+    return earliest, latest
 
 
 def _newest_descendant(b: BackupPoint, timelines: Mapping[int, TimelineInfo], seg_size: int) -> int:

@@ -63,6 +63,13 @@ CASES = [
         error="after the newest archived point",
     ),
     Case(
+        "right after the first backup: no WAL past its end is archived yet",
+        2.6,
+        [backup("b1", 1, 2, 2, 2.5)],
+        segments(1, 1, 2, 1.2),  # the stop segment was written before the backup ended
+        error=r"after the newest archived point .*recoverable window: none \.\. none",
+    ),
+    Case(
         "simple: newest backup before target, WAL through the target",
         5.5,
         [backup("b1", 1, 2, 2, 2.5)],
