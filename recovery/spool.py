@@ -134,6 +134,21 @@ def claim_prefetch(spool: str) -> bool:
     return True
 
 
+def remove(spool: str, timeout: float = 30.0) -> None:
+    """End of recovery: stop the prefetcher, then delete the spool."""
+    import shutil
+    import signal
+
+    pid = _read(os.path.join(spool, LOCK))
+    if pid and prefetcher_running(spool):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while prefetcher_running(spool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    shutil.rmtree(spool, ignore_errors=True)
+
+
 def prefetch(spool: str, fetch: Any, workers: int = 2) -> None:
     """Keep the WINDOW files after the position downloaded; fetch(oid) returns
     verified plaintext. Runs until everything is fetched or nobody asks."""

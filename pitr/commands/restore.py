@@ -150,7 +150,7 @@ def _restore_pg(
             pgdata,
             restore_command=restore_command(app, src, spool),
             stop_at_target=plan.stop_at_target,
-            end_command=f"rm -rf -- {shlex.quote(spool)}",
+            end_command=restore_command(app, src, spool, remove_spool=True),
             force=force,
             progress=progress,
         )
@@ -180,8 +180,11 @@ def _give_to_owner(path: str, pgdata: str) -> None:
             os.chown(name, st.st_uid, st.st_gid)
 
 
-def restore_command(app: AppContext, src: SourceConfig, spool: str) -> str:
-    """The restore_command PostgreSQL runs: this pitr, this configuration."""
+def restore_command(
+    app: AppContext, src: SourceConfig, spool: str, remove_spool: bool = False
+) -> str:
+    """The restore_command PostgreSQL runs: this pitr, this configuration
+    (remove_spool: the recovery_end_command that clears the prefetch spool)."""
     exe = os.path.abspath(sys.argv[0])
     if not os.access(exe, os.X_OK) or os.path.basename(exe) != "pitr":
         exe = shutil.which("pitr") or exe
@@ -192,6 +195,8 @@ def restore_command(app: AppContext, src: SourceConfig, spool: str) -> str:
     parts.append(shlex.quote(exe))
     if app.config.path:
         parts += ["--config", shlex.quote(os.path.abspath(app.config.path))]
+    if remove_spool:
+        return " ".join([*parts, "wal-prefetch", "--remove", "--spool", shlex.quote(spool)])
     parts += ["wal-fetch", "--source", shlex.quote(src.name), "--spool", shlex.quote(spool)]
     parts += ["%f", "%p"]
     return " ".join(parts)

@@ -60,10 +60,13 @@ def command(
 
 @click.command(name="wal-prefetch", hidden=True)
 @click.option("--spool", metavar="DIR", required=True)
+@click.option("--remove", is_flag=True, help="Stop the prefetcher and delete the spool.")
 @click.pass_obj
-def prefetch_command(app: AppContext, spool: str) -> None:
+def prefetch_command(app: AppContext, spool: str, remove: bool) -> None:
     """Keep the next WAL files of a restore downloaded into its spool."""
-    from recovery.spool import claim_prefetch, prefetch
+    from recovery import spool as spooling
 
-    if claim_prefetch(spool):
-        prefetch(spool, app.repo().get_chunk)
+    if remove:
+        spooling.remove(spool)
+    elif spooling.claim_prefetch(spool):
+        spooling.prefetch(spool, app.repo().get_chunk)
