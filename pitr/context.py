@@ -68,7 +68,9 @@ class AppContext:
         self._key = key_from_meta(meta, passphrase, rc.url)
         return self._key
 
-    def repo(self) -> Repository:
+    def repo(self, lazy_catalog: bool = False) -> Repository:
+        """The repository; lazy_catalog opens the catalog database only when
+        first used (paths that read just the store skip SQLAlchemy)."""
         if self._repo is None:
             from catalog.repository import Repository
 
@@ -79,6 +81,7 @@ class AppContext:
                 endpoint_url=rc.endpoint_url,
                 compression_level=rc.compression_level,
                 key=self.repository_key(),
+                lazy_catalog=lazy_catalog,
             )
         return self._repo
 

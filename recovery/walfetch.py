@@ -1,8 +1,11 @@
 """restore_command: hand PostgreSQL one archived WAL file.
 
 "Not archived" is an ordinary answer (PostgreSQL probes for files that do not
-exist), so it is a quick catalog lookup; the file itself is verified against
-its hash before it is renamed into place.
+exist), so it must be quick: the file's record in the store says whether it
+is archived and under which object (records are written before a push is
+acknowledged; the catalog database is only their projection, and is not
+opened here). The file is verified against its hash before it is renamed
+into place.
 """
 
 from __future__ import annotations
@@ -11,30 +14,20 @@ import os
 import uuid
 from pathlib import Path
 
-from sqlalchemy import select
-
-from catalog.db.models import Source, WalFile
-from catalog.repository import Repository
+from catalog.errors import ObjectNotFound
+from catalog.repository import Repository, record_key
 from recovery.errors import RestoreInputError
-
-
-def lookup_wal(repo: Repository, source: str, name: str) -> WalFile | None:
-    with repo.catalog.session() as s:
-        return s.scalars(
-            select(WalFile)
-            .join(Source, Source.id == WalFile.source_id)
-            .where(Source.name == source, WalFile.name == name)
-        ).one_or_none()
 
 
 def fetch_wal(repo: Repository, source: str, name: str, dest: str | Path) -> bool:
     """Write the archived file `name` to dest; False if it is not archived."""
     if "/" in name or name in ("", ".", ".."):
         raise RestoreInputError(f"wal-fetch {name!r}: not a WAL file name")
-    row = lookup_wal(repo, source, name)
-    if row is None:
+    try:
+        fact = repo.get_record(record_key(source, "wal", name))
+    except ObjectNotFound:
         return False
-    data = repo.get_chunk(row.oid)
+    data = repo.get_chunk(fact["oid"])
     write_atomically(Path(dest), data)
     return True
 

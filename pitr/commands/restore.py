@@ -158,6 +158,12 @@ def _restore_pg(
         spool, src.name, spool_entries(repo, plan.source_id, plan.plan), not repo.codec.encrypted
     )
     _give_to_owner(spool, result.pgdata)
+    if os.geteuid() != 0:
+        # Start fetching WAL now; run as root, the first wal-fetch starts it
+        # as the user that runs PostgreSQL instead.
+        from pitr.entry import start_prefetcher
+
+        start_prefetcher(app.config_path, spool)
     click.echo(
         f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
         f"{result.pgdata}"

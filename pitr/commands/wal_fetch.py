@@ -42,7 +42,7 @@ def command(
             if served:
                 return
         src = app.source(source_name, "postgres")
-        repo = app.repo()
+        repo = app.repo(lazy_catalog=True)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 found = fetch_wal(repo, src.name, name, dest)
@@ -69,4 +69,4 @@ def prefetch_command(app: AppContext, spool: str, remove: bool) -> None:
     if remove:
         spooling.remove(spool)
     elif spooling.claim_prefetch(spool):
-        spooling.prefetch(spool, app.repo().get_chunk)
+        spooling.prefetch(spool, app.repo(lazy_catalog=True).get_chunk)
