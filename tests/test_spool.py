@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import threading
 from pathlib import Path
 
 from recovery.spool import claim_prefetch, prefetch, prefetcher_running, serve, write_index
+from tests.servers import wait_until
 
 
 def oid(data: bytes) -> str:
@@ -57,16 +58,25 @@ def test_encrypted_ids_are_checked_against_the_prefetcher_hash(tmp_path: Path) -
     Path(spool, "position").write_text("0")
     assert claim_prefetch(spool) and prefetcher_running(spool)
     assert not claim_prefetch(spool)  # only one prefetcher per spool
-    fetched = []
+    fetched: list[str] = []
 
     def fetch(object_id: str) -> bytes:
         fetched.append(object_id)
-        if len(fetched) == 2:
-            os.unlink(os.path.join(spool, "index.json"))  # ends the loop after this round
-            os.rename(spool, spool + ".gone")
         return data
 
-    prefetch(spool, fetch)
+    worker = threading.Thread(target=prefetch, args=(spool, fetch))
+    worker.start()
+    wait_until(
+        lambda: Path(spool, "hmac-id-2").exists() and Path(spool, "hmac-id-1").exists(),
+        10,
+        "both files to be prefetched",
+    )
+    Path(spool, "position").write_text("2")  # PostgreSQL is past the end: the prefetcher stops
+    worker.join(10)
+    assert not worker.is_alive()
     assert sorted(fetched) == ["hmac-id-1", "hmac-id-2"]
-    gone = spool + ".gone"
-    assert Path(gone, "hmac-id-1.sha256").read_text() == hashlib.sha256(data).hexdigest()
+    assert Path(spool, "hmac-id-1.sha256").read_text() == hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "out"
+    assert serve(spool, "B", str(dest)) and dest.read_bytes() == data
+    Path(spool, "hmac-id-1.sha256").write_text("0" * 64)  # a hash that does not match
+    assert not serve(spool, "A", str(tmp_path / "out2"))
