@@ -230,8 +230,7 @@ def _copy_files(
     out: list[dict[str, Any]] = []
 
     def put(block: bytes) -> Chunk:
-        oid = repo.codec.object_id(block)
-        return repo.put_chunk(block, known=oid in known)
+        return repo.put_chunk(block, known=known)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="pitr-backup") as pool:
         for entry in entries:

@@ -202,8 +202,7 @@ class _Chunker:
             return
         data = SNAPSHOT_MAGIC + b"".join(self._parts)
         self._parts, self._size = [], 0
-        oid = self.repo.codec.object_id(data)
-        self.chunks.append(self.repo.put_chunk(data, known=oid in self.known))
+        self.chunks.append(self.repo.put_chunk(data, known=self.known))
 
 
 def _objects_of_latest_snapshot(repo: Repository, source: str) -> set[str]:

@@ -62,7 +62,7 @@ def push_wal(repo: Repository, source: str, path: str | Path) -> PushResult:
             return _same_or_refuse(wal.name, row.oid, oid, 0)
         identity = _check_identity(repo, src, wal, data, path)
 
-    chunk = repo.put_chunk(data)
+    chunk = repo.put_chunk(data, oid=oid)
     end_time = datetime.fromtimestamp(mtime, UTC)
     fact = {
         "type": "wal",

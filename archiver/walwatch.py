@@ -62,6 +62,7 @@ class WalPusher:
         self._observer = Observer()
         self._observer.schedule(Handler(), str(self.status_dir), recursive=False)
         self._observer.start()
+        self.scan()  # a backlog that was there before the daemon started
         self._scanner = threading.Thread(target=self._scan_loop, daemon=True, name="pitr-scan")
         self._scanner.start()
 
@@ -86,7 +87,7 @@ class WalPusher:
             ready = {n[: -len(".ready")] for n in names if n.endswith(".ready")}
         except FileNotFoundError:
             return
-        for name in ready:
+        for name in sorted(ready):  # oldest first: the one PostgreSQL is waiting for
             self._schedule(name)
         with self.lock:  # forget what PostgreSQL has marked done
             for name in [n for n, f in self.pending.items() if n not in ready and f.done()]:

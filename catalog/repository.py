@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,10 +172,13 @@ class Repository:
 
     # -- content-addressed chunks --------------------------------------------
 
-    def put_chunk(self, data: bytes, *, known: bool = False) -> Chunk:
-        """Store data as an object unless present; known=True skips the write."""
-        oid = self.codec.object_id(data)
-        if known:
+    def put_chunk(
+        self, data: bytes, *, oid: str | None = None, known: AbstractSet[str] = frozenset()
+    ) -> Chunk:
+        """Store data as an object unless present. oid: its name when the
+        caller hashed it already; known: names known to be stored (no write)."""
+        oid = oid or self.codec.object_id(data)
+        if oid in known:
             return Chunk(oid, len(data), 0)
         key = object_key(oid)
         if self.store.stat(key) is not None:
@@ -208,8 +212,7 @@ class Repository:
         known = known or set()
 
         def put(data: bytes) -> Chunk:
-            oid = self.codec.object_id(data)
-            return self.put_chunk(data, known=oid in known)
+            return self.put_chunk(data, known=known)
 
         if pool is None:
             return [put(block) for block in iter(lambda: reader.read(chunk_size), b"")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +76,9 @@ class Catalog:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite takes one writer at a time and makes the others sleep and retry;
+        # threads of one process (the daemon's pushers) queue here instead.
+        self._local_writer = threading.RLock() if url.startswith("sqlite") else None
 
     def revision(self) -> str | None:
         try:
@@ -120,6 +125,10 @@ class Catalog:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on error."""
+        with self._local_writer or contextlib.nullcontext():
+            yield from self._session()
+
+    def _session(self) -> Iterator[Session]:
         session = self._sessions()
         try:
             yield session
