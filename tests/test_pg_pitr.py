@@ -166,6 +166,10 @@ def test_dry_run_changes_nothing_and_non_empty_target_needs_force(archived: Arch
     archived.pitr("restore", "--to", target, "--pgdata", str(pgdata), "--force")
     aside = [p for p in archived.base.iterdir() if p.name.startswith("busy.pitr-aside-")]
     assert len(aside) == 1 and (aside[0] / "precious").read_text() == "keep me"
+    modes = {p.stat().st_mode & 0o777 for p in pgdata.rglob("*") if p.is_file()}
+    assert modes == {0o600}  # PostgreSQL's own modes, whatever the umask of the restore
+    modes = {p.stat().st_mode & 0o777 for p in [pgdata, *pgdata.rglob("*")] if p.is_dir()}
+    assert modes == {0o700}
     restored = archived.restored(pgdata)
     try:
         assert markers_in(restored) == [1]
