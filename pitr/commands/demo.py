@@ -19,6 +19,7 @@ def command(workdir: str | None, keep: bool) -> None:
         argv = [sys.executable, "-m", "pitr", "demo"]
         argv += ["--dir", os.path.abspath(workdir)] if workdir else []
         argv += ["--keep"] if keep else []
+        os.chdir("/")  # the caller's directory may be closed to postgres (/root)
         os.execvp("runuser", ["runuser", "-u", "postgres", "--", *argv])
     from pitr.demo import run_demo
 
