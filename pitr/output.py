@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -14,6 +14,20 @@ import click
 from pitr.timeparse import format_utc
 
 OUTPUT_CHOICE = click.Choice(["table", "json"])
+
+
+def duration_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> timedelta | None:
+    """click callback: a DURATION option ('26h', '7d') as a timedelta."""
+    if value is None:
+        return None
+    from pitr.timeparse import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def emit_json(value: Any) -> None:

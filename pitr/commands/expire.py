@@ -16,18 +16,7 @@ from typing import Any
 import click
 
 from pitr.context import AppContext
-from pitr.output import OUTPUT_CHOICE
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    from pitr.timeparse import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+from pitr.output import OUTPUT_CHOICE, duration_option
 
 
 @click.command(name="expire")
@@ -35,7 +24,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option(
     "--keep-within",
     metavar="DURATION",
-    callback=_duration,
+    callback=duration_option,
     help="Keep every backup finished within DURATION (e.g. 7d).",
 )
 @click.option(
@@ -43,7 +32,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     metavar="DURATION",
     default="1h",
     show_default=True,
-    callback=_duration,
+    callback=duration_option,
     help="Leave unreferenced objects younger than this (writers not yet committed).",
 )
 @click.option(

@@ -12,22 +12,12 @@ from typing import Any
 import click
 
 from pitr.context import AppContext
+from pitr.output import duration_option
 
 
 @click.group(name="report")
 def command() -> None:
     """Reports: rpo."""
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    from pitr.timeparse import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 @dataclass
@@ -47,13 +37,13 @@ class Rpo:
 @click.option(
     "--max-lag",
     metavar="DURATION",
-    callback=_duration,
+    callback=duration_option,
     help="Fail (exit 3) when a source's newest archived fact is older (e.g. 5m).",
 )
 @click.option(
     "--max-backup-age",
     metavar="DURATION",
-    callback=_duration,
+    callback=duration_option,
     help="Fail (exit 3) when a source's newest backup or snapshot is older (e.g. 26h).",
 )
 @click.option(
