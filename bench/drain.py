@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,6 +233,7 @@ def drain_one(backlog: Backlog, tool: Tool) -> dict[str, Any]:
             failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
         if daemon is not None and not daemon.alive():
             raise BenchError(f"pitr daemon exited during the drain:\n{daemon.output()[-2000:]}")
+        shim_rss = _wal_push_peak_rss(base / "pitr.toml", backlog) if daemon else None
         archived = count()
         if archived < segments:
             raise BenchError(
@@ -244,6 +246,7 @@ def drain_one(backlog: Backlog, tool: Tool) -> dict[str, Any]:
             "stored_bytes": du(repo_dir),
             "failed_attempts": int(failed),
             "verified_in_repository": archived,
+            **({"wal_push_peak_rss_mib": shim_rss} if shim_rss is not None else {}),
         }
     finally:
         if daemon is not None:
@@ -253,6 +256,22 @@ def drain_one(backlog: Backlog, tool: Tool) -> dict[str, Any]:
         # pgBackRest's async archiver detaches; wait for it before removing its dirs.
         wait_gone(os.fspath(base), timeout=30)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wal_push_peak_rss(config: Path, backlog: Backlog) -> float:
+    """Peak memory (MiB) of one `pitr wal-push` answered by the running daemon:
+    the process PostgreSQL starts for every segment."""
+    segment = min(p for p in (backlog.cluster.pgdata / "pg_wal").iterdir() if len(p.name) == 24)
+    probe = (
+        "import resource, subprocess, sys;"
+        "subprocess.run(sys.argv[1:], check=True);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    argv = ["runuser", "-u", PG_USER, "--", *pitr_argv(config, "wal-push", os.fspath(segment))]
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+    )
+    return round(int(out.stdout.strip()) / 1024, 1)
 
 
 def _wait_listening(daemon: Background) -> None:

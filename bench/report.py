@@ -26,6 +26,8 @@ def add_ratios(results: dict[str, Any]) -> None:
     out["drain_pitr_daemon_vs_pgbackrest_async"] = ratio(
         rates.get("pitr_daemon"), rates.get("pgbackrest_async")
     )
+    daemon_row = next((r for r in drain.get("rows", []) if r.get("key") == "pitr_daemon"), {})
+    out["wal_push_peak_rss_mib"] = daemon_row.get("wal_push_peak_rss_mib")
     for section, key, field in (
         ("backup", "backup_speed_pitr_vs_pgbackrest", "seconds"),
         ("restore", "restore_speed_pitr_vs_pgbackrest", "total_seconds"),
@@ -222,6 +224,17 @@ def _goals(ratios: dict[str, Any]) -> list[str]:
             continue
         value = ratios[key]
         rows.append([what, key, _x(value), f">= {goal:g}x", "met" if value >= goal else "not met"])
+    if ratios.get("wal_push_peak_rss_mib") is not None:
+        rss = ratios["wal_push_peak_rss_mib"]
+        rows.append(
+            [
+                "wal-push memory with the daemon",
+                "wal_push_peak_rss_mib",
+                f"{rss:g} MiB",
+                "< 50 MB",
+                "met" if rss * 1.048576 < 50 else "not met",
+            ]
+        )
     if not rows:
         return []
     return [
