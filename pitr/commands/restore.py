@@ -143,20 +143,25 @@ def _restore_pg(
     target = os.path.abspath(pgdata)
     spool = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.pitr-spool")
     shutil.rmtree(spool, ignore_errors=True)
-    with byte_progress(f"restore {src.name}") as progress:
-        result = restore_postgres(
-            repo,
-            plan.plan,
-            pgdata,
-            restore_command=restore_command(app, src, spool),
-            stop_at_target=plan.stop_at_target,
-            end_command=restore_command(app, src, spool, remove_spool=True),
-            force=force,
-            progress=progress,
-        )
+    # The spool's index first: a data directory renamed into place has its spool.
     write_index(
         spool, src.name, spool_entries(repo, plan.source_id, plan.plan), not repo.codec.encrypted
     )
+    try:
+        with byte_progress(f"restore {src.name}") as progress:
+            result = restore_postgres(
+                repo,
+                plan.plan,
+                pgdata,
+                restore_command=restore_command(app, src, spool),
+                stop_at_target=plan.stop_at_target,
+                end_command=restore_command(app, src, spool, remove_spool=True),
+                force=force,
+                progress=progress,
+            )
+    except BaseException:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
     _give_to_owner(spool, result.pgdata)
     if os.geteuid() != 0:
         # Start fetching WAL now; run as root, the first wal-fetch starts it
