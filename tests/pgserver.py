@@ -1,0 +1,502 @@
+"""A throwaway PostgreSQL 15 cluster owned by the postgres OS user."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.harness import (
+    PG_BIN,
+    PG_USER,
+    ServerError,
+    _alive,
+    _children,
+    _live,
+    _stop_process,
+    as_user,
+    clean_env,
+    free_port,
+    new_dir,
+    tail,
+    wait_until,
+)
+
+# -- PostgreSQL ------------------------------------------------------------
+
+CONF_BEGIN = "# --- pitr test settings (managed by tests/servers.py) ---"
+CONF_END = "# --- end of pitr test settings ---"
+
+
+def _conf_quote(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace("'", "''")
+    return f"'{text}'"
+
+
+def _sql_quote(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class PostgresCluster:
+    """A PostgreSQL 15 cluster owned by the postgres OS user.
+
+    The postmaster is a child of this process (started with the postgres
+    uid), so that kill9() can kill and reap it like a crash would.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        pgdata: Path,
+        port: int | None = None,
+        settings: Mapping[str, object] | None = None,
+        env: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.pgdata = pgdata
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port()
+        self.settings: dict[str, object] = dict(settings or {})
+        self.env: dict[str, str | None] = dict(env or {})
+        self.log_path = workdir / "postgres.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cleaned = False
+        _live.append(self)
+
+    # construction
+
+    @classmethod
+    def create(
+        cls,
+        archive_command: str = "/bin/true",
+        archive_timeout: int | str | None = None,
+        settings: Mapping[str, object] | None = None,
+        env: Mapping[str, str | None] | None = None,
+    ) -> PostgresCluster:
+        """initdb a new cluster (not started)."""
+        workdir = new_dir("pg-", 0o755, owner=PG_USER)
+        pgdata = workdir / "data"
+        merged = _base_settings()
+        if archive_timeout is not None:
+            merged["archive_timeout"] = archive_timeout
+        merged.update(settings or {})
+        cluster = cls(workdir, pgdata, settings=merged, env=env)
+        argv = [
+            PG_BIN / "initdb",
+            "-D",
+            pgdata,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-U",
+            PG_USER,
+            # Syncing the fresh template files buys nothing in a throwaway test
+            # cluster; the server itself keeps fsync on.
+            "--no-sync",
+            "--no-instructions",
+        ]
+        cluster._run_as_postgres(argv, "initdb")
+        cluster._write_conf()
+        cluster.set_setting("archive_command", archive_command)
+        return cluster
+
+    @classmethod
+    def from_pgdata(
+        cls,
+        path: str | os.PathLike[str],
+        archive_command: str | None = None,
+        settings: Mapping[str, object] | None = None,
+        env: Mapping[str, str | None] | None = None,
+    ) -> PostgresCluster:
+        """Adopt an existing data directory (a restore) with a fresh port.
+
+        The directory is chowned to postgres and its test settings block is
+        rewritten for the new port and socket; archive_command and anything a
+        restore wrote to postgresql.auto.conf is kept unless archive_command
+        is given.
+        """
+        pgdata = Path(path).resolve()
+        if not (pgdata / "PG_VERSION").is_file():
+            raise ServerError(f"adopt {pgdata}: not a PostgreSQL data directory (no PG_VERSION)")
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(PG_USER)
+            for root, dirs, files in os.walk(pgdata):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.lchown(name, pw.pw_uid, pw.pw_gid)
+        pgdata.chmod(0o700)
+        check = subprocess.run(
+            as_user(PG_USER, ["test", "-w", pgdata, "-a", "-x", pgdata]), check=False
+        )
+        if check.returncode != 0:
+            raise ServerError(
+                f"adopt {pgdata}: the postgres user cannot reach it; "
+                "put it under shared_tmp or servers.base_dir(), not pytest's tmp_path"
+            )
+        workdir = new_dir("pg-", 0o755, owner=PG_USER)
+        merged = _base_settings()
+        merged.update(settings or {})
+        cluster = cls(workdir, pgdata, settings=merged, env=env)
+        cluster._write_conf()
+        if archive_command is not None:
+            cluster.set_setting("archive_command", archive_command)
+        return cluster
+
+    # properties
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.workdir
+
+    @property
+    def dsn(self) -> str:
+        return f"host={self.socket_dir} port={self.port} user={PG_USER} dbname=postgres"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    def log_tail(self, n: int = 40) -> str:
+        return tail(self.log_path, n)
+
+    # lifecycle
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the postmaster and wait until it accepts connections."""
+        if self.running:
+            return
+        for attempt in range(3):
+            self._spawn()
+            try:
+                self.wait_ready(timeout)
+                return
+            except ServerError:
+                # Another test grabbed the port between free_port() and bind.
+                if self._fixed_port or attempt == 2 or "already in use" not in self.log_tail(20):
+                    raise
+                self.port = free_port()
+                self._write_conf()
+
+    def _spawn(self) -> None:
+        env = clean_env({"HOME": pwd.getpwnam(PG_USER).pw_dir, "USER": PG_USER, **self.env})
+        env["LOGNAME"] = PG_USER
+        argv = [
+            os.fspath(PG_BIN / "postgres"),
+            "-D",
+            os.fspath(self.pgdata),
+            # The command line beats both config files, so a restored
+            # PGDATA's old port or socket settings cannot get in the way.
+            "-p",
+            str(self.port),
+            "-k",
+            os.fspath(self.socket_dir),
+        ]
+        kwargs: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(PG_USER)
+            kwargs.update(
+                user=pw.pw_uid,
+                group=pw.pw_gid,
+                extra_groups=os.getgrouplist(PG_USER, pw.pw_gid),
+            )
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=env,
+                start_new_session=True,
+                **kwargs,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the server accepts connections (it may still be recovering)."""
+
+        def ready() -> bool:
+            if self._proc is None or self._proc.poll() is not None:
+                code = None if self._proc is None else self._proc.returncode
+                raise ServerError(
+                    f"postgres on port {self.port} exited (code {code}) before it was ready; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            argv = [PG_BIN / "pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port)]
+            return subprocess.run([os.fspath(a) for a in argv], check=False).returncode == 0
+
+        try:
+            wait_until(ready, timeout, f"postgres on port {self.port}", interval=0.1)
+        except TimeoutError as e:
+            raise ServerError(f"{e}; log {self.log_path}:\n{self.log_tail()}") from None
+        # pg_isready answers yes while a standby is not yet consistent; make
+        # sure a real connection works.
+        try:
+            wait_until(self._can_connect, timeout, f"a connection on port {self.port}")
+        except TimeoutError as e:
+            raise ServerError(f"{e}; log {self.log_path}:\n{self.log_tail()}") from None
+
+    def _can_connect(self) -> bool:
+        if not self.running:
+            raise ServerError(
+                f"postgres on port {self.port} exited; log {self.log_path}:\n{self.log_tail()}"
+            )
+        proc = subprocess.run(
+            self._psql_argv("postgres"),
+            input="SELECT 1",
+            capture_output=True,
+            text=True,
+            check=False,
+            env=clean_env(),
+        )
+        return proc.returncode == 0
+
+    def wait_recovered(self, timeout: float = 120) -> None:
+        """Wait until recovery has finished: pg_is_in_recovery() is false."""
+
+        def done() -> bool:
+            if not self.running:
+                code = None if self._proc is None else self._proc.returncode
+                raise ServerError(
+                    f"postgres on port {self.port} exited (code {code}) during recovery; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                return self.psql("SELECT pg_is_in_recovery()") == "f"
+            except ServerError:
+                return False  # still starting up or shutting down for a restart
+
+        try:
+            wait_until(done, timeout, f"the end of recovery on port {self.port}", interval=0.2)
+        except TimeoutError as e:
+            raise ServerError(f"{e}; log {self.log_path}:\n{self.log_tail()}") from None
+
+    wait_promoted = wait_recovered
+
+    def start_recovered(self, timeout: float = 120) -> None:
+        """start() and wait_recovered(): for a restored PGDATA."""
+        self.start(timeout)
+        self.wait_recovered(timeout)
+
+    def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        signals = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+        if mode not in signals:
+            raise ValueError(f"unknown shutdown mode {mode!r}")
+        if self._proc is None:
+            return
+        _stop_process(self._proc, signals[mode], timeout, f"postgres on port {self.port}")
+        self._proc = None
+
+    def kill9(self, everything: bool = False, timeout: float = 30) -> None:
+        """SIGKILL the postmaster, as a crash would, and reap it.
+
+        Its children then exit on their own when they notice; they are
+        waited for (and killed after `timeout`) so that a restart finds no
+        process attached to the old shared memory. everything=True kills
+        them at once too.
+        """
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = None
+            return
+        children = _children(self._proc.pid)
+        self._proc.kill()
+        self._proc.wait(timeout=30)
+        self._proc = None
+        if everything:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        try:
+            wait_until(
+                lambda: not any(_alive(p) for p in children),
+                timeout,
+                "postgres child processes to exit",
+            )
+        except TimeoutError:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def restart(self, mode: str = "fast", timeout: float = 60) -> None:
+        self.stop(mode)
+        self.start(timeout)
+
+    def cleanup(self) -> None:
+        """Stop the server however necessary and remove its directory."""
+        if self._cleaned:
+            return
+        try:
+            if self.running:
+                try:
+                    self.stop("fast", timeout=30)
+                except ServerError:
+                    self.kill9(everything=True)
+        finally:
+            self._cleaned = True
+            if self in _live:
+                _live.remove(self)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # SQL
+
+    def _psql_argv(self, dbname: str) -> list[str]:
+        argv = [
+            PG_BIN / "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.socket_dir,
+            "-p",
+            str(self.port),
+            "-U",
+            PG_USER,
+            "-d",
+            dbname,
+            "-f",
+            "-",
+        ]
+        return as_user(PG_USER, argv)
+
+    def psql(self, sql: str, dbname: str = "postgres", timeout: float = 120) -> str:
+        """Run sql through psql as postgres; unaligned tuples-only output, '|' separated."""
+        proc = subprocess.run(
+            self._psql_argv(dbname),
+            input=sql,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=clean_env(),
+            cwd=self.workdir,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise ServerError(
+                f"psql on port {self.port} failed (exit {proc.returncode}): {proc.stderr.strip()}"
+            )
+        return proc.stdout.rstrip("\n")
+
+    def execute(self, sql: str, dbname: str = "postgres") -> None:
+        self.psql(sql, dbname)
+
+    def connect(self, **kwargs: Any) -> Any:
+        """A psycopg connection (autocommit unless told otherwise)."""
+        import psycopg
+
+        kwargs.setdefault("autocommit", True)
+        return psycopg.connect(self.dsn, **kwargs)
+
+    # settings
+
+    def set_setting(self, name: str, value: object) -> None:
+        """Set a parameter in postgresql.auto.conf: ALTER SYSTEM + reload when
+        running, a direct edit of the file when stopped."""
+        if self.running:
+            self.execute(f"ALTER SYSTEM SET {name} = {_sql_quote(value)}; SELECT pg_reload_conf();")
+            return
+        auto = self.pgdata / "postgresql.auto.conf"
+        try:
+            lines = auto.read_text().splitlines()
+        except FileNotFoundError:
+            lines = ["# Do not edit this file manually!"]
+        kept = [ln for ln in lines if ln.split("=", 1)[0].strip() != name]
+        kept.append(f"{name} = {_conf_quote(value)}")
+        self._write_as_postgres(auto, "\n".join(kept) + "\n")
+
+    def set_archive_command(self, command: str) -> None:
+        self.set_setting("archive_command", command)
+
+    def _write_conf(self) -> None:
+        """(Re)write the managed block at the end of postgresql.conf."""
+        conf = self.pgdata / "postgresql.conf"
+        text = conf.read_text()
+        if CONF_BEGIN in text:
+            head, rest = text.split(CONF_BEGIN, 1)
+            text = head + rest.split(CONF_END, 1)[1].lstrip("\n")
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": self.port,
+            "unix_socket_directories": os.fspath(self.socket_dir),
+            **self.settings,
+        }
+        block = [CONF_BEGIN, *(f"{k} = {_conf_quote(v)}" for k, v in settings.items()), CONF_END]
+        self._write_as_postgres(conf, text.rstrip("\n") + "\n\n" + "\n".join(block) + "\n")
+
+    def _write_as_postgres(self, path: Path, text: str) -> None:
+        path.write_text(text)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(PG_USER)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        path.chmod(0o600)
+
+    def _run_as_postgres(self, argv: Sequence[str | os.PathLike[str]], what: str) -> str:
+        proc = subprocess.run(
+            as_user(PG_USER, argv),
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.workdir,
+            env=clean_env(),
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            raise ServerError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout
+
+    def __repr__(self) -> str:
+        return f"PostgresCluster(port={self.port}, pgdata={self.pgdata})"
+
+
+def _base_settings() -> dict[str, object]:
+    return {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "max_wal_senders": 4,
+        "shared_buffers": "16MB",
+        "max_connections": 20,
+        "logging_collector": "off",
+    }
+
+
+class ClusterFactory:
+    """Makes PostgreSQL clusters for one test and cleans them all up."""
+
+    def __init__(self) -> None:
+        self.clusters: list[PostgresCluster] = []
+
+    def __call__(self, start: bool = True, **kwargs: Any) -> PostgresCluster:
+        """A new initdb'd cluster; kwargs go to PostgresCluster.create."""
+        cluster = PostgresCluster.create(**kwargs)
+        self.clusters.append(cluster)
+        if start:
+            cluster.start()
+        return cluster
+
+    def from_pgdata(self, path: str | os.PathLike[str], **kwargs: Any) -> PostgresCluster:
+        """Adopt a (restored) data directory, not started: call start_recovered()."""
+        cluster = PostgresCluster.from_pgdata(path, **kwargs)
+        self.clusters.append(cluster)
+        return cluster
+
+    def cleanup(self) -> None:
+        errors = []
+        for cluster in reversed(self.clusters):
+            try:
+                cluster.cleanup()
+            except Exception as e:  # keep cleaning the others
+                errors.append(e)
+        self.clusters.clear()
+        if errors:
+            raise errors[0]

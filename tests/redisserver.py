@@ -1,0 +1,167 @@
+"""A throwaway redis-server on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from typing import Any
+
+from tests.harness import (
+    ServerError,
+    _live,
+    _stop_process,
+    free_port,
+    new_dir,
+    tail,
+    wait_until,
+)
+
+# -- Redis -----------------------------------------------------------------
+
+
+class RedisServer:
+    """redis-server in the foreground with no persistence of its own."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.workdir = new_dir("redis-")
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port()
+        self.log_path = self.workdir / "redis.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cleaned = False
+        _live.append(self)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return tail(self.log_path, n)
+
+    def client(self, **kwargs: Any) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.url, **kwargs)
+
+    def start(self, timeout: float = 30) -> None:
+        if self.running:
+            return
+        for attempt in range(3):
+            self._spawn()
+            try:
+                self._wait_ready(timeout)
+                return
+            except ServerError:
+                if self._fixed_port or attempt == 2 or "in use" not in self.log_tail(20):
+                    raise
+                self.port = free_port()
+
+    def _spawn(self) -> None:
+        argv = [
+            shutil.which("redis-server") or "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            os.fspath(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            os.fspath(self.log_path),
+        ]
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        import redis
+
+        def ready() -> bool:
+            if not self.running:
+                raise ServerError(
+                    f"redis-server on port {self.port} exited; log:\n{self.log_tail()}"
+                )
+            try:
+                with self.client(socket_timeout=2) as c:
+                    return bool(c.ping())
+            except redis.exceptions.RedisError:
+                return False
+
+        try:
+            wait_until(ready, timeout, f"redis-server on port {self.port}", interval=0.05)
+        except TimeoutError as e:
+            raise ServerError(f"{e}; log:\n{self.log_tail()}") from None
+
+    def stop(self, timeout: float = 30) -> None:
+        if self._proc is not None:
+            _stop_process(self._proc, signal.SIGTERM, timeout, f"redis on port {self.port}")
+            self._proc = None
+
+    def kill9(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=30)
+            self._proc = None
+
+    def restart(self, keep_data: bool = False, timeout: float = 30) -> None:
+        """Stop and start on the same port: empty, or with the data when keep_data."""
+        dump = self.workdir / "dump.rdb"
+        if keep_data and self.running:
+            with self.client() as c:
+                c.save()
+        self.stop()
+        if not keep_data:
+            dump.unlink(missing_ok=True)
+        self.start(timeout)
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        try:
+            if self.running:
+                with contextlib.suppress(ServerError):
+                    self.stop(timeout=10)
+        finally:
+            self._cleaned = True
+            if self in _live:
+                _live.remove(self)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"RedisServer(port={self.port})"
+
+
+class RedisFactory:
+    """Makes Redis servers for one test and cleans them all up."""
+
+    def __init__(self) -> None:
+        self.servers: list[RedisServer] = []
+
+    def __call__(self, start: bool = True) -> RedisServer:
+        server = RedisServer()
+        self.servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    def cleanup(self) -> None:
+        for server in reversed(self.servers):
+            server.cleanup()
+        self.servers.clear()
