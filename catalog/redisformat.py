@@ -20,6 +20,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -129,6 +130,17 @@ def decode_batch(data: bytes, what: str = "stream batch") -> tuple[bytes, list[D
 
 StreamId = tuple[int, int]  # (milliseconds, sequence): compares as Redis orders IDs
 ZERO_ID = "0-0"
+MAX_SEQ = (1 << 64) - 1  # the highest sequence number of a millisecond
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_ms(value: datetime) -> int:
+    """Milliseconds since the epoch, rounded down: the time part of a stream ID."""
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def parse_id(value: str | bytes) -> StreamId:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from catalog.redisformat import parse_id
+from catalog.redisformat import MAX_SEQ, from_ms, parse_id, to_ms
 from catalog.wal import lsn_segno, segment_name
 from recovery.planner import (
     BackupPoint,
@@ -26,9 +26,6 @@ from recovery.planner import (
     timeline_for_segment,
     walk_chain,
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_SEQ = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -181,20 +178,12 @@ class BatchRef:
     first_ms: int
 
 
-def from_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
-def to_ms(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(milliseconds=1)
-
-
 def snapshot_position(snap: SnapshotRef, stream: str) -> tuple[int, int]:
     """The last entry of a stream the snapshot holds; a stream missing from
     it did not exist then, so everything from the snapshot's start is after it."""
     if stream in snap.streams:
         return parse_id(snap.streams[stream])
-    return to_ms(snap.started_at) - 1, _MAX_SEQ
+    return to_ms(snap.started_at) - 1, MAX_SEQ
 
 
 def redis_coverage(

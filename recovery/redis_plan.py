@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,15 +23,15 @@ from catalog.db.models import Backup, RepoMeta, Source, StreamBatch, StreamGap
 from catalog.redisformat import (
     GAP_RECREATED,
     GAP_TRIMMED,
+    MAX_SEQ,
     StreamId,
     caught_up_key,
     format_id,
+    from_ms,
     parse_id,
+    to_ms,
 )
 from recovery.errors import PlanError
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_SEQ = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,6 @@ def utc(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def to_ms(value: datetime) -> int:
-    """Milliseconds since the epoch, rounded down (stream ID time)."""
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
 # -- the pure part -------------------------------------------------------------------
 
 
@@ -210,7 +201,7 @@ def plan_redis(
         else:
             # Not in the snapshot: it did not exist then, so only entries
             # from the snapshot on belong to it (older ones were deleted).
-            after = (snap_ms - 1, _MAX_SEQ)
+            after = (snap_ms - 1, MAX_SEQ)
         chosen = sorted(
             (b for b in candidates if parse_id(b.last_id) > after and b.first_ms <= t_ms),
             key=lambda b: parse_id(b.first_id),

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from catalog import reports
 from catalog.db.models import Backup, Source, StreamBatch, WalFile
 from catalog.errors import CatalogError, StorageError
-from catalog.redisformat import parse_id
+from catalog.redisformat import from_ms, parse_id
 from catalog.repository import Repository
 from catalog.wal import parse_history, parse_lsn
 from recovery.coverage import (
@@ -27,7 +27,6 @@ from recovery.coverage import (
     Coverage,
     Piece,
     SnapshotRef,
-    from_ms,
     pg_coverage,
     redis_coverage,
 )

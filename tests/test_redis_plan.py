@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from catalog.redisformat import to_ms
 from recovery.errors import PlanError
 from recovery.redis_plan import (
     BatchRef,
     GapRef,
     SnapshotPoint,
     plan_redis,
-    to_ms,
     window,
 )
 
