@@ -15,6 +15,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -161,6 +162,49 @@ def _stop_process(proc: subprocess.Popen[Any], sig: int, timeout: float, what: s
         proc.kill()
         proc.wait(timeout=30)
         raise ServerError(f"{what} did not stop within {timeout:g}s; killed it") from None
+
+
+class ProcessServer:
+    """A server run as a child process on a loopback port, with its own directory
+    and log; registered for the exit sweep until cleaned up."""
+
+    what = "server"  # for messages
+
+    def __init__(self, prefix: str, log_name: str, port: int | None) -> None:
+        self.workdir = new_dir(prefix)
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port()
+        self.log_path = self.workdir / log_name
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cleaned = False
+        _live.append(self)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        return tail(self.log_path, n)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self._proc is not None:
+            _stop_process(self._proc, signal.SIGTERM, timeout, f"{self.what} on port {self.port}")
+            self._proc = None
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        try:
+            with contextlib.suppress(ServerError):
+                self.stop(timeout=10)
+        finally:
+            self._cleaned = True
+            if self in _live:
+                _live.remove(self)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(port={self.port})"
 
 
 @atexit.register

@@ -2,48 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 from typing import Any
 
 from tests.harness import (
+    ProcessServer,
     ServerError,
-    _live,
-    _stop_process,
     free_port,
-    new_dir,
-    tail,
     wait_until,
 )
 
 # -- Redis -----------------------------------------------------------------
 
 
-class RedisServer:
+class RedisServer(ProcessServer):
     """redis-server in the foreground with no persistence of its own."""
 
+    what = "redis"
+
     def __init__(self, port: int | None = None) -> None:
-        self.workdir = new_dir("redis-")
-        self._fixed_port = port is not None
-        self.port = port if port is not None else free_port()
-        self.log_path = self.workdir / "redis.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._cleaned = False
-        _live.append(self)
+        super().__init__("redis-", "redis.log", port)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_tail(self, n: int = 40) -> str:
-        return tail(self.log_path, n)
 
     def client(self, **kwargs: Any) -> Any:
         import redis
@@ -109,11 +93,6 @@ class RedisServer:
         except TimeoutError as e:
             raise ServerError(f"{e}; log:\n{self.log_tail()}") from None
 
-    def stop(self, timeout: float = 30) -> None:
-        if self._proc is not None:
-            _stop_process(self._proc, signal.SIGTERM, timeout, f"redis on port {self.port}")
-            self._proc = None
-
     def kill9(self) -> None:
         if self._proc is not None:
             self._proc.kill()
@@ -130,22 +109,6 @@ class RedisServer:
         if not keep_data:
             dump.unlink(missing_ok=True)
         self.start(timeout)
-
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        try:
-            if self.running:
-                with contextlib.suppress(ServerError):
-                    self.stop(timeout=10)
-        finally:
-            self._cleaned = True
-            if self in _live:
-                _live.remove(self)
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __repr__(self) -> str:
-        return f"RedisServer(port={self.port})"
 
 
 class RedisFactory:

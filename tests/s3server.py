@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,13 +11,10 @@ from typing import Any
 
 from tests.harness import (
     VENV_BIN,
+    ProcessServer,
     ServerError,
-    _live,
-    _stop_process,
     clean_env,
     free_port,
-    new_dir,
-    tail,
     wait_until,
 )
 
@@ -34,28 +28,17 @@ AWS_TEST_ENV = {
 }
 
 
-class S3Server:
+class S3Server(ProcessServer):
     """moto_server: an S3 endpoint on loopback."""
 
+    what = "moto_server"
+
     def __init__(self, port: int | None = None) -> None:
-        self.workdir = new_dir("s3-")
-        self._fixed_port = port is not None
-        self.port = port if port is not None else free_port()
-        self.log_path = self.workdir / "moto.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._cleaned = False
-        _live.append(self)
+        super().__init__("s3-", "moto.log", port)
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_tail(self, n: int = 40) -> str:
-        return tail(self.log_path, n)
 
     def start(self, timeout: float = 60) -> None:
         if self.running:
@@ -105,26 +88,6 @@ class S3Server:
 
     def make_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
-
-    def stop(self, timeout: float = 30) -> None:
-        if self._proc is not None:
-            _stop_process(self._proc, signal.SIGTERM, timeout, f"moto_server on {self.port}")
-            self._proc = None
-
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        try:
-            with contextlib.suppress(ServerError):
-                self.stop(timeout=10)
-        finally:
-            self._cleaned = True
-            if self in _live:
-                _live.remove(self)
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __repr__(self) -> str:
-        return f"S3Server(port={self.port})"
 
 
 @dataclass(frozen=True)
