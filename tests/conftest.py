@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgsupport import Archived, start_archiving
 from tests.servers import (
     AWS_TEST_ENV,
     ClusterFactory,
@@ -150,3 +151,12 @@ def repository(request: pytest.FixtureRequest) -> RepositorySpec:
     return RepositorySpec(
         "s3-pgcatalog", f"s3://{bucket.bucket}/pitr", catalog, bucket.endpoint_url
     )
+
+
+@pytest.fixture
+def archived(
+    pg_cluster: PostgresCluster, pg_cluster_factory: ClusterFactory, shared_tmp: Path
+) -> Archived:
+    """A started cluster archiving into a local repository through pitr, with
+    a marker table (tests/pgsupport.py)."""
+    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,9 @@ def tail_markers(source: Any, first: int, last: int) -> list[bytes]:
 
 def redis_json(source: Any, *args: str, code: int = 0) -> Any:
     return json.loads(source.pitr(*args, "--output", "json", check=code).stdout)
+
+
+def utc(text: str) -> datetime:
+    """An ISO 8601 UTC instant as the JSON outputs print it (with Z)."""
+    assert text.endswith("Z"), text
+    return datetime.fromisoformat(text)

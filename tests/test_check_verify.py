@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from catalog.repository import object_key
@@ -17,7 +16,7 @@ from recovery.coverage import SnapshotRef, lost_ranges, pg_coverage, redis_cover
 from recovery.integrity import wal_continuity
 from recovery.planner import BackupPoint, TimelineInfo
 from recovery.status import PgFacts, WalRef
-from tests.pgsupport import Archived, start_archiving
+from tests.pgsupport import Archived
 from tests.redissupport import RedisSource, instant_of, make_source
 from tests.reportsupport import (
     add_markers,
@@ -28,8 +27,9 @@ from tests.reportsupport import (
     redis_json,
     segments,
     tail_markers,
+    utc,
 )
-from tests.servers import PostgresCluster, RedisFactory
+from tests.servers import RedisFactory
 
 CHECK_FIELDS = {"ok", "objects_checked", "stored_bytes_checked", "sources", "bad_objects"}
 CHECK_SOURCE_FIELDS = {
@@ -41,16 +41,6 @@ CHECK_SOURCE_FIELDS = {
     "lost",
     "problems",
 }
-
-
-@pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
-
-
-def utc(text: str) -> datetime:
-    assert text.endswith("Z"), text
-    return datetime.fromisoformat(text)
 
 
 def test_check_names_a_deleted_segment_and_the_window_shrinks(archived: Archived) -> None:

@@ -8,18 +8,12 @@ import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pitr.daemon_client import ask, socket_path
-from tests.pgsupport import Archived, open_dir, start_archiving
-from tests.servers import PITR_BIN, PostgresCluster, clean_env, wait_until
-
-
-@pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+from tests.pgsupport import Archived, open_dir
+from tests.servers import PITR_BIN, clean_env, wait_until
 
 
 @pytest.fixture

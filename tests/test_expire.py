@@ -25,7 +25,7 @@ from recovery.retention import (
     wal_to_expire,
 )
 from recovery.status import WalRef
-from tests.pgsupport import Archived, markers_in, start_archiving
+from tests.pgsupport import Archived, markers_in
 from tests.redissupport import between, make_source
 from tests.reportsupport import (
     MARKERS,
@@ -35,7 +35,7 @@ from tests.reportsupport import (
     redis_json,
     tail_markers,
 )
-from tests.servers import PostgresCluster, RedisFactory
+from tests.servers import RedisFactory
 
 SEG = 16 << 20
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -137,11 +137,6 @@ def test_stream_batches_before_every_kept_snapshot_go() -> None:
 
 
 # -- a real run ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
 
 
 def store_objects(archived: Archived) -> set[str]:

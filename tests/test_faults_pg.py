@@ -19,11 +19,6 @@ from tests.pgsupport import Archived, markers_in, open_dir, start_archiving
 from tests.servers import PITR_BIN, PostgresCluster, clean_env, wait_until
 
 
-@pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
-
-
 def as_postgres(archived: Archived, *args: str) -> subprocess.Popen[bytes]:
     """pitr as its own process owned by postgres, so that SIGKILL reaches it."""
     pw = pwd.getpwnam("postgres")

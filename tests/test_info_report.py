@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from catalog.db.engine import Catalog
-from tests.pgsupport import Archived, start_archiving
+from tests.pgsupport import Archived
 from tests.redissupport import instant_of, make_source
 from tests.reportsupport import (
     MARKERS,
@@ -21,8 +20,9 @@ from tests.reportsupport import (
     redis_json,
     segments,
     tail_markers,
+    utc,
 )
-from tests.servers import PostgresCluster, RedisFactory
+from tests.servers import RedisFactory
 
 # The fields INTERFACE.md promises, and all that docs/reference.md lists.
 INFO_SOURCE_FIELDS = {
@@ -72,16 +72,6 @@ RPO_FIELDS = {
     "ok",
     "problems",
 }
-
-
-@pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
-
-
-def utc(text: str) -> datetime:
-    assert text.endswith("Z"), text
-    return datetime.fromisoformat(text)
 
 
 def add_idle_source(archived: Archived) -> None:

@@ -6,15 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
-
-from tests.pgsupport import Archived, open_dir, start_archiving
-from tests.servers import PostgresCluster
-
-
-@pytest.fixture
-def archived(pg_cluster: PostgresCluster, pg_cluster_factory, shared_tmp: Path) -> Archived:
-    return start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+from tests.pgsupport import Archived, open_dir
 
 
 def archived_names(archived: Archived) -> list[str]:
