@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 
 from catalog.db.models import StreamBatch
 from catalog.queries import get_source
+from catalog.redisformat import parse_id
 from catalog.repository import Repository
 from recovery.redis_plan import tail_covered
 from tests.redissupport import (
@@ -84,8 +85,11 @@ def test_a_batch_stored_before_a_crash_is_kept_as_it_is(
     ids += [c.xadd(S, {"n": i}) for i in range(6, 8)]
 
     tail = TailThread(repo, "cache", url, batch_count=100, batch_seconds=60)
+    # The resumed position comes from the catalog: wait until the tailer has
+    # actually read up to the last entry written, not just loaded its position.
+    last = parse_id(ids[-1])
     wait_until(
-        lambda: tail.tailer.streams and tail.tailer.streams[S.encode()].read[0] > 0, 30, "a read"
+        lambda: tail.tailer.streams and tail.tailer.streams[S.encode()].read >= last, 30, "a read"
     )
     tail.stop()
     assert ids_of(source) == [(S.encode(), i) for i in ids]
