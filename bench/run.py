@@ -233,10 +233,10 @@ def _phase(results: dict[str, Any], name: str, fn: Any) -> Any:
 
 def _cleanup(root: Path, background: Any) -> None:
     from bench.common import wait_gone
-    from tests import servers
+    from tests import harness
 
     background.stop_all()
-    for server in list(servers._live):
+    for server in list(harness._live):
         try:
             server.cleanup()
         except Exception as e:  # keep cleaning the others
@@ -244,7 +244,7 @@ def _cleanup(root: Path, background: Any) -> None:
     # Anything still running from our directory (pgBackRest's detached async
     # archiver, a command cut short) is ours: end it by pid.
     wait_gone(str(root), timeout=10)
-    servers.remove_base_dir()
+    harness.remove_base_dir()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -4,10 +4,11 @@ because the archive_command fast path uses it once per WAL segment."""
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import quote
+
+TYPE_CHECKING = False  # typing itself costs milliseconds at every start
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class ConfigError(Exception):
@@ -24,6 +25,8 @@ def find_config_path(explicit: str | None, env: Mapping[str, str]) -> str | None
 
 
 def read_toml(path: str) -> dict[str, Any]:
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -38,6 +41,8 @@ def read_toml(path: str) -> dict[str, Any]:
 def normalise_repo_url(url: str) -> str:
     """A bare path means a local directory."""
     if "://" not in url:
+        from urllib.parse import quote
+
         return "file://" + quote(os.path.abspath(url))
     return url
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pitr.config import ConfigError, SourceConfig
 from pitr.context import AppContext
-from pitr.daemon_client import ask, socket_path
+from pitr.daemon_client import ask, config_identity, config_socket_path, socket_path
 
 Echo = Callable[[str], None]
 SCHEDULE_INTERVAL = 30.0
@@ -36,6 +36,10 @@ class Daemon:
         self.pushers: dict[str, Any] = {}
         self.threads: list[threading.Thread] = []
         self.socket = socket_path(app.config.repository.url)
+        # wal-push finds us by the config file too, without parsing it.
+        path = app.config.path
+        self.identity = config_identity(path, os.environ) if path else None
+        self.config_link = config_socket_path(self.identity) if self.identity else None
 
     def log(self, text: str) -> None:
         self.echo(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}")
@@ -62,6 +66,7 @@ class Daemon:
             if any(s.backup_every for s in sources):
                 self._spawn("scheduler", self._schedule, sources)
             self._spawn("socket", server.serve_forever)
+            self._link_config_name()
             self.log(f"listening on {self.socket}")
             while not self.stop_event.wait(1.0):
                 pass
@@ -69,8 +74,9 @@ class Daemon:
             self.log("stopping")
             server.shutdown()
             server.server_close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket)
+            for name in filter(None, (self.config_link, self.socket)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
             for pusher in self.pushers.values():
                 pusher.stop()
             for thread in self.threads:
@@ -81,6 +87,13 @@ class Daemon:
         thread = threading.Thread(target=target, args=args, name=f"pitr-{name}", daemon=True)
         thread.start()
         self.threads.append(thread)
+
+    def _link_config_name(self) -> None:
+        if self.config_link is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.config_link)  # left by a daemon that died
+        os.symlink(self.socket, self.config_link)
 
     def _listen(self) -> socketserver.ThreadingUnixStreamServer:
         if os.path.exists(self.socket):
@@ -113,14 +126,22 @@ class Daemon:
             return {"ok": True}
         if request.get("op") != "push":
             return {"ok": False, "exit_code": 2, "error": f"unknown op {request.get('op')!r}"}
-        if request.get("repository") != self.app.config.repository.url:
+        if "config" in request:
+            if self.identity is None or request["config"] != self.identity:
+                return {"ok": False, "retry_by_url": True}
+        elif request.get("repository") != self.app.config.repository.url:
             return {
                 "ok": False,
                 "exit_code": 2,
                 "error": f"this daemon serves {self.app.config.repository.url}, "
                 f"not {request.get('repository')}",
             }
-        pusher = self.pushers.get(str(request.get("source")))
+        source = request.get("source")
+        if source is None:  # `wal-push %p` without --source: the config's only one
+            if len(self.pushers) != 1:
+                return {"ok": False, "retry_by_url": True}  # the CLI explains
+            source = next(iter(self.pushers))
+        pusher = self.pushers.get(str(source))
         if pusher is None:
             return {
                 "ok": False,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself costs milliseconds at every start
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def main() -> None:
@@ -89,12 +92,47 @@ def start_prefetcher(config_path: str | None, spool: str) -> None:
 
 
 def _ask_daemon(config_path: str | None, source: str | None, path: str) -> dict[str, Any] | None:
-    from pitr.configfile import find_config_path, read_toml, repository_url
+    from pitr.configfile import find_config_path
+    from pitr.daemon_client import OK_ANSWER, ask_raw, config_identity, config_socket_path
+
+    found = find_config_path(config_path, os.environ)
+    if found is None:
+        return None  # the full CLI reports it
+    path = os.path.abspath(path)
+    identity = config_identity(found, os.environ)
+    if identity is not None:
+        # A daemon of this very config file answers on a name derived from it.
+        line = _push_line(identity, source, path)
+        raw = ask_raw(config_socket_path(identity), line) if line else None
+        if raw == OK_ANSWER:
+            return {"ok": True}
+        if raw is not None:
+            import json
+
+            answer = json.loads(raw)
+            if not answer.get("retry_by_url"):
+                return answer if isinstance(answer, dict) else None
+    return _ask_daemon_by_url(found, source, path)
+
+
+def _push_line(identity: str, source: str | None, path: str) -> bytes | None:
+    from pitr.daemon_client import json_string
+
+    fields = [f'"op": "push", "config": {json_string(identity)}', f'"path": {json_string(path)}']
+    if source is not None:
+        fields.append(f'"source": {json_string(source)}')
+    try:
+        return ("{" + ", ".join(fields) + "}\n").encode()
+    except UnicodeEncodeError:  # an undecodable path: the json module's way handles it
+        return None
+
+
+def _ask_daemon_by_url(found: str, source: str | None, path: str) -> dict[str, Any] | None:
+    from pitr.configfile import read_toml, repository_url
     from pitr.daemon_client import ask, socket_path
 
     try:
-        found = find_config_path(config_path, os.environ)
-        data = read_toml(found) if found else {}
+        data = read_toml(found)
     except Exception:
         return None  # the full CLI reports it
     url = repository_url(data, os.environ)
@@ -106,5 +144,5 @@ def _ask_daemon(config_path: str | None, source: str | None, path: str) -> dict[
         source = postgres[0] if len(postgres) == 1 else None
     if url is None or source is None:
         return None
-    request = {"op": "push", "repository": url, "source": source, "path": os.path.abspath(path)}
+    request = {"op": "push", "repository": url, "source": source, "path": path}
     return ask(socket_path(url), request)

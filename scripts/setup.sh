@@ -71,14 +71,16 @@ fi
 # project metadata or the tree's location changes. The postgres user must be
 # able to read the tree for an editable install to work for archive_command.
 if runuser -u postgres -- test -r "$ROOT/pyproject.toml" 2>/dev/null; then
-    want="editable $ROOT $(sha256sum pyproject.toml | cut -d' ' -f1)"
+    want="editable-compat $ROOT $(sha256sum pyproject.toml | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/pitr" ] \
         && [ -x "$VENV/bin/pytest" ]; then
         exit 0
     fi
     log "installing pitr (editable) into $VENV"
     rm -f "$stamp"
-    pip_quiet -e ".[test]"
+    # compat mode puts the tree on sys.path with a plain .pth line: no import
+    # hook to load at every start (archive_command starts pitr per segment).
+    pip_quiet -e ".[test]" --config-settings editable_mode=compat
     printf '%s\n' "$want" >"$stamp"
 else
     # A copy cannot follow code changes: reinstall the package every time.

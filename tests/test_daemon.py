@@ -3,6 +3,8 @@ socket, and what it acknowledged survives its SIGKILL."""
 
 from __future__ import annotations
 
+import json
+import os
 import pwd
 import signal
 import sqlite3
@@ -11,7 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from pitr.daemon_client import ask, socket_path
+from pitr.daemon_client import (
+    OK_ANSWER,
+    ask,
+    ask_raw,
+    config_identity,
+    config_socket_path,
+    socket_path,
+)
 from tests.pgsupport import Archived, open_dir
 from tests.servers import PITR_BIN, clean_env, wait_until
 
@@ -58,6 +67,18 @@ def test_the_daemon_pushes_ahead_of_archive_command(archived: Archived, daemon) 
     name = c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
     wait_until(lambda: catalog_has(archived, name), 60, f"the daemon to push {name}")
     assert c.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < name
+
+    # What `pitr wal-push` asks when the daemon runs with its config file.
+    identity = config_identity(str(archived.config), os.environ)
+    assert identity is not None
+    request = {"op": "push", "config": identity, "path": str(c.pgdata / "pg_wal" / name)}
+    line = json.dumps(request).encode() + b"\n"
+    assert ask_raw(config_socket_path(identity), line) == OK_ANSWER
+    stale = json.dumps({**request, "config": identity + "x"}).encode() + b"\n"
+    assert json.loads(ask_raw(config_socket_path(identity), stale) or b"{}") == {
+        "ok": False,
+        "retry_by_url": True,
+    }
 
     # archive_command through the daemon now finds it durable already.
     from tests.servers import PITR_BIN as exe
