@@ -22,7 +22,6 @@ from catalog.queries import ensure_source, record_objects
 from catalog.repository import Chunk, Repository, record_key
 from catalog.wal import WalName, parse_wal_name, read_long_header
 
-
 WAL_BUFFER = (16 << 20) + 1  # one default segment, and a byte to see it end
 
 
