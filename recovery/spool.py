@@ -105,17 +105,37 @@ def _want(spool: str, position: int) -> None:
     os.replace(tmp, os.path.join(spool, POSITION))
 
 
+def _process_tag(pid: int) -> str | None:
+    """pid and start time of a live process; None once it has exited (a
+    zombie waiting to be reaped counts as exited: it will never write again).
+    The start time tells a reused pid from the prefetcher that held it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return f"{pid}"
+    if fields[0] in ("Z", "X"):
+        return None
+    return f"{pid} {fields[19]}"  # field 22 of stat: start time in clock ticks
+
+
 def prefetcher_running(spool: str) -> bool:
-    pid = _read(os.path.join(spool, LOCK))
-    if not pid:
+    tag = _read(os.path.join(spool, LOCK))
+    if not tag:
         return False
     try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
+        pid = int(tag.split()[0])
+    except ValueError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return _process_tag(pid) == tag
 
 
 def claim_prefetch(spool: str) -> bool:
@@ -130,7 +150,7 @@ def claim_prefetch(spool: str) -> bool:
     except FileExistsError:
         return False
     with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+        f.write(_process_tag(os.getpid()) or str(os.getpid()))
     return True
 
 
@@ -139,10 +159,10 @@ def remove(spool: str, timeout: float = 30.0) -> None:
     import shutil
     import signal
 
-    pid = _read(os.path.join(spool, LOCK))
-    if pid and prefetcher_running(spool):
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGTERM)
+    tag = _read(os.path.join(spool, LOCK))
+    if tag and prefetcher_running(spool):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(tag.split()[0]), signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while prefetcher_running(spool) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -80,3 +81,28 @@ def test_encrypted_ids_are_checked_against_the_prefetcher_hash(tmp_path: Path) -
     assert serve(spool, "B", str(dest)) and dest.read_bytes() == data
     Path(spool, "hmac-id-1.sha256").write_text("0" * 64)  # a hash that does not match
     assert not serve(spool, "A", str(tmp_path / "out2"))
+
+
+def test_a_prefetcher_that_exited_is_not_running_even_before_it_is_reaped(tmp_path: Path) -> None:
+    """An orphaned prefetcher lingers as a zombie until init reaps it;
+    end-of-recovery must not wait for that, nor trust a reused pid."""
+    import subprocess
+
+    from recovery.spool import _process_tag
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    child = subprocess.Popen(["sleep", "0.3"])
+    tag = _process_tag(child.pid)
+    assert tag is not None and tag.startswith(f"{child.pid} ")
+    (spool / "prefetch.pid").write_text(tag)
+    assert prefetcher_running(str(spool))
+    wait_until(
+        lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+        10,
+        "the child to exit (a zombie: not waited for yet)",
+    )
+    assert not prefetcher_running(str(spool))
+    child.wait()
+    (spool / "prefetch.pid").write_text(f"{os.getpid()} 1")  # a live pid, another start time
+    assert not prefetcher_running(str(spool))
