@@ -148,7 +148,9 @@ def render(results: dict[str, Any]) -> str:
         work = f" after {pg['workload']}" if pg.get("workload") else ""
         out.append(
             f"Restore to an instant ({pg['target']} UTC{work}), timed until the restored "
-            "cluster has promoted and answers a query"
+            "cluster has promoted and answers a query; median of "
+            f"{len(pg['restore'][0].get('runs_total_seconds', [0]))} runs per tool, "
+            "alternating which goes first"
         )
         byr = {r["tool"]: r for r in pg["restore"]}
         pgb_r = byr.get("pgBackRest")
@@ -161,12 +163,13 @@ def render(results: dict[str, Any]) -> str:
                 _x(ratio(pgb_r["total_seconds"], r["total_seconds"]) if pgb_r else None),
                 r.get("segments_restored", "-"),
                 "ok" if r["markers"] == [1] else str(r["markers"]),
+                " ".join(f"{t:.2f}" for t in r.get("runs_total_seconds", [])),
             ]
             for r in pg["restore"]
         ]
         out += _table(
             ["tool", "restore s", "start+replay s", "total s", "speed vs pgBackRest"]
-            + ["WAL files fetched", "markers"],
+            + ["WAL files fetched", "markers", "all runs (total s)"],
             rows,
             {1, 2, 3, 4, 5},
         )

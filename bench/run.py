@@ -41,7 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pgbench scale of the database (50: ~40 WAL segments; 150 as in issue 6: ~116)",
     )
     p.add_argument(
-        "--repeat", type=int, default=3, help="drain runs per tool (the median is reported)"
+        "--repeat",
+        type=int,
+        default=3,
+        help="drain and restore runs per tool (the median is reported)",
     )
     p.add_argument(
         "--transactions",
@@ -172,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                 results,
                 "backup and restore",
                 lambda: backup_and_restore(
-                    backlog, args.scale, args.transactions, Path(args.output).parent / "logs", log
+                    backlog,
+                    args.scale,
+                    args.transactions,
+                    Path(args.output).parent / "logs",
+                    log,
+                    args.repeat,
                 ),
             )
         if "redis" in args.phases:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def main() -> None:
     args = sys.argv[1:]
-    if _served_from_spool(args):
+    if _served_from_spool(args) or _removed_spool(args):
         sys.exit(0)
     request = _wal_push_request(args)
     if request is not None:
@@ -69,6 +69,18 @@ def _served_from_spool(args: list[str]) -> bool:
     if served:
         start_prefetcher(config, spool)
     return served
+
+
+def _removed_spool(args: list[str]) -> bool:
+    """`[--config F] wal-prefetch --remove --spool DIR`, PostgreSQL's
+    recovery_end_command: it holds up promotion, so no full CLI start."""
+    rest = args[2:] if len(args) >= 2 and args[0] == "--config" else args
+    if len(rest) != 4 or rest[:3] != ["wal-prefetch", "--remove", "--spool"]:
+        return False
+    from recovery.spool import remove
+
+    remove(rest[3])
+    return True
 
 
 def start_prefetcher(config_path: str | None, spool: str) -> None:

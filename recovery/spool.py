@@ -54,7 +54,7 @@ def _sha256_file(path: str) -> str:
 
 
 def serve(spool: str, name: str, dest: str) -> bool:
-    """Move the prefetched file for name to dest if the spool has it, verified."""
+    """Put the prefetched file for name at dest if the spool has it, verified."""
     index = read_index(spool)
     if index is None:
         return False
@@ -74,19 +74,31 @@ def serve(spool: str, name: str, dest: str) -> bool:
         return False
     tmp = f"{dest}.pitr-tmp"
     try:
-        os.replace(path, tmp)
+        # A link, not a move: PostgreSQL asks for the last segment again at
+        # the end of recovery. The spool keeps only the latest file served.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.link(path, tmp)
     except OSError:  # another filesystem: copy instead
         import shutil
 
         shutil.copyfile(path, tmp)
-        os.unlink(path)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path + ".sha256")
-    _want(spool, list(ids).index(name) + 1)
+    names = list(ids)
+    position = names.index(name)
+    if position > 0 and ids[names[position - 1]] != oid:
+        _forget(spool, ids[names[position - 1]])
+    _want(spool, position + 1)
     return True
+
+
+def _forget(spool: str, oid: str) -> None:
+    """Remove a served file (and its recorded hash) from the spool."""
+    for path in (os.path.join(spool, oid), os.path.join(spool, oid + ".sha256")):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _read(path: str) -> str | None:

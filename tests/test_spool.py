@@ -15,16 +15,24 @@ def oid(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_serves_a_verified_file_by_rename_and_moves_the_position(tmp_path: Path) -> None:
+def test_serves_verified_files_in_order_keeping_only_the_latest(tmp_path: Path) -> None:
     a, b = b"segment a" * 1000, b"segment b" * 1000
     spool = str(tmp_path / "spool")
     write_index(spool, "db", [("A", oid(a)), ("B", oid(b))], plain_ids=True)
     Path(spool, oid(a)).write_bytes(a)
+    Path(spool, oid(b)).write_bytes(b)
     dest = tmp_path / "RECOVERYXLOG"
     assert serve(spool, "A", str(dest))
     assert dest.read_bytes() == a
-    assert not Path(spool, oid(a)).exists()
     assert Path(spool, "position").read_text() == "1"
+    dest.unlink()  # as PostgreSQL does before it asks for the next file
+    assert serve(spool, "B", str(dest))
+    assert dest.read_bytes() == b
+    assert not Path(spool, oid(a)).exists()  # served before the latest: gone
+    assert Path(spool, "position").read_text() == "2"
+    # The end of recovery asks for the last file again: still served.
+    assert serve(spool, "B", str(tmp_path / "again"))
+    assert (tmp_path / "again").read_bytes() == b
 
 
 def test_refuses_names_outside_the_index_missing_and_damaged_files(tmp_path: Path) -> None:
@@ -106,3 +114,24 @@ def test_a_prefetcher_that_exited_is_not_running_even_before_it_is_reaped(tmp_pa
     child.wait()
     (spool / "prefetch.pid").write_text(f"{os.getpid()} 1")  # a live pid, another start time
     assert not prefetcher_running(str(spool))
+
+
+def test_recovery_end_command_stops_the_prefetcher_and_removes_the_spool(tmp_path: Path) -> None:
+    import subprocess
+
+    from recovery.spool import _process_tag
+    from tests.servers import PITR_BIN
+
+    spool = tmp_path / "spool"
+    write_index(str(spool), "db", [("A", "x")], plain_ids=True)
+    prefetcher = subprocess.Popen(["sleep", "60"])  # stands in for pitr wal-prefetch
+    (spool / "prefetch.pid").write_text(_process_tag(prefetcher.pid) or "")
+    # The config is never read on this path (PostgreSQL runs it at promotion).
+    subprocess.run(
+        [str(PITR_BIN), "--config", "/nonexistent.toml", "wal-prefetch", "--remove"]
+        + ["--spool", str(spool)],
+        check=True,
+        timeout=60,
+    )
+    assert prefetcher.wait(10) == -15  # SIGTERM
+    assert not spool.exists()
