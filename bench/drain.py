@@ -97,7 +97,7 @@ class Tool:
     mode: str
     prepare: Callable[[PostgresCluster, Path], tuple[str, Callable[[], int], Path]]
     # prepare(cluster, workdir) -> (archive_command, count archived, repository dir)
-    daemon: bool = False
+    daemon: str = ""  # "at_t0": spawned at t0; "running": idle before t0, backlog appears at t0
 
 
 def _pitr(cluster: PostgresCluster, base: Path) -> tuple[str, Callable[[], int], Path]:
@@ -149,9 +149,18 @@ def _cp(cluster: PostgresCluster, base: Path) -> tuple[str, Callable[[], int], P
 def tools(daemon_available: bool) -> list[Tool]:
     out = [Tool("pitr", "pitr wal-push", "no daemon: one process per segment", _pitr)]
     if daemon_available:
-        out.append(
-            Tool("pitr_daemon", "pitr wal-push", "pitr daemon started at t0", _pitr, daemon=True)
-        )
+        out += [
+            Tool(
+                "pitr_daemon_running",
+                "pitr wal-push",
+                "pitr daemon already running, idle",
+                _pitr,
+                daemon="running",
+            ),
+            Tool(
+                "pitr_daemon", "pitr wal-push", "pitr daemon started at t0", _pitr, daemon="at_t0"
+            ),
+        ]
     out += [
         Tool("pgbackrest", "pgbackrest archive-push", "archive-async=n, zst 3", _pgbackrest(False)),
         Tool(
@@ -189,8 +198,10 @@ def drain_all(backlog: Backlog, log: Callable[[str], None], repeat: int = 1) -> 
     notes = []
     if daemon:
         notes.append(
-            "daemon row: the clock starts when `pitr daemon` is spawned; archive_command is "
-            "turned on once it listens (its start-up is inside the time)"
+            "daemon rows: 'already running' starts the daemon before t0 with the backlog's "
+            ".ready files hidden, and shows them at t0 as archive_command is turned on (the "
+            "daemon as a service sees a burst of WAL); 'started at t0' spawns it at t0 and "
+            "turns archive_command on once it listens (its Python start-up is inside the time)"
         )
     else:
         notes.append("pitr daemon is not built in this tree: its row is skipped")
@@ -222,12 +233,14 @@ def drain_one(backlog: Backlog, tool: Tool) -> dict[str, Any]:
         segments = ready_count(copy)
         with cluster.connect() as conn:
             conn.execute(f"ALTER SYSTEM SET archive_command = {_literal(command)}")
+            hidden = _hide_backlog(copy) if tool.daemon == "running" else []
+            if tool.daemon == "running":
+                daemon = _start_daemon(base)
             t0 = time.monotonic()
-            if tool.daemon:
-                daemon = Background(
-                    pitr_argv(base / "pitr.toml", "daemon"), base / "daemon.log", user=PG_USER
-                )
-                _wait_listening(daemon)
+            for ready in hidden:
+                ready.rename(ready.with_suffix(".ready"))
+            if tool.daemon == "at_t0":
+                daemon = _start_daemon(base)
             conn.execute("SELECT pg_reload_conf()")
             seconds = _wait_drained(cluster, conn, copy, t0, timeout=120 + 10 * segments)
             failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
@@ -272,6 +285,21 @@ def _wal_push_peak_rss(config: Path, backlog: Backlog) -> float:
         [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
     )
     return round(int(out.stdout.strip()) / 1024, 1)
+
+
+def _hide_backlog(pgdata: Path) -> list[Path]:
+    """Rename the .ready files so that a daemon started now finds nothing;
+    PostgreSQL (archiving off, no checkpoint in between) does not notice."""
+    hidden = []
+    for ready in sorted((pgdata / "pg_wal" / "archive_status").glob("*.ready")):
+        hidden.append(ready.rename(ready.with_suffix(".hidden")))
+    return hidden
+
+
+def _start_daemon(base: Path) -> Background:
+    daemon = Background(pitr_argv(base / "pitr.toml", "daemon"), base / "daemon.log", user=PG_USER)
+    _wait_listening(daemon)
+    return daemon
 
 
 def _wait_listening(daemon: Background) -> None:

@@ -20,6 +20,9 @@ def add_ratios(results: dict[str, Any]) -> None:
     drain = results.get("wal_drain") or {}
     rates = {r["key"]: r["segments_per_s"] for r in drain.get("rows", []) if "error" not in r}
     out["drain_pitr_vs_pgbackrest"] = ratio(rates.get("pitr"), rates.get("pgbackrest"))
+    out["drain_pitr_daemon_running_vs_pgbackrest"] = ratio(
+        rates.get("pitr_daemon_running"), rates.get("pgbackrest")
+    )
     out["drain_pitr_daemon_vs_pgbackrest"] = ratio(
         rates.get("pitr_daemon"), rates.get("pgbackrest")
     )
@@ -212,9 +215,15 @@ def render(results: dict[str, Any]) -> str:
 
 
 # The targets of issue 6: drain at least 1.5x pgBackRest's rate, restore at least as fast.
-# pitr's best drain is with its daemon; without one built, the plain shim stands in.
+# pitr drains with its daemon, which runs as a service; the row with its start-up inside
+# the time is shown against the same goal.
 GOALS = (
-    (("drain_pitr_daemon_vs_pgbackrest", "drain_pitr_vs_pgbackrest"), 1.5, "WAL drain rate"),
+    (("drain_pitr_daemon_running_vs_pgbackrest",), 1.5, "WAL drain rate, daemon running"),
+    (
+        ("drain_pitr_daemon_vs_pgbackrest", "drain_pitr_vs_pgbackrest"),
+        1.5,
+        "WAL drain rate, daemon started at t0",
+    ),
     (("restore_speed_pitr_vs_pgbackrest",), 1.0, "restore to an instant, speed"),
 )
 
