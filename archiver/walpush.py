@@ -118,7 +118,7 @@ def _same_or_refuse(name: str, archived_oid: str, oid: str, stored: int) -> Push
 
 
 def _check_identity(
-    repo: Repository, src: Source, wal: WalName, data: bytes, path: Path
+    repo: Repository, src: Source, wal: WalName, data: bytes | memoryview, path: Path
 ) -> tuple[str, int, int] | None:
     """Refuse WAL of another system or version; return the identity to record
     when this is the first segment the source sees."""

@@ -54,7 +54,7 @@ class Codec:
             d = self._local.d = zstandard.ZstdDecompressor()
         return d
 
-    def object_id(self, plaintext: bytes) -> str:
+    def object_id(self, plaintext: bytes | memoryview) -> str:
         if self.key is None:
             return hashlib.sha256(plaintext).hexdigest()
         return hmac.new(self._name_key, plaintext, hashlib.sha256).hexdigest()
@@ -64,7 +64,7 @@ class Codec:
         oid = self.object_id(plaintext)
         return oid, self.seal(plaintext, oid)
 
-    def seal(self, plaintext: bytes, aad: str) -> bytes:
+    def seal(self, plaintext: bytes | memoryview, aad: str) -> bytes:
         """Compress and maybe encrypt; aad binds the ciphertext to its name."""
         body = self._compressor().compress(plaintext)
         flags = FLAG_ZSTD

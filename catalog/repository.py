@@ -173,7 +173,11 @@ class Repository:
     # -- content-addressed chunks --------------------------------------------
 
     def put_chunk(
-        self, data: bytes, *, oid: str | None = None, known: AbstractSet[str] = frozenset()
+        self,
+        data: bytes | memoryview,
+        *,
+        oid: str | None = None,
+        known: AbstractSet[str] = frozenset(),
     ) -> Chunk:
         """Store data as an object unless present. oid: its name when the
         caller hashed it already; known: names known to be stored (no write)."""

@@ -82,7 +82,7 @@ class PageHeader:
     block_size: int
 
 
-def read_long_header(data: bytes) -> PageHeader:
+def read_long_header(data: bytes | memoryview) -> PageHeader:
     """The long header at the start of a segment; ValueError if there is none."""
     if len(data) < LONG_HEADER:
         raise ValueError("shorter than a WAL page header")

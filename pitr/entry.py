@@ -20,6 +20,8 @@ def main() -> None:
     args = sys.argv[1:]
     if _served_from_spool(args) or _removed_spool(args):
         sys.exit(0)
+    if _never_archived(args):
+        sys.exit(1)  # wal-fetch's "not archived"
     request = _wal_push_request(args)
     if request is not None:
         config_path, source, path = request
@@ -69,6 +71,14 @@ def _served_from_spool(args: list[str]) -> bool:
     if served:
         start_prefetcher(config, spool)
     return served
+
+
+def _never_archived(args: list[str]) -> bool:
+    """`wal-fetch ... 00000001.history DEST`: timeline 1 has no history file
+    (PostgreSQL writes one only for timelines it starts after the first), yet
+    recovery asks for it when it picks a new timeline, while promotion waits."""
+    rest = args[2:] if len(args) >= 2 and args[0] == "--config" else args
+    return len(rest) >= 3 and rest[0] == "wal-fetch" and rest[-2] == "00000001.history"
 
 
 def _removed_spool(args: list[str]) -> bool:

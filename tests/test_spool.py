@@ -135,3 +135,30 @@ def test_recovery_end_command_stops_the_prefetcher_and_removes_the_spool(tmp_pat
     )
     assert prefetcher.wait(10) == -15  # SIGTERM
     assert not spool.exists()
+
+
+def test_timeline_one_history_is_answered_not_archived_at_once(tmp_path: Path) -> None:
+    """Recovery asks for 00000001.history when it picks a new timeline; no
+    PostgreSQL ever writes it, so the answer needs neither config nor store."""
+    import subprocess
+
+    from tests.servers import PITR_BIN
+
+    dest = tmp_path / "RECOVERYHISTORY"
+    result = subprocess.run(
+        [str(PITR_BIN), "--config", str(tmp_path / "absent.toml"), "wal-fetch"]
+        + ["--source", "db", "00000001.history", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert not dest.exists()
+    other = subprocess.run(
+        [str(PITR_BIN), "--config", str(tmp_path / "absent.toml"), "wal-fetch"]
+        + ["--source", "db", "00000002.history", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 128  # any other name goes to the store (here: no config)
