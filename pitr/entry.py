@@ -18,10 +18,13 @@ if TYPE_CHECKING:
 
 def main() -> None:
     args = sys.argv[1:]
-    if _served_from_spool(args) or _removed_spool(args):
+    if _removed_spool(args):
         sys.exit(0)
     if _never_archived(args):
         sys.exit(1)  # wal-fetch's "not archived"
+    fetched = _answer_from_spool(args)
+    if fetched is not None:
+        sys.exit(fetched)
     request = _wal_push_request(args)
     if request is not None:
         config_path, source, path = request
@@ -51,26 +54,28 @@ def _wal_push_request(args: list[str]) -> tuple[str | None, str | None, str] | N
     return config, source, args[0]
 
 
-def _served_from_spool(args: list[str]) -> bool:
-    """`[--config F] wal-fetch [--source S] --spool DIR NAME DEST` served from
-    the prefetch spool; False sends the call to the full CLI."""
+def _answer_from_spool(args: list[str]) -> int | None:
+    """`[--config F] wal-fetch [--source S] --spool DIR NAME DEST` answered
+    from the prefetch spool: 0 served, 1 not archived (the spool's index says
+    where a local repository keeps its records); None sends the call to the
+    full CLI."""
     config = args[1] if len(args) >= 2 and args[0] == "--config" else None
     rest = args[2:] if config else args
     if len(rest) < 5 or rest[0] != "wal-fetch" or "--spool" not in rest[1:-2]:
-        return False
+        return None
     options = rest[1:-2]
     spool = options[options.index("--spool") + 1] if options[-1] != "--spool" else None
     if spool is None:
-        return False
-    from recovery.spool import serve
+        return None
+    from recovery.spool import never_archived, serve
 
     try:
-        served = serve(spool, rest[-2], rest[-1])
+        if serve(spool, rest[-2], rest[-1]):
+            start_prefetcher(config, spool)
+            return 0
+        return 1 if never_archived(spool, rest[-2]) else None
     except OSError:
-        return False
-    if served:
-        start_prefetcher(config, spool)
-    return served
+        return None
 
 
 def _never_archived(args: list[str]) -> bool:

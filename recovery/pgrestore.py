@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from catalog.db.models import Backup, WalFile
 from catalog.errors import IntegrityError
-from catalog.repository import Repository
+from catalog.repository import Repository, record_key
 from catalog.wal import transaction_times
 from recovery.errors import TargetNotEmpty
 from recovery.planner import PgPlan
@@ -72,6 +72,15 @@ def spool_entries(repo: Repository, source_id: int, plan: PgPlan) -> list[tuple[
     oids = {name: oid for name, oid, _ in rows}
     history = sorted((name, oid) for name, oid, kind in rows if kind == "history")
     return history + [(name, oids[name]) for name, _ in plan.chain]
+
+
+def local_records_dir(repo: Repository, source: str) -> str | None:
+    """Where a local repository keeps the source's WAL records (None for S3)."""
+    from catalog.store.local import LocalStore
+
+    if not isinstance(repo.store, LocalStore):
+        return None
+    return str((repo.store.root / record_key(source, "wal", "x")).parent.absolute())
 
 
 def load_manifest(repo: Repository, backup_id: str) -> dict[str, Any]:

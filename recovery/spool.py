@@ -26,10 +26,22 @@ WINDOW = 8  # files kept ahead of PostgreSQL
 IDLE_EXIT = 60.0  # a prefetcher with nothing asked for this long goes away
 
 
-def write_index(spool: str, source: str, names: list[tuple[str, str]], plain_ids: bool) -> None:
-    """plain_ids: object ids are SHA-256 of the content (unencrypted repository)."""
+def write_index(
+    spool: str,
+    source: str,
+    names: list[tuple[str, str]],
+    plain_ids: bool,
+    records_dir: str | None = None,
+) -> None:
+    """plain_ids: object ids are SHA-256 of the content (unencrypted repository);
+    records_dir: where a local repository keeps the source's WAL records."""
     os.makedirs(spool, mode=0o700, exist_ok=True)
-    index = {"source": source, "plain_ids": plain_ids, "names": [list(n) for n in names]}
+    index = {
+        "source": source,
+        "plain_ids": plain_ids,
+        "names": [list(n) for n in names],
+        "records_dir": records_dir,
+    }
     tmp = os.path.join(spool, INDEX + ".tmp")
     with open(tmp, "w") as f:
         json.dump(index, f)
@@ -99,6 +111,17 @@ def _forget(spool: str, oid: str) -> None:
     for path in (os.path.join(spool, oid), os.path.join(spool, oid + ".sha256")):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+def never_archived(spool: str, name: str) -> bool:
+    """Whether a local repository holds no record of name: the quick "not
+    archived" PostgreSQL's probes for a next timeline's history get (a record
+    is written before any push is acknowledged, so its absence is final)."""
+    index = read_index(spool)
+    records = index.get("records_dir") if index else None
+    if not records or "/" in name or name.startswith("."):
+        return False
+    return not os.path.lexists(os.path.join(records, name))
 
 
 def _read(path: str) -> str | None:

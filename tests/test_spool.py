@@ -162,3 +162,32 @@ def test_timeline_one_history_is_answered_not_archived_at_once(tmp_path: Path) -
         timeout=60,
     )
     assert other.returncode == 128  # any other name goes to the store (here: no config)
+
+
+def test_a_local_repository_answers_not_archived_from_its_records(tmp_path: Path) -> None:
+    """What is not in the index is looked up among the local repository's
+    WAL records: absent means not archived; present goes to the full fetch."""
+    import subprocess
+
+    from recovery.spool import never_archived
+    from tests.servers import PITR_BIN
+
+    records = tmp_path / "repo" / "records" / "db" / "wal"
+    records.mkdir(parents=True)
+    (records / "00000002.history").write_bytes(b"sealed record")
+    spool = str(tmp_path / "spool")
+    write_index(spool, "db", [], plain_ids=True, records_dir=str(records))
+    assert never_archived(spool, "00000003.history")
+    assert not never_archived(spool, "00000002.history")
+    assert not never_archived(spool, "../wal/00000002.history")
+
+    def fetch(name: str) -> int:
+        argv = [str(PITR_BIN), "--config", str(tmp_path / "absent.toml"), "wal-fetch"]
+        argv += ["--source", "db", "--spool", spool, name, str(tmp_path / "dest")]
+        return subprocess.run(argv, capture_output=True, timeout=60).returncode
+
+    assert fetch("00000003.history") == 1  # no config read: answered from the records
+    assert fetch("00000002.history") == 128  # archived: the full fetch (no config here)
+
+    write_index(spool, "db", [], plain_ids=True)  # a repository on S3: no records_dir
+    assert not never_archived(spool, "00000003.history")

@@ -135,7 +135,7 @@ def _restore_pg(
 ) -> None:
     from pitr.progress import byte_progress
     from pitr.units import human_bytes
-    from recovery.pgrestore import restore_postgres, spool_entries
+    from recovery.pgrestore import local_records_dir, restore_postgres, spool_entries
     from recovery.spool import write_index
 
     repo = app.repo()
@@ -145,7 +145,11 @@ def _restore_pg(
     shutil.rmtree(spool, ignore_errors=True)
     # The spool's index first: a data directory renamed into place has its spool.
     write_index(
-        spool, src.name, spool_entries(repo, plan.source_id, plan.plan), not repo.codec.encrypted
+        spool,
+        src.name,
+        spool_entries(repo, plan.source_id, plan.plan),
+        not repo.codec.encrypted,
+        local_records_dir(repo, src.name),
     )
     try:
         with byte_progress(f"restore {src.name}") as progress:
