@@ -72,6 +72,10 @@ fi
 # able to read the tree for an editable install to work for archive_command.
 if runuser -u postgres -- test -r "$ROOT/pyproject.toml" 2>/dev/null; then
     want="editable-compat $ROOT $(sha256sum pyproject.toml | cut -d' ' -f1)"
+    # Byte-compile the tree, as an install from a wheel does: with
+    # PYTHONDONTWRITEBYTECODE set, every pitr start (one per WAL segment)
+    # would compile its modules again. Only changed files are recompiled.
+    "$VENV/bin/python" -m compileall -q -j 0 catalog archiver recovery pitr >/dev/null 2>&1 || true
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/pitr" ] \
         && [ -x "$VENV/bin/pytest" ]; then
         exit 0
