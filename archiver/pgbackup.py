@@ -110,6 +110,7 @@ def take_base_backup(
         "system_identifier": server["sysid"],
         "pg_version": server["version"],
         "wal_segment_size": seg_size,
+        "chunk_size": chunk_size,  # every chunk of a file but its last: restore writes in parallel
         "owner": _owner(root),
         "timeline": timeline,
         "start_lsn": start_lsn,
@@ -250,6 +251,11 @@ def _copy_files(
                         done += len(block)
                         if progress:
                             progress(done, total)
+                        if len(block) < chunk_size:
+                            # End of file as of now: a file that grows while it is read
+                            # is taken up to here (WAL replay redoes what came later), so
+                            # every chunk but a file's last is chunk_size long.
+                            break
             except FileNotFoundError:
                 continue  # removed during the backup: WAL replay accounts for it
             per_file.append((item, futures))

@@ -156,7 +156,7 @@ def restore_postgres(
     staging = target.with_name(f".{target.name}.pitr-restoring-{uuid.uuid4().hex[:8]}")
     staging.mkdir(mode=0o700, parents=True)
     try:
-        written = _lay_down(repo, staging, entries, workers, progress)
+        written = _lay_down(repo, staging, entries, workers, progress, manifest.get("chunk_size"))
         (staging / "backup_label").write_text(manifest["backup_label"])
         if manifest.get("tablespace_map"):
             (staging / "tablespace_map").write_text(manifest["tablespace_map"])
@@ -192,73 +192,121 @@ def _lay_down(
     entries: list[dict[str, Any]],
     workers: int | None,
     progress: Progress | None,
+    chunk_size: int | None = None,
 ) -> int:
+    """Write every file of the manifest under root; the bytes written.
+
+    With the manifest's chunk size known, a large file is cut into pieces of
+    PIECE_CHUNKS chunks written in parallel at their offsets: one big
+    relation file would otherwise keep a single thread busy while the others
+    idle. Older manifests are written a file per thread.
+    """
     total = sum(e.get("size", 0) for e in entries)
-    done = 0
     files = [e for e in entries if e["kind"] == "file"]
     for entry in entries:
         if entry["kind"] in ("dir", "link"):
             # Tablespaces come back as directories inside pg_tblspc.
             (root / entry["path"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def write(entry: dict[str, Any]) -> int:
+    pieces: list[tuple[dict[str, Any], int, int, bool]] = []  # entry, chunks first..end, create
+    for entry in files:
+        n = len(entry.get("chunks", []))
+        step = PIECE_CHUNKS if chunk_size else max(n, 1)
         path = root / entry["path"]
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        size = _write_file(path, entry, repo)
+        split = n > step
+        if split:  # written by several threads: exists before any of them
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        pieces += [(entry, i, min(i + step, n), not split) for i in range(0, max(n, 1), step)]
+
+    def write(piece: tuple[dict[str, Any], int, int, bool]) -> tuple[str, int]:
+        entry, first, end, create = piece
+        path = root / entry["path"]
+        return entry["path"], _write_piece(repo, path, entry, first, end, chunk_size, create)
+
+    written: dict[str, int] = {}
+    done = 0
+    with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2)) as pool:
+        for path, size in pool.map(write, pieces):
+            written[path] = written.get(path, 0) + size
+            done += size
+            if progress:
+                progress(done, total)
+    for entry in files:
+        size = written.get(entry["path"], 0)
         if size != entry.get("size", size):
             raise IntegrityError(
                 f"restore {entry['path']}: {size} bytes restored, manifest says {entry['size']}"
             )
-        os.chmod(path, entry["mode"] & 0o7777 or 0o600)
-        return size
-
-    with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2)) as pool:
-        for size in pool.map(write, files):
-            done += size
-            if progress:
-                progress(done, total)
+        os.chmod(root / entry["path"], entry["mode"] & 0o7777 or 0o600)
     for entry in entries:
         if entry["kind"] == "dir":
             os.chmod(root / entry["path"], entry["mode"] & 0o7777 or 0o700)
     return done
 
 
+PIECE_CHUNKS = 8  # chunks a thread writes at a time when a large file is split
 DIRECT_MIN = 1 << 20  # files this large whose size is whole pages skip the page cache
 
 
-def _write_file(path: Path, entry: dict[str, Any], repo: Repository) -> int:
-    """Write a file from its chunks; its size in bytes.
+def _write_piece(
+    repo: Repository,
+    path: Path,
+    entry: dict[str, Any],
+    first: int,
+    end: int,
+    chunk_size: int | None,
+    create: bool,
+) -> int:
+    """Write chunks first..end-1 of a file at their offsets; the bytes written.
 
     Large data files go through O_DIRECT: they are the bulk of a restore, and
     filling the page cache with them costs more than the disk write itself
     (and evicts what the host had cached). A filesystem that refuses
     O_DIRECT (tmpfs) gets ordinary writes.
     """
-    chunks = entry.get("chunks", [])
+    oids = entry.get("chunks", [])
     expected = entry.get("size", -1)
     direct = getattr(os, "O_DIRECT", 0)
     if direct and expected >= DIRECT_MIN and expected % 4096 == 0:
         try:
-            return _write_chunks(path, chunks, repo, direct)
+            return _write_chunks(repo, path, oids, first, end, chunk_size, create, direct)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
-    return _write_chunks(path, chunks, repo, 0)
+    return _write_chunks(repo, path, oids, first, end, chunk_size, create, 0)
 
 
-def _write_chunks(path: Path, chunks: list[str], repo: Repository, flags: int) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags, 0o600)
-    size = 0
+def _write_chunks(
+    repo: Repository,
+    path: Path,
+    oids: list[str],
+    first: int,
+    end: int,
+    chunk_size: int | None,
+    create: bool,
+    flags: int,
+) -> int:
+    flags |= os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if create else 0)
+    fd = os.open(path, flags, 0o600)
+    offset = first * chunk_size if chunk_size else 0
+    start = offset
     try:
-        for oid in chunks:
-            data = repo.get_chunk_view(oid)
+        for i in range(first, end):
+            data = repo.get_chunk_view(oids[i])
+            if chunk_size and (
+                len(data) > chunk_size or (i < len(oids) - 1 and len(data) < chunk_size)
+            ):
+                raise IntegrityError(
+                    f"restore {path.name}: chunk {i} holds {len(data)} bytes, "
+                    f"the manifest's chunks are {chunk_size}"
+                )
             while data:
-                written = os.write(fd, data)
-                data = data[written:]
-                size += written
+                n = os.pwrite(fd, data, offset)
+                data = data[n:]
+                offset += n
     finally:
         os.close(fd)
-    return size
+    return offset - start
 
 
 def _fsync_tree(root: Path) -> None:
