@@ -121,7 +121,13 @@ def never_archived(spool: str, name: str) -> bool:
     records = index.get("records_dir") if index else None
     if not records or "/" in name or name.startswith("."):
         return False
-    return not os.path.lexists(os.path.join(records, name))
+    try:
+        os.lstat(os.path.join(records, name))
+    except FileNotFoundError:  # and nothing else: unreadable is not "absent"
+        return os.path.isdir(records)
+    except OSError:
+        return False
+    return False
 
 
 def _read(path: str) -> str | None:

@@ -191,3 +191,6 @@ def test_a_local_repository_answers_not_archived_from_its_records(tmp_path: Path
 
     write_index(spool, "db", [], plain_ids=True)  # a repository on S3: no records_dir
     assert not never_archived(spool, "00000003.history")
+    moved = str(tmp_path / "moved" / "records" / "db" / "wal")  # the repository is gone
+    write_index(spool, "db", [], plain_ids=True, records_dir=moved)
+    assert not never_archived(spool, "00000003.history")
