@@ -1,13 +1,13 @@
 """archive_command: store one WAL file durably, exactly once.
 
-Order of durability: the object, then its record in the store (the fact
-rebuild reads), then the catalog row. Exit 0 is allowed only after all three.
+Order of durability: the object (archiver.walfile), then its record in the
+store (the fact rebuild reads), then the catalog row. Exit 0 is allowed only
+after all three. An object stored for a push that is then refused is left
+for expire to collect.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +16,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from archiver.errors import BadInput, WalIntegrityError
+from archiver.errors import WalIntegrityError
+from archiver.walfile import StoredWal, store_wal
 from catalog.db.models import Source, WalFile
 from catalog.queries import ensure_source, record_objects
 from catalog.repository import Chunk, Repository, record_key
-from catalog.wal import WalName, parse_wal_name, read_long_header
-
-WAL_BUFFER = (16 << 20) + 1  # one default segment, and a byte to see it end
+from catalog.wal import parse_wal_name
 
 
 @dataclass(frozen=True)
@@ -41,19 +40,12 @@ def identity_record_key(source: str) -> str:
     return record_key(source, "identity", "postgres")
 
 
-def push_wal(repo: Repository, source: str, path: str | Path) -> PushResult:
-    path = Path(path)
-    wal = parse_wal_name(path.name)
-    if wal is None:
-        raise BadInput(f"wal-push {path}: {path.name!r} is not a WAL file name")
-    try:
-        data, mtime = _read_file(path)
-    except FileNotFoundError:
-        raise BadInput(f"wal-push {path}: no such file") from None
-    except OSError as e:
-        raise BadInput(f"wal-push {path}: {e.strerror}") from e
-    oid = repo.codec.object_id(data)
-
+def push_wal(
+    repo: Repository, source: str, path: str | Path, stored: StoredWal | None = None
+) -> PushResult:
+    """stored: the file's object when store_wal ran already (the daemon)."""
+    stored = stored or store_wal(repo, path)
+    wal, oid = stored.wal, stored.chunk.oid
     with repo.catalog.session() as s:
         src = ensure_source(s, source, "postgres")
         if src.wal_segment_size and src.wal_segment_size != 16 << 20:
@@ -63,10 +55,8 @@ def push_wal(repo: Repository, source: str, path: str | Path) -> PushResult:
         ).one_or_none()
         if row is not None:
             return _same_or_refuse(wal.name, row.oid, oid, 0)
-        identity = _check_identity(repo, src, wal, data, path)
+        identity = _check_identity(src, stored)
 
-    chunk = repo.put_chunk(data, oid=oid)
-    end_time = datetime.fromtimestamp(mtime, UTC)
     fact = {
         "type": "wal",
         "source": source,
@@ -75,38 +65,17 @@ def push_wal(repo: Repository, source: str, path: str | Path) -> PushResult:
         "timeline": wal.timeline,
         "segno": wal.segno,
         "oid": oid,
-        "size": len(data),
-        "end_time": end_time.isoformat(),
+        "size": stored.size,
+        "end_time": datetime.fromtimestamp(stored.mtime, UTC).isoformat(),
         "archived_at": datetime.now(UTC).isoformat(),
     }
-    stored = repo.put_record(wal_record_key(source, wal.name), fact)
-    if stored is not None:
+    earlier = repo.put_record(wal_record_key(source, wal.name), fact)
+    if earlier is not None:
         # Archived before, but the catalog had lost the row: the store decides.
-        _same_or_refuse(wal.name, stored["oid"], oid, 0)
-        fact = stored
-    _commit_row(repo, source, fact, chunk, identity)
-    return PushResult(wal.name, oid, chunk.stored_size, stored is not None)
-
-
-_buffers = threading.local()
-
-
-def _read_file(path: Path) -> tuple[memoryview, float]:
-    """The file's bytes, in a buffer this thread reuses (a fresh 16 MiB
-    object per segment costs more in page faults than the read itself),
-    and its modification time. Valid until this thread's next read."""
-    with open(path, "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
-        buf: bytearray | None = getattr(_buffers, "buf", None)
-        if buf is None or len(buf) <= st.st_size:
-            buf = _buffers.buf = bytearray(max(st.st_size + 1, WAL_BUFFER))
-        view = memoryview(buf)
-        n = 0
-        while n < len(buf) and (got := f.readinto(view[n:])):
-            n += got
-        if n == len(buf):  # grew while read: not a WAL file PostgreSQL handed over
-            raise BadInput(f"wal-push {path}: the file changed size while it was read")
-        return view[:n], st.st_mtime
+        _same_or_refuse(wal.name, earlier["oid"], oid, 0)
+        fact = earlier
+    _commit_row(repo, source, fact, stored.chunk, identity)
+    return PushResult(wal.name, oid, stored.chunk.stored_size, earlier is not None)
 
 
 def _same_or_refuse(name: str, archived_oid: str, oid: str, stored: int) -> PushResult:
@@ -117,39 +86,17 @@ def _same_or_refuse(name: str, archived_oid: str, oid: str, stored: int) -> Push
     return PushResult(name, oid, stored, True)
 
 
-def _check_identity(
-    repo: Repository, src: Source, wal: WalName, data: bytes | memoryview, path: Path
-) -> tuple[str, int, int] | None:
+def _check_identity(src: Source, stored: StoredWal) -> tuple[str, int, int] | None:
     """Refuse WAL of another system or version; return the identity to record
     when this is the first segment the source sees."""
-    if wal.kind not in ("segment", "partial"):
-        return None  # .history and .backup files carry no page header
-    try:
-        header = read_long_header(data)
-    except ValueError as e:
-        raise WalIntegrityError(f"wal-push {path}: not a WAL segment ({e})") from None
-    if header.pg_version is None:
-        raise WalIntegrityError(
-            f"wal-push {path}: unknown WAL page magic {header.magic:#06x} (not PostgreSQL WAL?)"
-        )
-    if wal.kind == "segment" and len(data) != header.seg_size:
-        raise WalIntegrityError(
-            f"wal-push {path}: {len(data)} bytes, but its header says segments are "
-            f"{header.seg_size} bytes (truncated?)"
-        )
-    # Names encode segment numbers for the cluster's segment size.
-    named = parse_wal_name(wal.name, header.seg_size)
-    if named is None or header.pageaddr != (named.segno or 0) * header.seg_size:
-        raise WalIntegrityError(
-            f"wal-push {path}: its first page is at {header.pageaddr:#x}, "
-            f"not where {wal.name} begins (renamed or damaged file)"
-        )
-    sysid = str(header.system_identifier)
+    if stored.header is None:
+        return None
+    sysid, version, _ = stored.header
     if src.system_identifier is None:
-        return sysid, header.pg_version, header.seg_size
-    if src.system_identifier != sysid or src.pg_version != header.pg_version:
+        return stored.header
+    if src.system_identifier != sysid or src.pg_version != version:
         raise WalIntegrityError(
-            f"wal-push {path}: WAL of system {sysid} (PostgreSQL {header.pg_version}), but source "
+            f"wal-push {stored.path}: WAL of system {sysid} (PostgreSQL {version}), but source "
             f"{src.name} archives system {src.system_identifier} "
             f"(PostgreSQL {src.pg_version})"
         )

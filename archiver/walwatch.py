@@ -4,6 +4,11 @@ in parallel, so that archive_command finds them already durable.
 PostgreSQL creates pg_wal/archive_status/<name>.ready once a file is
 complete and never changes the file while it waits; a watchdog observer
 reports those files, and a periodic scan catches anything it missed.
+
+Two stages: a pool reads, hashes, compresses and stores each file
+(archiver.walfile, which needs no database), and one thread then writes
+the records and catalog rows. The second stage is the first to import
+SQLAlchemy, so a daemon starting on a backlog stores objects meanwhile.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from archiver.walpush import PushResult, push_wal
+from archiver.walfile import StoredWal, store_wal
 from catalog.repository import Repository
+
+if TYPE_CHECKING:
+    from archiver.walpush import PushResult
 
 SCAN_INTERVAL = 1.0
 
@@ -33,6 +41,8 @@ class WalPusher:
         self.wal_dir = Path(pgdata) / "pg_wal"
         self.status_dir = self.wal_dir / "archive_status"
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"pitr-push-{source}")
+        # One committer: catalog writes serialize anyway (SQLite has one writer).
+        self.committer = ThreadPoolExecutor(1, thread_name_prefix=f"pitr-commit-{source}")
         self.lock = threading.Lock()
         self.pending: dict[str, Future[PushResult]] = {}
         # name -> identity of the file we pushed: a request for the same file
@@ -72,6 +82,7 @@ class WalPusher:
             self._observer.stop()
             self._observer.join(10)
         self.pool.shutdown(wait=True, cancel_futures=False)
+        self.committer.shutdown(wait=True, cancel_futures=False)  # after: the pool feeds it
 
     def _ready(self, path: str) -> None:
         if path.endswith(".ready"):
@@ -101,20 +112,40 @@ class WalPusher:
                 return future
             if self._stop.is_set():
                 return None
-            future = self.pool.submit(self._push, self.wal_dir / name)
+            future = Future()
             self.pending[name] = future
+            try:
+                self.pool.submit(self._store, self.wal_dir / name, future)
+            except RuntimeError as e:  # stopping: the pool takes no more work
+                future.set_exception(e)
             return future
 
-    def _push(self, path: Path) -> PushResult:
-        identity = _identity(path)
+    def _store(self, path: Path, future: Future[PushResult]) -> None:
         try:
-            result = push_wal(self.repo, self.source, path)
-        except Exception:
-            self.errors += 1
-            raise
+            identity = _identity(path)
+            stored = store_wal(self.repo, path)
+        except BaseException as e:
+            self._failed(future, e)
+            return
+        self.committer.submit(self._commit, stored, identity, future)
+
+    def _commit(
+        self, stored: StoredWal, identity: tuple[int, int, int, int], future: Future[PushResult]
+    ) -> None:
+        from archiver.walpush import push_wal
+
+        try:
+            result = push_wal(self.repo, self.source, stored.path, stored)
+        except BaseException as e:
+            self._failed(future, e)
+            return
         with self.lock:
-            self.pushed[path.name] = identity
-        return result
+            self.pushed[stored.path.name] = identity
+        future.set_result(result)
+
+    def _failed(self, future: Future[PushResult], error: BaseException) -> None:
+        self.errors += 1
+        future.set_exception(error)
 
     # -- archive_command requests ------------------------------------------------
 
@@ -130,6 +161,8 @@ class WalPusher:
             known = self.pushed.get(p.name)
         if known is not None and known == _identity(p):
             return
+        from archiver.walpush import push_wal
+
         push_wal(self.repo, self.source, p)
         with self.lock:
             self.pushed[p.name] = _identity(p)
