@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from io import FileIO
 from pathlib import Path
 
 from archiver.errors import BadInput, WalIntegrityError
 from catalog.repository import Chunk, Repository
-from catalog.wal import WalName, parse_wal_name, read_long_header
+from catalog.wal import LONG_HEADER, WalName, parse_wal_name, read_long_header
 
-WAL_BUFFER = (16 << 20) + 1  # one default segment, and a byte to see it end
+BLOCK = 256 << 10  # read, hashed and compressed while it sits in the CPU cache
 
 
 @dataclass(frozen=True)
@@ -36,55 +37,56 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
     if wal is None:
         raise BadInput(f"wal-push {path}: {path.name!r} is not a WAL file name")
     try:
-        data, mtime = _read_file(path)
+        with open(path, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            header = _check_header(wal, os.pread(f.fileno(), LONG_HEADER, 0), st.st_size, path)
+            oid, stored = _seal_file(repo, f, st.st_size, path)
     except FileNotFoundError:
         raise BadInput(f"wal-push {path}: no such file") from None
     except OSError as e:
         raise BadInput(f"wal-push {path}: {e.strerror}") from e
-    header = _check_header(wal, data, path)
-    chunk = repo.put_chunk(data, oid=repo.codec.object_id(data))
-    return StoredWal(path, wal, chunk, len(data), mtime, header)
+    chunk = repo.put_sealed(oid, st.st_size, stored)
+    return StoredWal(path, wal, chunk, st.st_size, st.st_mtime, header)
 
 
-_buffers = threading.local()
+_blocks = threading.local()
 
 
-def _read_file(path: Path) -> tuple[memoryview, float]:
-    """The file's bytes, in a buffer this thread reuses (a fresh 16 MiB
-    object per segment costs more in page faults than the read itself),
-    and its modification time. Valid until this thread's next read."""
-    with open(path, "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
-        buf: bytearray | None = getattr(_buffers, "buf", None)
-        if buf is None or len(buf) <= st.st_size:
-            buf = _buffers.buf = bytearray(max(st.st_size + 1, WAL_BUFFER))
-        view = memoryview(buf)
-        n = 0
-        while n < len(buf) and (got := f.readinto(view[n:])):
-            n += got
-        if n == len(buf):  # grew while read: not a WAL file PostgreSQL handed over
-            raise BadInput(f"wal-push {path}: the file changed size while it was read")
-        return view[:n], st.st_mtime
+def _seal_file(repo: Repository, f: FileIO, size: int, path: Path) -> tuple[str, bytes]:
+    """The file's object name and stored bytes, from one pass in blocks
+    through a buffer this thread reuses; refused unless it has `size` bytes."""
+    buf: bytearray | None = getattr(_blocks, "buf", None)
+    if buf is None:
+        buf = _blocks.buf = bytearray(BLOCK)
+    view = memoryview(buf)
+    sealer = repo.codec.sealer(size)
+    n = 0
+    while got := f.readinto(view):
+        n += got
+        if n > size:
+            break
+        sealer.update(view[:got])
+    if n != size:  # PostgreSQL never changes a file it handed over: this is not one
+        raise BadInput(f"wal-push {path}: the file changed size while it was read")
+    return sealer.finish()
 
 
-def _check_header(
-    wal: WalName, data: bytes | memoryview, path: Path
-) -> tuple[str, int, int] | None:
+def _check_header(wal: WalName, head: bytes, size: int, path: Path) -> tuple[str, int, int] | None:
     """Refuse what is not the segment its name says; return the cluster it
     comes from (None for .history and .backup files: they carry no header)."""
     if wal.kind not in ("segment", "partial"):
         return None
     try:
-        header = read_long_header(data)
+        header = read_long_header(head)
     except ValueError as e:
         raise WalIntegrityError(f"wal-push {path}: not a WAL segment ({e})") from None
     if header.pg_version is None:
         raise WalIntegrityError(
             f"wal-push {path}: unknown WAL page magic {header.magic:#06x} (not PostgreSQL WAL?)"
         )
-    if wal.kind == "segment" and len(data) != header.seg_size:
+    if wal.kind == "segment" and size != header.seg_size:
         raise WalIntegrityError(
-            f"wal-push {path}: {len(data)} bytes, but its header says segments are "
+            f"wal-push {path}: {size} bytes, but its header says segments are "
             f"{header.seg_size} bytes (truncated?)"
         )
     # Names encode segment numbers for the cluster's segment size.

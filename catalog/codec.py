@@ -66,13 +66,21 @@ class Codec:
 
     def seal(self, plaintext: bytes | memoryview, aad: str) -> bytes:
         """Compress and maybe encrypt; aad binds the ciphertext to its name."""
-        body = self._compressor().compress(plaintext)
+        return self._frame(self._compressor().compress(plaintext), aad)
+
+    def _frame(self, body: bytes, aad: str) -> bytes:
         flags = FLAG_ZSTD
         if self._aead is not None:
             nonce = os.urandom(NONCE_LEN)
             body = nonce + self._aead.encrypt(nonce, body, aad.encode())
             flags |= FLAG_AESGCM
         return MAGIC + bytes([VERSION, flags]) + body
+
+    def sealer(self, size: int) -> Sealer:
+        """Name and seal a plaintext of `size` bytes handed over in pieces:
+        hashing and compressing each piece while it is in the CPU cache
+        costs less than passing over one large buffer twice."""
+        return Sealer(self, size)
 
     def _open(self, stored: bytes, aad: str) -> tuple[int, memoryview]:
         """Check the header and decrypt: the flags and the (compressed) body."""
@@ -160,3 +168,25 @@ class Codec:
         if self.object_id(plaintext) != oid:
             raise IntegrityError(f"object {oid[:16]}…: failed its hash check")
         return plaintext
+
+
+class Sealer:
+    """Codec.sealer(): update() with consecutive pieces, then finish()."""
+
+    def __init__(self, codec: Codec, size: int) -> None:
+        self._codec = codec
+        key = codec._name_key if codec.key is not None else None
+        self._hash = hashlib.sha256() if key is None else hmac.new(key, None, hashlib.sha256)
+        # The pledged size goes into the frame header, which decode relies on.
+        self._zstd = codec._compressor().compressobj(size=size)
+        self._body: list[bytes] = []
+
+    def update(self, piece: bytes | memoryview) -> None:
+        self._hash.update(piece)
+        self._body.append(self._zstd.compress(piece))
+
+    def finish(self) -> tuple[str, bytes]:
+        """The object's name and its stored bytes."""
+        oid = self._hash.hexdigest()
+        self._body.append(self._zstd.flush())
+        return oid, self._codec._frame(b"".join(self._body), oid)

@@ -195,6 +195,11 @@ class Repository:
         written = self.store.put_if_absent(key, stored)
         return Chunk(oid, len(data), len(stored) if written else 0)
 
+    def put_sealed(self, oid: str, size: int, stored: bytes) -> Chunk:
+        """Store what a Codec.sealer() made of `size` bytes named oid."""
+        written = self.store.put_if_absent(object_key(oid), stored)
+        return Chunk(oid, size, len(stored) if written else 0)
+
     def get_chunk(self, oid: str) -> bytes:
         """Plaintext of an object, verified against its name."""
         return self.codec.decode(oid, self._stored(oid))
