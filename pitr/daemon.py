@@ -72,6 +72,9 @@ class Daemon:
             # Opened now that pushers and socket run: a catalog that cannot be
             # used still stops the daemon, as it did when opened first.
             repo.catalog  # noqa: B018
+            import archiver.walpush  # noqa: F401  (what the committers run, loaded before WAL comes)
+
+            self.log("catalog open, ready")
             while not self.stop_event.wait(1.0):
                 pass
         finally:
