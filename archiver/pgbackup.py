@@ -8,6 +8,7 @@ of chunks in flight keeps memory flat whatever the database size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 
 from archiver.backups import commit_backup
-from archiver.errors import BackupFailed, SourceUnreachable, WalIntegrityError
+from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegrityError
 from archiver.pgfiles import Entry, walk_pgdata
 from catalog.db.models import Backup, BackupObject, WalFile
 from catalog.queries import ensure_source
@@ -100,8 +101,18 @@ def take_base_backup(
     timeline = int(label_info["START TIMELINE"])
     start_lsn = label_info["START WAL LOCATION"].split()[0]
     seg_size = server["seg_size"]
-    stop_segment = segment_name(timeline, lsn_segno(parse_lsn(stop_lsn) - 1, seg_size), seg_size)
-    _wait_for_segment(repo, source, stop_segment, archive_wait)
+    first, last = (
+        lsn_segno(parse_lsn(start_lsn), seg_size),
+        lsn_segno(parse_lsn(stop_lsn) - 1, seg_size),
+    )
+    stop_segment = segment_name(timeline, last, seg_size)
+    _archive_backup_wal(
+        repo,
+        source,
+        root / "pg_wal",
+        [segment_name(timeline, n, seg_size) for n in range(first, last + 1)],
+        archive_wait,
+    )
 
     manifest = {
         "format": 1,
@@ -276,21 +287,43 @@ def _entry_dict(entry: Entry) -> dict[str, Any]:
     return item
 
 
-def _wait_for_segment(repo: Repository, source: str, name: str, timeout: float) -> None:
-    """The backup is usable only once its stop segment is archived."""
+def _archive_backup_wal(
+    repo: Repository, source: str, wal_dir: Path, names: list[str], timeout: float
+) -> None:
+    """The backup is usable only once the WAL from its start to its stop is
+    archived. A segment PostgreSQL has marked ready is pushed from here (the
+    same push as archive_command's, so whichever comes second finds it
+    there): the backup need not wait its turn behind the archiver."""
+    from archiver.walpush import push_wal
+
     deadline = time.monotonic() + timeout
+    tried: set[str] = set()
     while True:
         with repo.catalog.session() as s:
             src = ensure_source(s, source, "postgres")
-            found = s.scalars(
-                select(WalFile.id).where(WalFile.source_id == src.id, WalFile.name == name)
-            ).first()
-        if found is not None:
+            archived = set(
+                s.scalars(
+                    select(WalFile.name).where(WalFile.source_id == src.id, WalFile.name.in_(names))
+                )
+            )
+        missing = [n for n in names if n not in archived]
+        if not missing:
             return
+        ready = [
+            n
+            for n in missing
+            if n not in tried and (wal_dir / "archive_status" / f"{n}.ready").exists()
+        ]
+        for name in ready:
+            tried.add(name)
+            with contextlib.suppress(BadInput):  # gone meanwhile: archived and recycled
+                push_wal(repo, source, wal_dir / name)
+        if ready:
+            continue
         if time.monotonic() > deadline:
             raise BackupFailed(
-                f"backup {source}: WAL segment {name} was not archived within {timeout:.0f}s; "
-                f"is archive_command set to 'pitr wal-push %p' for this source?"
+                f"backup {source}: WAL segment {missing[0]} was not archived within "
+                f"{timeout:.0f}s; is archive_command set to 'pitr wal-push %p' for this source?"
             )
         time.sleep(0.2)
 

@@ -4,9 +4,11 @@ against a real PostgreSQL 15."""
 from __future__ import annotations
 
 import sqlite3
+import time
+from datetime import timedelta
 from pathlib import Path
 
-from tests.pgsupport import Archived, open_dir
+from tests.pgsupport import Archived, markers_in, open_dir
 
 
 def archived_names(archived: Archived) -> list[str]:
@@ -116,3 +118,34 @@ def test_second_backup_after_a_small_change_stores_little(archived: Archived) ->
         ).fetchall()
     assert second_size >= first_size  # the second backup is a full backup of the same data
     assert second < first * 0.10, (first, second)
+
+
+def test_a_backup_pushes_its_own_wal_when_the_archiver_is_stuck(archived: Archived) -> None:
+    c = archived.cluster
+    archived.marker(1)
+    archived.switch_and_wait()
+    pitr_command = c.psql("SHOW archive_command").strip()
+    c.set_archive_command("false")  # PostgreSQL's archiver archives nothing from now on
+    archived.pitr("backup", "--source", "db")
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        ((start_lsn, stop_lsn),) = db.execute("SELECT start_lsn, stop_lsn FROM backups").fetchall()
+    wal_of_backup = {
+        c.psql(f"SELECT pg_walfile_name('{start_lsn}'::pg_lsn)").strip(),
+        c.psql(f"SELECT pg_walfile_name('{stop_lsn}'::pg_lsn - 1)").strip(),
+    }
+    assert wal_of_backup <= set(archived_names(archived))
+    last = c.psql("SELECT last_archived_wal FROM pg_stat_archiver").strip()
+    assert last < min(wal_of_backup)  # none of them came through PostgreSQL's archiver
+
+    c.set_archive_command(pitr_command)
+    target = archived.marker(2) + timedelta(milliseconds=300)
+    time.sleep(0.5)
+    archived.marker(3)
+    archived.switch_and_wait()
+    pgdata = archived.base / "r-self-pushed"
+    archived.pitr("restore", "--source", "db", "--to", target.isoformat(), "--pgdata", str(pgdata))
+    restored = archived.restored(pgdata)
+    try:
+        assert markers_in(restored) == [1, 2]
+    finally:
+        restored.stop()
