@@ -236,7 +236,8 @@ def _copy_files(
     entries = list(walk_pgdata(root))
     total = sum(e.size for e in entries)
     done = 0
-    workers = workers or max(2, os.cpu_count() or 2)
+    # Two per core: while one thread waits on an fsync, another compresses.
+    workers = workers or 2 * max(2, os.cpu_count() or 2)
     in_flight: deque[Future[Chunk]] = deque()
     per_file: list[tuple[dict[str, Any], list[Future[Chunk]]]] = []
     out: list[dict[str, Any]] = []

@@ -40,7 +40,7 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             header = _check_header(wal, os.pread(f.fileno(), LONG_HEADER, 0), st.st_size, path)
-            oid, stored = _seal_file(repo, f, st.st_size, path)
+            oid, stored = _seal_file(repo, f, st, path)
     except FileNotFoundError:
         raise BadInput(f"wal-push {path}: no such file") from None
     except OSError as e:
@@ -52,9 +52,11 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
 _blocks = threading.local()
 
 
-def _seal_file(repo: Repository, f: FileIO, size: int, path: Path) -> tuple[str, bytes]:
+def _seal_file(repo: Repository, f: FileIO, st: os.stat_result, path: Path) -> tuple[str, bytes]:
     """The file's object name and stored bytes, from one pass in blocks
-    through a buffer this thread reuses; refused unless it has `size` bytes."""
+    through a buffer this thread reuses; refused if it is not as `st` says
+    from start to end."""
+    size, mtime_ns = st.st_size, st.st_mtime_ns
     buf: bytearray | None = getattr(_blocks, "buf", None)
     if buf is None:
         buf = _blocks.buf = bytearray(BLOCK)
@@ -66,8 +68,11 @@ def _seal_file(repo: Repository, f: FileIO, size: int, path: Path) -> tuple[str,
         if n > size:
             break
         sealer.update(view[:got])
-    if n != size:  # PostgreSQL never changes a file it handed over: this is not one
-        raise BadInput(f"wal-push {path}: the file changed size while it was read")
+    after = os.fstat(f.fileno())
+    if n != size or after.st_size != size or after.st_mtime_ns != mtime_ns:
+        # PostgreSQL never changes a file it handed over: this is not one
+        # (or it was archived and recycled meanwhile).
+        raise BadInput(f"wal-push {path}: the file changed while it was read")
     return sealer.finish()
 
 
