@@ -76,25 +76,39 @@ def backup_and_restore(
         "t timestamptz NOT NULL DEFAULT clock_timestamp())"
     )
     try:
-        results: dict[str, Any] = {"backup": [], "restore": []}
-        # pitr's backup: only pitr archives (pgBackRest's stanza starts later).
-        cluster.set_archive_command(pitr_push)
-        log("backup: pitr backup")
-        seconds, _ = timed(lambda: run(pitr_argv(pitr_cfg, "backup"), "pitr backup", user=PG_USER))
-        results["backup"].append(_pitr_backup_row(pitr_repo, seconds))
-        # From now on both archive; pgBackRest first, so its backup does not
-        # wait for pitr's push of its stop segment.
+        results: dict[str, Any] = {"restore": []}
+        # Both archive from here on, pgBackRest first: its backup then never
+        # waits for pitr's push (pitr's backup pushes its own WAL if need be).
         cluster.set_archive_command(f"{pgb_push} && {pitr_push}")
-        log("backup: pgbackrest backup --type=full")
-        seconds, _ = timed(
-            lambda: run(
-                pgbackrest_argv(pgb_cfg, "--type=full", "backup"),
-                "pgbackrest backup",
-                user=PG_USER,
-                timeout=3600,
+
+        def pitr_backup(round_no: int) -> dict[str, Any]:
+            # The last backup goes into the repository the restores use; the
+            # others into fresh ones, so that each is full, as pgBackRest's is.
+            cfg, repo = pitr_cfg, pitr_repo
+            if round_no < repeat - 1:
+                repo = base / f"pitr-repo-{round_no}"
+                cfg = pitr_config(
+                    base / f"pitr-{round_no}.toml", repo, dsn=cluster.dsn, pgdata=cluster.pgdata
+                )
+                run(pitr_argv(cfg, "init"), "pitr init", user=PG_USER)
+            seconds, _ = timed(lambda: run(pitr_argv(cfg, "backup"), "pitr backup", user=PG_USER))
+            return _pitr_backup_row(repo, seconds)
+
+        def pgb_backup(round_no: int) -> dict[str, Any]:
+            before = du(pgb_base / "repo" / "backup")
+            seconds, _ = timed(
+                lambda: run(
+                    pgbackrest_argv(pgb_cfg, "--type=full", "backup"),
+                    "pgbackrest backup",
+                    user=PG_USER,
+                    timeout=3600,
+                )
             )
+            return _pgbackrest_backup_row(pgb_cfg, pgb_base / "repo", seconds, before)
+
+        results["backup"] = _alternating(
+            [("pitr", pitr_backup), ("pgBackRest", pgb_backup)], repeat, "seconds", "backup", log
         )
-        results["backup"].append(_pgbackrest_backup_row(pgb_cfg, pgb_base / "repo", seconds))
 
         if transactions:
             # WAL for both restores to replay: the same for both tools.
@@ -146,26 +160,48 @@ def backup_and_restore(
                 timeout=3600,
             )
 
-        tools = [("pitr", pitr_restore), ("pgBackRest", pgb_restore)]
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in tools}
-        for round_no in range(repeat):
-            # Alternate who goes first, and let every restore start on a
-            # settled machine: memory the previous cleanup freed is slower
-            # to touch again a few seconds later (the host takes it back).
-            for name, restore in tools if round_no % 2 == 0 else tools[::-1]:
-                time.sleep(RESTORE_PAUSE)
-                log(f"restore: {name} to the target, start, wait for promotion")
-                runs[name].append(_restore_row(name, restore, expected_rows, logs))
-        for name, _ in tools:
-            done = sorted(runs[name], key=lambda r: r["total_seconds"])
-            median = done[len(done) // 2]
-            results["restore"].append(
-                {**median, "runs_total_seconds": [r["total_seconds"] for r in done]}
-            )
+        def timed_restore(name: str, restore: Callable[[Path], None]) -> dict[str, Any]:
+            # Let every restore start on a settled machine: memory the previous
+            # cleanup freed is slower to touch again a few seconds later.
+            time.sleep(RESTORE_PAUSE)
+            return _restore_row(name, restore, expected_rows, logs)
+
+        results["restore"] = _alternating(
+            [
+                ("pitr", lambda _: timed_restore("pitr", pitr_restore)),
+                ("pgBackRest", lambda _: timed_restore("pgBackRest", pgb_restore)),
+            ],
+            repeat,
+            "total_seconds",
+            "restore to the target, start, wait for promotion",
+            log,
+        )
         return results
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _alternating(
+    tools: list[tuple[str, Callable[[int], dict[str, Any]]]],
+    repeat: int,
+    key: str,
+    what: str,
+    log: Log,
+) -> list[dict[str, Any]]:
+    """Each tool's run, `repeat` rounds, alternating who goes first (what
+    ran just before moves the figures on this machine); per tool the median
+    row by `key`, with every run's figure."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in tools}
+    for round_no in range(repeat):
+        for name, one in tools if round_no % 2 == 0 else tools[::-1]:
+            log(f"{name}: {what} (run {round_no + 1} of {repeat})")
+            runs[name].append(one(round_no))
+    rows = []
+    for name, _ in tools:
+        done = sorted(runs[name], key=lambda r: r[key])
+        rows.append({**done[len(done) // 2], f"runs_{key}": [r[key] for r in done]})
+    return rows
 
 
 def _pitr_backup_row(repo: Path, seconds: float) -> dict[str, Any]:
@@ -183,7 +219,9 @@ def _pitr_backup_row(repo: Path, seconds: float) -> dict[str, Any]:
     }
 
 
-def _pgbackrest_backup_row(config: Path, repo: Path, seconds: float) -> dict[str, Any]:
+def _pgbackrest_backup_row(
+    config: Path, repo: Path, seconds: float, disk_before: int
+) -> dict[str, Any]:
     out = run(pgbackrest_argv(config, "--output=json", "info"), "pgbackrest info", user=PG_USER)
     try:
         info = json.loads(out.stdout)[0]["backup"][-1]["info"]
@@ -195,7 +233,7 @@ def _pgbackrest_backup_row(config: Path, repo: Path, seconds: float) -> dict[str
         "seconds": round(seconds, 2),
         "db_bytes": int(info["size"]),
         "stored_bytes": int(info["repository"]["delta"]),
-        "repo_bytes_on_disk": du(repo / "backup"),
+        "repo_bytes_on_disk": du(repo / "backup") - disk_before,
     }
 
 

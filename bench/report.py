@@ -126,7 +126,9 @@ def render(results: dict[str, Any]) -> str:
     if pg:
         out.append(
             f"Full base backup of the same database ({_mib(pg['backup'][0]['db_bytes'])} MiB), "
-            "archiving on; speed vs pgBackRest = its time / pitr's"
+            "archiving on; speed vs pgBackRest = its time / pitr's; median of "
+            f"{len(pg['backup'][0].get('runs_seconds', [0]))} runs per tool, "
+            "alternating which goes first"
         )
         byt = {r["tool"]: r for r in pg["backup"]}
         pgb_b = byt.get("pgBackRest")
@@ -137,13 +139,14 @@ def render(results: dict[str, Any]) -> str:
                 _mib(r["stored_bytes"]),
                 _x(ratio(pgb_b["seconds"], r["seconds"]) if pgb_b else None),
                 _x(ratio(r["stored_bytes"], pgb_b["stored_bytes"]) if pgb_b else None),
+                " ".join(f"{t:.2f}" for t in r.get("runs_seconds", [])),
                 r["settings"],
             ]
             for r in pg["backup"]
         ]
         out += _table(
             ["tool", "seconds", "stored MiB", "speed vs pgBackRest", "size vs pgBackRest"]
-            + ["settings"],
+            + ["all runs (s)", "settings"],
             rows,
             {1, 2, 3, 4},
         )
