@@ -124,10 +124,9 @@ class WalPusher:
         try:
             identity = _identity(path)
             stored = store_wal(self.repo, path)
-        except BaseException as e:
+            self.committer.submit(self._commit, stored, identity, future)
+        except BaseException as e:  # also a committer that is shutting down
             self._failed(future, e)
-            return
-        self.committer.submit(self._commit, stored, identity, future)
 
     def _commit(
         self, stored: StoredWal, identity: tuple[int, int, int, int], future: Future[PushResult]
