@@ -143,7 +143,8 @@ class WalPusher:
         future.set_result(result)
 
     def _failed(self, future: Future[PushResult], error: BaseException) -> None:
-        self.errors += 1
+        with self.lock:  # the store threads and the committer both get here
+            self.errors += 1
         future.set_exception(error)
 
     # -- archive_command requests ------------------------------------------------
