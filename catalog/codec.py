@@ -13,6 +13,7 @@ import hmac
 import mmap
 import os
 import threading
+from typing import Any
 
 import zstandard
 
@@ -55,9 +56,13 @@ class Codec:
         return d
 
     def object_id(self, plaintext: bytes | memoryview) -> str:
+        return self._hasher(plaintext).hexdigest()
+
+    def _hasher(self, data: bytes | memoryview = b"") -> Any:
+        """SHA-256, keyed when the repository is encrypted; fed data so far."""
         if self.key is None:
-            return hashlib.sha256(plaintext).hexdigest()
-        return hmac.new(self._name_key, plaintext, hashlib.sha256).hexdigest()
+            return hashlib.sha256(data)
+        return hmac.new(self._name_key, data, hashlib.sha256)
 
     def encode(self, plaintext: bytes) -> tuple[str, bytes]:
         """Name and stored bytes of plaintext."""
@@ -175,8 +180,7 @@ class Sealer:
 
     def __init__(self, codec: Codec, size: int) -> None:
         self._codec = codec
-        key = codec._name_key if codec.key is not None else None
-        self._hash = hashlib.sha256() if key is None else hmac.new(key, None, hashlib.sha256)
+        self._hash = codec._hasher()
         # The pledged size goes into the frame header, which decode relies on.
         self._zstd = codec._compressor().compressobj(size=size)
         self._body: list[bytes] = []
