@@ -1,9 +1,10 @@
 """The part of wal-push that needs no catalog: read a WAL file, check its
 name and header, and store it as an object.
 
-The daemon runs this while SQLAlchemy is still loading; the catalog side
-(archiver.walpush) then decides whether the file is new, matches what was
-archived under its name, and belongs to the source's cluster.
+The daemon's look-ahead threads run this in parallel; the catalog side
+(archiver.walpush, one committer thread in the daemon) then decides
+whether the file is new, matches what was archived under its name, and
+belongs to the source's cluster.
 """
 
 from __future__ import annotations

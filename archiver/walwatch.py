@@ -6,9 +6,8 @@ complete and never changes the file while it waits; a watchdog observer
 reports those files, and a periodic scan catches anything it missed.
 
 Two stages: a pool reads, hashes, compresses and stores each file
-(archiver.walfile, which needs no database), and one thread then writes
-the records and catalog rows. The second stage is the first to import
-SQLAlchemy, so a daemon starting on a backlog stores objects meanwhile.
+(archiver.walfile), and one thread then writes the records and catalog
+rows in the order the objects became durable (archiver.walpush).
 """
 
 from __future__ import annotations
@@ -18,13 +17,11 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archiver.walfile import StoredWal, store_wal
+from archiver.walpush import PushResult, push_wal
 from catalog.repository import Repository
-
-if TYPE_CHECKING:
-    from archiver.walpush import PushResult
 
 SCAN_INTERVAL = 1.0
 
@@ -131,8 +128,6 @@ class WalPusher:
     def _commit(
         self, stored: StoredWal, identity: tuple[int, int, int, int], future: Future[PushResult]
     ) -> None:
-        from archiver.walpush import push_wal
-
         try:
             result = push_wal(self.repo, self.source, stored.path, stored)
         except BaseException as e:
@@ -161,8 +156,6 @@ class WalPusher:
             known = self.pushed.get(p.name)
         if known is not None and known == _identity(p):
             return
-        from archiver.walpush import push_wal
-
         push_wal(self.repo, self.source, p)
         with self.lock:
             self.pushed[p.name] = _identity(p)

@@ -235,12 +235,12 @@ def drain_one(backlog: Backlog, tool: Tool) -> dict[str, Any]:
             conn.execute(f"ALTER SYSTEM SET archive_command = {_literal(command)}")
             hidden = _hide_backlog(copy) if tool.daemon == "running" else []
             if tool.daemon == "running":
-                daemon = _start_daemon(base, "ready")
+                daemon = _start_daemon(base)
             t0 = time.monotonic()
             for ready in hidden:
                 ready.rename(ready.with_suffix(".ready"))
             if tool.daemon == "at_t0":
-                daemon = _start_daemon(base, "listening on")
+                daemon = _start_daemon(base)
             conn.execute("SELECT pg_reload_conf()")
             seconds = _wait_drained(cluster, conn, copy, t0, timeout=120 + 10 * segments)
             failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
@@ -296,18 +296,19 @@ def _hide_backlog(pgdata: Path) -> list[Path]:
     return hidden
 
 
-def _start_daemon(base: Path, until: str) -> Background:
-    """Start the daemon and wait for `until` in its log: "listening on" (it
-    answers wal-push) or "ready" (its catalog is open as well)."""
+def _start_daemon(base: Path) -> Background:
     daemon = Background(pitr_argv(base / "pitr.toml", "daemon"), base / "daemon.log", user=PG_USER)
+    _wait_listening(daemon)
+    return daemon
 
-    def started() -> bool:
+
+def _wait_listening(daemon: Background) -> None:
+    def listening() -> bool:
         if not daemon.alive():
             raise BenchError(f"pitr daemon exited at start:\n{daemon.output()[-2000:]}")
-        return until in daemon.output()
+        return "listening on" in daemon.output()
 
-    wait_for(started, 60, f"pitr daemon to log {until!r}", interval=0.01)
-    return daemon
+    wait_for(listening, 60, "pitr daemon to listen on its socket", interval=0.01)
 
 
 def _wait_drained(

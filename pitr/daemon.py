@@ -47,8 +47,7 @@ class Daemon:
     def run(self) -> None:
         from archiver.walwatch import WalPusher
 
-        # The catalog (SQLAlchemy) opens on first use: pushers store objects meanwhile.
-        repo = self.app.repo(lazy_catalog=True)
+        repo = self.app.repo()
         sources = list(self.app.config.sources.values())
         if not sources:
             raise ConfigError("the configuration has no sources: nothing for the daemon to do")
@@ -69,12 +68,6 @@ class Daemon:
             self._spawn("socket", server.serve_forever)
             self._link_config_name()
             self.log(f"listening on {self.socket}")
-            # Opened now that pushers and socket run: a catalog that cannot be
-            # used still stops the daemon, as it did when opened first.
-            repo.catalog  # noqa: B018
-            import archiver.walpush  # noqa: F401  (what the committers run, loaded before WAL comes)
-
-            self.log("catalog open, ready")
             while not self.stop_event.wait(1.0):
                 pass
         finally:
