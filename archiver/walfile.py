@@ -26,8 +26,7 @@ BLOCK = 256 << 10  # read, hashed and compressed while it sits in the CPU cache
 class StoredWal:
     path: Path
     wal: WalName
-    chunk: Chunk  # the object, durable in the store
-    size: int
+    chunk: Chunk  # the object, durable in the store (chunk.size: the file's)
     mtime: float
     header: tuple[str, int, int] | None  # a segment's system id, version, segment size
 
@@ -47,7 +46,7 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
     except OSError as e:
         raise BadInput(f"wal-push {path}: {e.strerror}") from e
     chunk = repo.put_sealed(oid, st.st_size, stored)
-    return StoredWal(path, wal, chunk, st.st_size, st.st_mtime, header)
+    return StoredWal(path, wal, chunk, st.st_mtime, header)
 
 
 _blocks = threading.local()

@@ -65,7 +65,7 @@ def push_wal(
         "timeline": wal.timeline,
         "segno": wal.segno,
         "oid": oid,
-        "size": stored.size,
+        "size": stored.chunk.size,
         "end_time": datetime.fromtimestamp(stored.mtime, UTC).isoformat(),
         "archived_at": datetime.now(UTC).isoformat(),
     }

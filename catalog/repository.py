@@ -184,12 +184,9 @@ class Repository:
         oid = oid or self.codec.object_id(data)
         if oid in known:
             return Chunk(oid, len(data), 0)
-        key = object_key(oid)
-        if self.store.stat(key) is not None:
+        if self.store.stat(object_key(oid)) is not None:
             return Chunk(oid, len(data), 0)
-        stored = self.codec.seal(data, oid)
-        written = self.store.put_if_absent(key, stored)
-        return Chunk(oid, len(data), len(stored) if written else 0)
+        return self.put_sealed(oid, len(data), self.codec.seal(data, oid))
 
     def put_sealed(self, oid: str, size: int, stored: bytes) -> Chunk:
         """Store what a Codec.sealer() made of `size` bytes named oid."""
