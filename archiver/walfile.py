@@ -28,6 +28,7 @@ class StoredWal:
     wal: WalName
     chunk: Chunk  # the object, durable in the store (chunk.size: the file's)
     mtime: float
+    identity: tuple[int, int, int, int]  # device, inode, size, mtime_ns of the file read
     header: tuple[str, int, int] | None  # a segment's system id, version, segment size
 
 
@@ -46,7 +47,8 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
     except OSError as e:
         raise BadInput(f"wal-push {path}: {e.strerror}") from e
     chunk = repo.put_sealed(oid, st.st_size, stored)
-    return StoredWal(path, wal, chunk, st.st_mtime, header)
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return StoredWal(path, wal, chunk, st.st_mtime, identity, header)
 
 
 _blocks = threading.local()

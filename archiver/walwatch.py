@@ -7,7 +7,8 @@ reports those files, and a periodic scan catches anything it missed.
 
 Two stages: a pool reads, hashes, compresses and stores each file
 (archiver.walfile), and one thread then writes the records and catalog
-rows in the order the objects became durable (archiver.walpush).
+rows in the order the objects became durable (archiver.walpush), and
+leaves a mark for archive_command (archiver.walmarks).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from archiver.walfile import StoredWal, store_wal
+from archiver.walmarks import Marks
 from archiver.walpush import PushResult, push_wal
 from catalog.repository import Repository
 
@@ -32,11 +34,14 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
 
 
 class WalPusher:
-    def __init__(self, repo: Repository, source: str, pgdata: str, workers: int = 2) -> None:
+    def __init__(
+        self, repo: Repository, source: str, pgdata: str, mark_tag: str, workers: int = 2
+    ) -> None:
         self.repo = repo
         self.source = source
         self.wal_dir = Path(pgdata) / "pg_wal"
         self.status_dir = self.wal_dir / "archive_status"
+        self.marks = Marks(self.status_dir, mark_tag)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"pitr-push-{source}")
         # One committer: catalog writes serialize anyway (SQLite has one writer).
         self.committer = ThreadPoolExecutor(1, thread_name_prefix=f"pitr-commit-{source}")
@@ -66,6 +71,7 @@ class WalPusher:
                 pusher._ready(os.fsdecode(event.dest_path))
 
         self.status_dir.mkdir(parents=True, exist_ok=True)
+        self.marks.clear_all()
         self._observer = Observer()
         self._observer.schedule(Handler(), str(self.status_dir), recursive=False)
         self._observer.start()
@@ -80,6 +86,7 @@ class WalPusher:
             self._observer.join(10)
         self.pool.shutdown(wait=True, cancel_futures=False)
         self.committer.shutdown(wait=True, cancel_futures=False)  # after: the pool feeds it
+        self.marks.forget(self._listing(), set())  # nobody answers for them any more
 
     def _ready(self, path: str) -> None:
         if path.endswith(".ready"):
@@ -89,18 +96,22 @@ class WalPusher:
         while not self._stop.wait(SCAN_INTERVAL):
             self.scan()
 
-    def scan(self) -> None:
+    def _listing(self) -> list[str]:
         try:
-            names = os.listdir(self.status_dir)
-            ready = {n[: -len(".ready")] for n in names if n.endswith(".ready")}
+            return os.listdir(self.status_dir)
         except FileNotFoundError:
-            return
+            return []
+
+    def scan(self) -> None:
+        names = self._listing()
+        ready = {n[: -len(".ready")] for n in names if n.endswith(".ready")}
         for name in sorted(ready):  # oldest first: the one PostgreSQL is waiting for
             self._schedule(name)
         with self.lock:  # forget what PostgreSQL has marked done
             for name in [n for n, f in self.pending.items() if n not in ready and f.done()]:
                 del self.pending[name]
                 self.pushed.pop(name, None)
+        self.marks.forget(names, ready)
 
     def _schedule(self, name: str) -> Future[PushResult] | None:
         with self.lock:
@@ -118,23 +129,24 @@ class WalPusher:
             return future
 
     def _store(self, path: Path, future: Future[PushResult]) -> None:
+        lock = self.marks.hold(path.name)  # from here archive_command waits for the mark
         try:
-            identity = _identity(path)
             stored = store_wal(self.repo, path)
-            self.committer.submit(self._commit, stored, identity, future)
+            self.committer.submit(self._commit, stored, lock, future)
         except BaseException as e:  # also a committer that is shutting down
+            self.marks.release(lock)
             self._failed(future, e)
 
-    def _commit(
-        self, stored: StoredWal, identity: tuple[int, int, int, int], future: Future[PushResult]
-    ) -> None:
+    def _commit(self, stored: StoredWal, lock: int | None, future: Future[PushResult]) -> None:
         try:
             result = push_wal(self.repo, self.source, stored.path, stored)
         except BaseException as e:
+            self.marks.release(lock)
             self._failed(future, e)
             return
         with self.lock:
-            self.pushed[stored.path.name] = identity
+            self.pushed[stored.path.name] = stored.identity
+        self.marks.archived(stored.path, stored.identity, lock)
         future.set_result(result)
 
     def _failed(self, future: Future[PushResult], error: BaseException) -> None:

@@ -254,7 +254,9 @@ def pitr_argv(config: Path, *args: str) -> list[str]:
 
 
 def pitr_archive_command(config: Path) -> str:
-    return f"{PITR_BIN} --config {config} wal-push --source db %p"
+    """What `pitr archive-command` tells an operator to configure."""
+    argv = pitr_argv(config, "archive-command", "--source", "db")
+    return run(argv, "pitr archive-command").stdout.strip()
 
 
 def pitr_has(command: str) -> bool:

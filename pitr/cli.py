@@ -15,6 +15,7 @@ from pitr import __version__, exitcodes
 COMMANDS = {
     "init": "init",
     "wal-push": "wal_push",
+    "archive-command": "archive_command",
     "wal-fetch": "wal_fetch",
     "wal-prefetch": "wal_prefetch",
     "backup": "backup",
@@ -33,6 +34,7 @@ COMMANDS = {
 SUMMARIES = {
     "init": "Create the repository and catalog named in the config.",
     "wal-push": "archive_command: archive one WAL file.",
+    "archive-command": "Print the archive_command line for a source.",
     "wal-fetch": "restore_command: fetch one archived WAL file.",
     "backup": "Take a PostgreSQL base backup or a Redis keyspace snapshot.",
     "tail": "Follow Redis streams and archive their entries.",
@@ -40,7 +42,7 @@ SUMMARIES = {
     "restore": "Restore sources to an instant.",
     "info": "Sources, backups, recoverable windows and sizes.",
     "report": "Reports: rpo.",
-    "check": "Continuity of WAL chains and stream batches, missing objects.",
+    "check": "Check WAL chains, stream batches and stored objects.",
     "verify": "Re-hash stored objects.",
     "expire": "Apply retention and remove unreferenced objects.",
     "catalog": "Catalog maintenance: rebuild.",

@@ -45,6 +45,7 @@ class Daemon:
         self.echo(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}")
 
     def run(self) -> None:
+        from archiver.walmarks import mark_tag
         from archiver.walwatch import WalPusher
 
         repo = self.app.repo()
@@ -57,7 +58,8 @@ class Daemon:
         try:
             for src in sources:
                 if src.kind == "postgres":
-                    pusher = WalPusher(repo, src.name, src.pgdata)
+                    tag = mark_tag(self.app.config.repository.url, src.name)
+                    pusher = WalPusher(repo, src.name, src.pgdata, tag)
                     pusher.start()
                     self.pushers[src.name] = pusher
                     self.log(f"{src.name}: pushing WAL ahead from {src.pgdata}/pg_wal")

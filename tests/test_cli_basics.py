@@ -19,6 +19,7 @@ PITR = Path(sys.executable).parent / "pitr"
 COMMANDS = [
     "init",
     "wal-push",
+    "archive-command",
     "wal-fetch",
     "backup",
     "tail",

@@ -89,8 +89,20 @@ def test_the_daemon_pushes_ahead_of_archive_command(archived: Archived, daemon) 
     assert "failed" not in (archived.base / "daemon.log").read_text()
 
 
-def test_an_acknowledged_segment_survives_sigkill_of_the_daemon(archived: Archived, daemon) -> None:
+def use_printed_archive_command(archived: Archived) -> None:
+    """archive_command as `pitr archive-command` prints it (marks first)."""
+    command = archived.pitr("archive-command").stdout.strip()
+    assert command.endswith(f"{PITR_BIN} --config {archived.config} wal-push --source db %p")
+    archived.cluster.set_archive_command(command)
+
+
+@pytest.mark.parametrize("command", ["wal-push", "archive-command"])
+def test_an_acknowledged_segment_survives_sigkill_of_the_daemon(
+    archived: Archived, daemon, command: str
+) -> None:
     c = archived.cluster
+    if command == "archive-command":
+        use_printed_archive_command(archived)
     c.psql("CREATE TABLE t AS SELECT generate_series(1, 5000) AS i")
     name = c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip()
     wait_until(
@@ -110,3 +122,35 @@ def test_a_second_daemon_for_the_same_repository_is_refused(archived: Archived, 
     result = archived.pitr("daemon", check=False)
     assert result.returncode == 2
     assert "already serves this repository" in result.stderr
+
+
+def test_archive_command_takes_the_daemons_marks_without_starting_pitr(
+    archived: Archived, daemon
+) -> None:
+    c = archived.cluster
+    use_printed_archive_command(archived)
+    archived.switch_and_wait()  # first segment: with the daemon and pitr both there
+    # From now on the `pitr wal-push` part cannot even read its config: only the
+    # daemon's marks can acknowledge (a segment PostgreSQL hands over before the
+    # daemon has seen it fails once and is retried a second later).
+    mode = archived.config.stat().st_mode
+    archived.config.chmod(0o600)  # root's: PostgreSQL runs pitr as postgres
+    try:
+        assert archived.pitr("archive-command", check=False).returncode == 2
+        names = []
+        for i in range(3):
+            c.psql(f"INSERT INTO markers(n) SELECT generate_series({i * 1000}, {i * 1000 + 999})")
+            names.append(c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip())
+            archived.switch_and_wait(timeout=90)
+    finally:
+        archived.config.chmod(mode)
+    assert all(catalog_has(archived, n) for n in names)
+    status = c.pgdata / "pg_wal" / "archive_status"
+    wait_until(
+        lambda: not [n for n in os.listdir(status) if ".pitr-" in n and n[:24] in names],
+        10,
+        "the daemon to forget the marks of archived segments",
+    )
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(60)
+    assert not [n for n in os.listdir(status) if ".pitr-" in n]
