@@ -57,7 +57,11 @@ class Marks:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return None  # e.g. not allowed to write here: wal-push does the job
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            return None
         return fd
 
     def release(self, lock: int | None) -> None:
@@ -67,13 +71,15 @@ class Marks:
     def archived(self, path: Path, identity: tuple[int, int, int, int], lock: int | None) -> None:
         """Mark the file archived (identity: the one that was read), then release."""
         mark = self.status_dir / f"{path.name}{self.suffix}"
+        new = mark.with_name(mark.name + ".new")  # checked before archive_command can see it
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(mark)
-            os.link(path, mark)
-            st = os.stat(mark)
-            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != identity:
-                os.unlink(mark)  # the name now holds another file than the one archived
+            _remove(new)
+            os.link(path, new)
+            st = os.stat(new)
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
+                os.replace(new, mark)
+            else:  # the name now holds another file than the one archived
+                os.unlink(new)
         except OSError:
             pass  # no mark: wal-push answers instead
         finally:
@@ -85,15 +91,18 @@ class Marks:
         for n in names:
             name, mark, rest = n.partition(MARK)
             if mark and name not in ready and (mark + rest).startswith(self.suffix):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.status_dir / n)
+                _remove(self.status_dir / n)
 
     def clear_all(self) -> None:
         """Remove every pitr mark, whatever its tag: a daemon that starts
         vouches for no mark it did not make (another repository's, or one
         left by a daemon that was killed)."""
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             for n in os.listdir(self.status_dir):
                 if MARK in n:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.status_dir / n)
+                    _remove(self.status_dir / n)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # gone already, or not ours to remove
+        os.unlink(path)

@@ -123,6 +123,7 @@ def test_a_file_replaced_before_it_is_marked_gets_no_mark(pgdata: Path) -> None:
     segment.write_bytes(b"another file under the same name")
     marks.archived(segment, read, marks.hold(NAME))
     assert not mark_for(pgdata).exists()
+    assert not list(mark_for(pgdata).parent.glob("*.new"))
 
 
 def test_marks_are_forgotten_once_postgresql_is_done_and_cleared_at_start(pgdata: Path) -> None:
