@@ -37,12 +37,15 @@ def mark_tag(repository_url: str, source: str) -> str:
 
 
 def archive_command(pitr: str, config: str, source: str, tag: str) -> str:
-    """The archive_command line (PostgreSQL runs it in the data directory)."""
+    """The archive_command line (PostgreSQL runs it in the data directory):
+    its exit status is the test's, else wal-push's."""
     pitr, config, source = (shlex.quote(s) for s in (pitr, config, source))
-    push = f"exec {pitr} --config {config} wal-push --source {source} %p"
+    push = f"{pitr} --config {config} wal-push --source {source} %p"
     mark = f"pg_wal/archive_status/%f{MARK}{tag}"
-    wait = "test -e $m.lock && flock -s -w 600 $m.lock true 2>/dev/null"
-    return f"m={mark}; test $m -ef %p || {{ {wait}; test $m -ef %p; }} || {push}"
+    wait = "test -e $pitr_mark.lock && flock -s -w 600 $pitr_mark.lock true 2>/dev/null"
+    check = "test $pitr_mark -ef %p"
+    # One brace group, so that it composes: `other-tool %p && { ... }`.
+    return f"{{ pitr_mark={mark}; {check} || {{ {wait}; {check}; }} || {push}; }}"
 
 
 class Marks:

@@ -92,7 +92,7 @@ def test_the_daemon_pushes_ahead_of_archive_command(archived: Archived, daemon) 
 def use_printed_archive_command(archived: Archived) -> None:
     """archive_command as `pitr archive-command` prints it (marks first)."""
     command = archived.pitr("archive-command").stdout.strip()
-    assert command.endswith(f"{PITR_BIN} --config {archived.config} wal-push --source db %p")
+    assert command.endswith(f"{PITR_BIN} --config {archived.config} wal-push --source db %p; }}")
     archived.cluster.set_archive_command(command)
 
 

@@ -42,11 +42,14 @@ def calls(fallback: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def archive(pgdata: Path, fallback: Path, tag: str = TAG) -> subprocess.Popen[bytes]:
-    """Start archive_command for NAME the way PostgreSQL does: sh -c in PGDATA."""
+def archive(
+    pgdata: Path, fallback: Path, tag: str = TAG, before: str = ""
+) -> subprocess.Popen[bytes]:
+    """Start archive_command for NAME the way PostgreSQL does: sh -c in PGDATA
+    (before: another tool's command in front of it, joined with &&)."""
     line = archive_command(str(fallback), "/etc/pitr conf.toml", "db", tag)
     line = line.replace("%p", f"pg_wal/{NAME}").replace("%f", NAME)
-    return subprocess.Popen(["/bin/sh", "-c", line], cwd=pgdata)
+    return subprocess.Popen(["/bin/sh", "-c", before + line], cwd=pgdata)
 
 
 def mark_for(pgdata: Path) -> Path:
@@ -70,6 +73,15 @@ def test_anything_but_the_marked_file_goes_to_pitr(pgdata: Path, fallback: Path)
     assert archive(pgdata, fallback).wait(10) == 0
     push = f"--config /etc/pitr conf.toml wal-push --source db pg_wal/{NAME}"
     assert calls(fallback) == [push] * 3
+
+
+def test_the_line_composes_with_another_tools_command(pgdata: Path, fallback: Path) -> None:
+    os.link(pgdata / "pg_wal" / NAME, mark_for(pgdata))
+    assert archive(pgdata, fallback, before="false && ").wait(10) != 0
+    assert archive(pgdata, fallback, before="true && ").wait(10) == 0
+    mark_for(pgdata).unlink()
+    assert archive(pgdata, fallback, before="false && ").wait(10) != 0
+    assert calls(fallback) == []
 
 
 def test_archive_command_waits_while_the_daemon_holds_the_segment(
