@@ -1,8 +1,8 @@
 """Archived marks: how archive_command acknowledges a segment that the
 daemon has already archived, without starting Python.
 
-Starting the interpreter costs about 20 ms of CPU for each segment, as much
-as a third of what archiving the segment costs. So the daemon leaves two
+Starting the interpreter costs about 20 ms of CPU for each segment, a
+quarter or more of what archiving the segment costs. So the daemon leaves two
 files in pg_wal/archive_status (PostgreSQL reads only its own `.ready` and
 `.done` names there):
 
