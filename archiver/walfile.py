@@ -22,13 +22,21 @@ from catalog.wal import LONG_HEADER, WalName, parse_wal_name, read_long_header
 BLOCK = 256 << 10  # read, hashed and compressed while it sits in the CPU cache
 
 
+Identity = tuple[int, int, int, int]  # device, inode, size, mtime_ns
+
+
+def file_identity(st: os.stat_result) -> Identity:
+    """What tells one file from another, or from itself rewritten."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class StoredWal:
     path: Path
     wal: WalName
     chunk: Chunk  # the object, durable in the store (chunk.size: the file's)
     mtime: float
-    identity: tuple[int, int, int, int]  # device, inode, size, mtime_ns of the file read
+    identity: Identity  # of the file that was read
     header: tuple[str, int, int] | None  # a segment's system id, version, segment size
 
 
@@ -47,8 +55,7 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
     except OSError as e:
         raise BadInput(f"wal-push {path}: {e.strerror}") from e
     chunk = repo.put_sealed(oid, st.st_size, stored)
-    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return StoredWal(path, wal, chunk, st.st_mtime, identity, header)
+    return StoredWal(path, wal, chunk, st.st_mtime, file_identity(st), header)
 
 
 _blocks = threading.local()

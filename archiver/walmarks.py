@@ -29,6 +29,8 @@ import os
 import shlex
 from pathlib import Path
 
+from archiver.walfile import Identity, file_identity
+
 MARK = ".pitr-"
 
 
@@ -71,15 +73,14 @@ class Marks:
         if lock is not None:
             os.close(lock)
 
-    def archived(self, path: Path, identity: tuple[int, int, int, int], lock: int | None) -> None:
+    def archived(self, path: Path, identity: Identity, lock: int | None) -> None:
         """Mark the file archived (identity: the one that was read), then release."""
         mark = self.status_dir / f"{path.name}{self.suffix}"
         new = mark.with_name(mark.name + ".new")  # checked before archive_command can see it
         try:
             _remove(new)
             os.link(path, new)
-            st = os.stat(new)
-            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
+            if file_identity(os.stat(new)) == identity:
                 os.replace(new, mark)
             else:  # the name now holds another file than the one archived
                 os.unlink(new)
@@ -92,8 +93,8 @@ class Marks:
         """Remove this daemon's marks of files PostgreSQL no longer waits for
         (names: a listing of archive_status; ready: the files it waits for)."""
         for n in names:
-            name, mark, rest = n.partition(MARK)
-            if mark and name not in ready and (mark + rest).startswith(self.suffix):
+            name, mine, _ = n.partition(self.suffix)
+            if mine and name not in ready:
                 _remove(self.status_dir / n)
 
     def clear_all(self) -> None:

@@ -20,17 +20,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from archiver.walfile import StoredWal, store_wal
+from archiver.walfile import StoredWal, file_identity, store_wal
 from archiver.walmarks import Marks
 from archiver.walpush import PushResult, push_wal
 from catalog.repository import Repository
 
 SCAN_INTERVAL = 1.0
-
-
-def _identity(path: Path) -> tuple[int, int, int, int]:
-    st = path.stat()
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class WalPusher:
@@ -166,8 +161,8 @@ class WalPusher:
                 future.result()
         with self.lock:
             known = self.pushed.get(p.name)
-        if known is not None and known == _identity(p):
+        if known is not None and known == file_identity(p.stat()):
             return
         push_wal(self.repo, self.source, p)
         with self.lock:
-            self.pushed[p.name] = _identity(p)
+            self.pushed[p.name] = file_identity(p.stat())
