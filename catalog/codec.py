@@ -64,7 +64,7 @@ class Codec:
             return hashlib.sha256(data)
         return hmac.new(self._name_key, data, hashlib.sha256)
 
-    def encode(self, plaintext: bytes) -> tuple[str, bytes]:
+    def encode(self, plaintext: bytes | memoryview) -> tuple[str, bytes]:
         """Name and stored bytes of plaintext."""
         oid = self.object_id(plaintext)
         return oid, self.seal(plaintext, oid)

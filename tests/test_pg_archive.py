@@ -8,6 +8,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+import archiver.walfile as walfile
+from archiver.errors import BadInput
+from catalog.repository import Repository
 from tests.pgsupport import Archived, markers_in, open_dir
 
 
@@ -89,6 +94,34 @@ def test_push_rules_for_history_files_and_bad_input(archived: Archived, shared_t
     truncated = work / "a" / "0000000100000000000000F0"
     truncated.write_bytes(b"\x10\xd1" + b"\x00" * 100)
     assert archived.pitr("wal-push", str(truncated), check=False).returncode == 4
+
+
+def test_a_segment_sealed_whole_or_in_blocks_is_the_same_object(
+    archived: Archived, shared_tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archived.cluster.psql("CREATE TABLE s AS SELECT generate_series(1, 50000) AS i")
+    archived.switch_and_wait()
+    name = [n for n in archived_names(archived) if len(n) == 24][-1]
+    segment = shared_tmp / name
+    assert fetch(archived, name, segment) == 0
+    repo, _ = Repository.init((tmp_path / "r").as_uri(), f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        whole = walfile.store_wal(repo, segment).chunk
+        monkeypatch.setattr(walfile, "WHOLE_MAX", 1 << 20)  # as for segments over 64 MiB
+        in_blocks = walfile.store_wal(repo, segment).chunk
+        assert in_blocks.oid == whole.oid and whole.stored_size > 0
+        assert repo.get_chunk(whole.oid) == segment.read_bytes()
+
+        # A file longer than when it was looked at is refused, read either way.
+        st = segment.stat()
+        with segment.open("ab") as f:
+            f.write(b"more")
+        for whole_max in (1 << 20, 64 << 20):
+            monkeypatch.setattr(walfile, "WHOLE_MAX", whole_max)
+            with open(segment, "rb", buffering=0) as f, pytest.raises(BadInput, match="changed"):
+                walfile._seal_file(repo, f, st, segment)
+    finally:
+        repo.close()
 
 
 def test_fetch_of_a_missing_file_exits_1_and_writes_nothing(
