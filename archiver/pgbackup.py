@@ -1,21 +1,19 @@
 """PostgreSQL base backups: pg_backup_start, copy PGDATA into the
 content-addressed store, pg_backup_stop, wait for the stop segment.
 
-Files are read in the calling thread and their chunks hashed, compressed
-and written by a thread pool (that work releases the GIL); a bounded window
-of chunks in flight keeps memory flat whatever the database size.
+Files are copied by archiver.filecopy: chunks hashed and compressed on one
+thread per core, written by others that wait on the fsyncs, with memory
+bounded whatever the database size.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import pwd
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +23,7 @@ from sqlalchemy import select
 
 from archiver.backups import commit_backup
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegrityError
+from archiver.filecopy import Copier, FileCopy
 from archiver.pgfiles import Entry, walk_pgdata
 from catalog.db.models import Backup, BackupObject, WalFile
 from catalog.queries import ensure_source
@@ -236,48 +235,38 @@ def _copy_files(
     entries = list(walk_pgdata(root))
     total = sum(e.size for e in entries)
     done = 0
-    # Two per core: while one thread waits on an fsync, another compresses.
-    workers = workers or 2 * max(2, os.cpu_count() or 2)
-    in_flight: deque[Future[Chunk]] = deque()
-    per_file: list[tuple[dict[str, Any], list[Future[Chunk]]]] = []
     out: list[dict[str, Any]] = []
+    chunks: list[Chunk] = []
+    # Entries in walk order, each file with its copy under way.
+    queued: deque[tuple[Entry, FileCopy | None]] = deque()
+    ranges = 0  # of the files queued: bounds what waits in memory
 
-    def put(block: bytes) -> Chunk:
-        return repo.put_chunk(block, known=known)
+    def collect() -> None:
+        nonlocal done, ranges
+        entry, copy = queued.popleft()
+        item = _entry_dict(entry)
+        if copy is not None:
+            ranges -= len(copy.ranges)
+            got = copy.chunks()
+            done += entry.size
+            if progress:
+                progress(done, total)
+            if got is None:
+                return  # removed during the backup: WAL replay accounts for it
+            item["chunks"] = [c.oid for c in got]
+            item["size"] = sum(c.size for c in got)
+            chunks.extend(got)
+        out.append(item)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="pitr-backup") as pool:
+    with Copier(repo, known, chunk_size, sealers=workers) as copier:
         for entry in entries:
-            item = _entry_dict(entry)
-            if entry.kind != "file":
-                out.append(item)
-                continue
-            futures: list[Future[Chunk]] = []
-            try:
-                with open(root / entry.path, "rb") as f:
-                    for block in iter(lambda f=f: f.read(chunk_size), b""):  # type: ignore[misc]
-                        fut = pool.submit(put, block)
-                        futures.append(fut)
-                        in_flight.append(fut)
-                        while len(in_flight) > workers * 2:
-                            in_flight.popleft().result()
-                        done += len(block)
-                        if progress:
-                            progress(done, total)
-                        if len(block) < chunk_size:
-                            # End of file as of now: a file that grows while it is read
-                            # is taken up to here (WAL replay redoes what came later), so
-                            # every chunk but a file's last is chunk_size long.
-                            break
-            except FileNotFoundError:
-                continue  # removed during the backup: WAL replay accounts for it
-            per_file.append((item, futures))
-            out.append(item)
-        chunks: list[Chunk] = []
-        for item, futures in per_file:
-            results = [f.result() for f in futures]
-            item["chunks"] = [c.oid for c in results]
-            item["size"] = sum(c.size for c in results)
-            chunks.extend(results)
+            copy = copier.copy(root / entry.path, entry.size) if entry.kind == "file" else None
+            queued.append((entry, copy))
+            ranges += len(copy.ranges) if copy else 0
+            while ranges > 16 * copier.sealers and len(queued) > 1:
+                collect()
+        while queued:
+            collect()
     return out, chunks
 
 

@@ -211,7 +211,7 @@ def _pitr_backup_row(repo: Path, seconds: float) -> dict[str, Any]:
     size, stored = rows[0]
     return {
         "tool": "pitr",
-        "settings": "zstd 3, 1 MiB chunks, 4 worker threads (2 per core)",
+        "settings": "zstd 3, 1 MiB chunks, 2 sealing threads (1 per core), 4 writer threads",
         "seconds": round(seconds, 2),
         "db_bytes": int(size),
         "stored_bytes": int(stored),

@@ -181,12 +181,24 @@ class Repository:
     ) -> Chunk:
         """Store data as an object unless present. oid: its name when the
         caller hashed it already; known: names known to be stored (no write)."""
+        oid, stored = self.seal_chunk(data, oid=oid, known=known)
+        if stored is None:
+            return Chunk(oid, len(data), 0)
+        return self.put_sealed(oid, len(data), stored)
+
+    def seal_chunk(
+        self,
+        data: bytes | memoryview,
+        *,
+        oid: str | None = None,
+        known: AbstractSet[str] = frozenset(),
+    ) -> tuple[str, bytes | None]:
+        """put_chunk() but the write: the object's name, and its stored bytes
+        (None when the store has it already)."""
         oid = oid or self.codec.object_id(data)
-        if oid in known:
-            return Chunk(oid, len(data), 0)
-        if self.store.stat(object_key(oid)) is not None:
-            return Chunk(oid, len(data), 0)
-        return self.put_sealed(oid, len(data), self.codec.seal(data, oid))
+        if oid in known or self.store.stat(object_key(oid)) is not None:
+            return oid, None
+        return oid, self.codec.seal(data, oid)
 
     def put_sealed(self, oid: str, size: int, stored: bytes) -> Chunk:
         """Store what a Codec.sealer() made of `size` bytes named oid."""
