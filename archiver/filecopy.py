@@ -35,11 +35,11 @@ class FileCopy:
     def chunks(self) -> list[Chunk] | None:
         """The file's chunks in order; None if it was gone before it was read.
 
-        A range that ends early ends the file (it shrank while it was read,
-        or grew and the rest is taken by the last range): chunks are
-        contiguous, and every chunk but the last is a full one. What the
-        file held beyond is WAL replay's to redo, as for anything that
-        changed during the backup."""
+        A range that ends early (the file shrank while it was read) ends the
+        file there, whatever later ranges found: the chunks stay contiguous,
+        and every chunk but the last is a full one. What the file held
+        beyond is WAL replay's to redo, as for anything that changed during
+        the backup. (A file that grows is read to its end by its last range.)"""
         out: list[Chunk] = []
         for i, task in enumerate(self.ranges):
             got = task.result()
