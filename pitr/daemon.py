@@ -48,7 +48,9 @@ class Daemon:
         from archiver.walmarks import mark_tag
         from archiver.walwatch import WalPusher
 
-        repo = self.app.repo()
+        # The catalog is opened once the pushers run: they read, hash and
+        # compress the backlog while SQLAlchemy loads.
+        repo = self.app.repo(lazy_catalog=True)
         sources = list(self.app.config.sources.values())
         if not sources:
             raise ConfigError("the configuration has no sources: nothing for the daemon to do")
@@ -63,7 +65,9 @@ class Daemon:
                     pusher.start()
                     self.pushers[src.name] = pusher
                     self.log(f"{src.name}: pushing WAL ahead from {src.pgdata}/pg_wal")
-                else:
+            repo.catalog  # noqa: B018 (opens it: a catalog that fails, fails the start)
+            for src in sources:
+                if src.kind != "postgres":
                     self._spawn(f"tail-{src.name}", self._tail, src)
             if any(s.backup_every for s in sources):
                 self._spawn("scheduler", self._schedule, sources)
