@@ -18,14 +18,12 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archiver.walfile import StoredWal, file_identity, store_wal
 from archiver.walmarks import Marks
+from archiver.walpush import PushResult, push_wal
 from catalog.repository import Repository
-
-if TYPE_CHECKING:
-    from archiver.walpush import PushResult
 
 SCAN_INTERVAL = 1.0
 
@@ -135,8 +133,6 @@ class WalPusher:
             self._failed(future, e)
 
     def _commit(self, stored: StoredWal, lock: int | None, future: Future[PushResult]) -> None:
-        from archiver.walpush import push_wal  # SQLAlchemy: sealing need not wait for it
-
         try:
             result = push_wal(self.repo, self.source, stored.path, stored)
         except BaseException as e:
@@ -167,8 +163,6 @@ class WalPusher:
             known = self.pushed.get(p.name)
         if known is not None and known == file_identity(p.stat()):
             return
-        from archiver.walpush import push_wal
-
         push_wal(self.repo, self.source, p)
         with self.lock:
             self.pushed[p.name] = file_identity(p.stat())

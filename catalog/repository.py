@@ -10,7 +10,6 @@ Layout of keys in the store:
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -84,18 +83,15 @@ class Repository:
         self.codec = codec
         self._catalog = None if isinstance(catalog, str) else catalog
         self._catalog_url = catalog if isinstance(catalog, str) else catalog.url
-        self._opening = threading.Lock()  # threads that ask at once share one engine
 
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            with self._opening:
-                if self._catalog is None:
-                    from catalog.db.engine import Catalog
+            from catalog.db.engine import Catalog
 
-                    catalog = Catalog(self._catalog_url)
-                    catalog.check_schema()
-                    self._catalog = catalog
+            catalog = Catalog(self._catalog_url)
+            catalog.check_schema()
+            self._catalog = catalog
         return self._catalog
 
     # -- opening -----------------------------------------------------------

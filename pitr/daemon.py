@@ -48,9 +48,7 @@ class Daemon:
         from archiver.walmarks import mark_tag
         from archiver.walwatch import WalPusher
 
-        # The catalog is opened once the pushers run: they read, hash and
-        # compress the backlog while SQLAlchemy loads.
-        repo = self.app.repo(lazy_catalog=True)
+        repo = self.app.repo()
         sources = list(self.app.config.sources.values())
         if not sources:
             raise ConfigError("the configuration has no sources: nothing for the daemon to do")
@@ -65,9 +63,7 @@ class Daemon:
                     pusher.start()
                     self.pushers[src.name] = pusher
                     self.log(f"{src.name}: pushing WAL ahead from {src.pgdata}/pg_wal")
-            repo.catalog  # noqa: B018 (opens it: a catalog that fails, fails the start)
-            for src in sources:
-                if src.kind != "postgres":
+                else:
                     self._spawn(f"tail-{src.name}", self._tail, src)
             if any(s.backup_every for s in sources):
                 self._spawn("scheduler", self._schedule, sources)
