@@ -6,20 +6,21 @@ and wait on their fsyncs. So the sealers never wait on the disk, and a
 range of many chunks per task keeps hand-overs between threads (costly on
 a VM) few.
 
-Memory is bounded whatever the database size: one chunk buffer per sealer,
-a bounded number of sealed objects waiting for a writer, and a bounded
-number of ranges queued (the caller collects files in order as it goes).
+Memory is bounded whatever the database size: one chunk buffer per sealer
+(archiver.buffers), a bounded number of sealed objects waiting for a
+writer, and a bounded number of ranges queued (the caller collects files
+in order as it goes).
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from io import FileIO
 from pathlib import Path
 
+from archiver.buffers import thread_buffer
 from catalog.repository import Chunk, Repository
 
 RANGE_CHUNKS = 16  # chunks per task: few hand-overs, and tasks enough to share out
@@ -70,7 +71,6 @@ class Copier:
         self._sealers = ThreadPoolExecutor(self.sealers, thread_name_prefix="pitr-seal")
         self._writers = ThreadPoolExecutor(writers, thread_name_prefix="pitr-write")
         self._waiting = threading.BoundedSemaphore(2 * writers)  # sealed, not yet written
-        self._local = threading.local()
 
     def __enter__(self) -> Copier:
         return self
@@ -108,19 +108,11 @@ class Copier:
         return out
 
     def _read_chunk(self, f: FileIO) -> memoryview | None:
-        view = self._buffer()
+        view = thread_buffer("chunk", self.chunk_size)
         n = 0
         while n < len(view) and (got := f.readinto(view[n:])):
             n += got
         return view[:n] if n else None
-
-    def _buffer(self) -> memoryview:
-        # Page-aligned (mmap): the kernel copies into it several times faster
-        # than into a bytearray (see archiver.walfile).
-        buf = getattr(self._local, "buf", None)
-        if buf is None:
-            buf = self._local.buf = mmap.mmap(-1, self.chunk_size)
-        return memoryview(buf)
 
     def _seal(self, data: memoryview) -> Future[Chunk]:
         oid, stored = self.repo.seal_chunk(data, known=self.known)
