@@ -45,8 +45,8 @@ class Daemon:
         self.echo(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}")
 
     def run(self) -> None:
-        from archiver.walmarks import mark_tag
-        from archiver.walwatch import WalPusher
+        from archiver.postgres.walmarks import mark_tag
+        from archiver.postgres.walwatch import WalPusher
 
         repo = self.app.repo()
         sources = list(self.app.config.sources.values())
@@ -157,7 +157,7 @@ class Daemon:
         return {"ok": True}
 
     def _tail(self, src: SourceConfig) -> None:
-        from archiver.redis_tailer import StreamTailer
+        from archiver.redis.tailer import StreamTailer
 
         if not src.streams:
             self.log(f"{src.name}: no streams patterns, nothing to tail")
@@ -202,7 +202,7 @@ class Daemon:
     def _backup(self, src: SourceConfig) -> None:
         started = time.monotonic()
         if src.kind == "postgres":
-            from archiver.pgbackup import take_base_backup
+            from archiver.postgres.backup import take_base_backup
 
             result = take_base_backup(self.app.repo(), src.name, src.dsn, src.pgdata)
             self.log(f"{src.name}: backup {result.id} done in {time.monotonic() - started:.1f}s")

@@ -67,7 +67,7 @@ def _answer_from_spool(args: list[str]) -> int | None:
     spool = options[options.index("--spool") + 1] if options[-1] != "--spool" else None
     if spool is None:
         return None
-    from recovery.spool import never_archived, serve
+    from recovery.postgres.spool import never_archived, serve
 
     try:
         if serve(spool, rest[-2], rest[-1]):
@@ -92,7 +92,7 @@ def _removed_spool(args: list[str]) -> bool:
     rest = args[2:] if len(args) >= 2 and args[0] == "--config" else args
     if len(rest) != 4 or rest[:3] != ["wal-prefetch", "--remove", "--spool"]:
         return False
-    from recovery.spool import remove
+    from recovery.postgres.spool import remove
 
     remove(rest[3])
     return True
@@ -100,7 +100,7 @@ def _removed_spool(args: list[str]) -> bool:
 
 def start_prefetcher(config_path: str | None, spool: str) -> None:
     """A detached `pitr wal-prefetch` unless one already runs for this spool."""
-    from recovery.spool import prefetcher_running
+    from recovery.postgres.spool import prefetcher_running
 
     if prefetcher_running(spool):
         return

@@ -22,10 +22,10 @@ _BATCH = 500
 
 def record_keys(plan: SourceExpiry) -> list[str]:
     """Store records of the facts a plan removes (key layouts of the archiver)."""
-    from archiver.pgbackup import backup_record_key
-    from archiver.redis_archive import batch_record_key, gap_record_key
-    from archiver.redis_snapshot import snapshot_record_key
-    from archiver.walpush import wal_record_key
+    from archiver.postgres.backup import backup_record_key
+    from archiver.postgres.walpush import wal_record_key
+    from archiver.redis.archive import batch_record_key, gap_record_key
+    from archiver.redis.snapshot import snapshot_record_key
     from catalog.redisformat import stream_name
 
     keys = [wal_record_key(plan.name, w.name) for w in plan.wal]

@@ -57,7 +57,7 @@ def _identity(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
 
 
 def _wal(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.walpush import wal_row
+    from archiver.postgres.walpush import wal_row
 
     src = ensure_source(s, fact["source"], "postgres")
     s.add(wal_row(src.id, fact))
@@ -76,13 +76,13 @@ def _backup(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
 
 
 def _stream_batch(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.redis_archive import batch_row
+    from archiver.redis.archive import batch_row
 
     s.add(batch_row(ensure_source(s, fact["source"], "redis").id, fact))
 
 
 def _stream_gap(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.redis_archive import gap_row
+    from archiver.redis.archive import gap_row
 
     s.add(gap_row(ensure_source(s, fact["source"], "redis").id, fact))
 

@@ -1,6 +1,6 @@
 """Wiring of the Redis side for the commands: snapshot (pitr backup), restore
 planning and execution (pitr restore). The commands call these; the work is
-in archiver.redis_snapshot, recovery.redis_plan and recovery.redis_restore."""
+in archiver.redis.snapshot, recovery.redis.plan and recovery.redis.restore."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pitr.config import SourceConfig
 from pitr.context import AppContext
 
 if TYPE_CHECKING:
-    from recovery.redis_plan import RedisRestorePlan
+    from recovery.redis.plan import RedisRestorePlan
 
 
 def patterns(src: SourceConfig) -> list[str]:
@@ -23,7 +23,7 @@ def patterns(src: SourceConfig) -> list[str]:
 
 def backup(app: AppContext, src: SourceConfig) -> None:
     """Take a keyspace snapshot and print a one-line summary."""
-    from archiver.redis_snapshot import take_snapshot
+    from archiver.redis.snapshot import take_snapshot
     from pitr.timeparse import format_utc
     from pitr.units import human_bytes
 
@@ -39,7 +39,7 @@ def plan_restore(app: AppContext, src: SourceConfig, target: datetime) -> RedisR
     """The restore plan of a redis source at target; PlanError (exit 3) with
     the recoverable window when the target cannot be reached."""
     from catalog.queries import get_source
-    from recovery.redis_plan import choose_snapshot, load_plan
+    from recovery.redis.plan import choose_snapshot, load_plan
 
     repo = app.repo()
     with repo.catalog.session() as s:
@@ -56,7 +56,7 @@ def check_restore_target(
     """How many keys of the target a restore would replace; TargetNotEmpty
     (exit 3) when there are some and force is not given. For callers that
     want to check every target before restoring anything."""
-    from recovery.redis_restore import check_target, connect_target
+    from recovery.redis.restore import check_target, connect_target
 
     src = app.source(plan.source, "redis")
     url = redis_url or src.url
@@ -76,7 +76,7 @@ def execute_restore(
 ) -> None:
     """Carry out a plan into redis_url (None: the source's own url)."""
     from catalog.redisformat import safe_url
-    from recovery.redis_restore import restore_redis
+    from recovery.redis.restore import restore_redis
 
     src = app.source(plan.source, "redis")
     url = redis_url or src.url

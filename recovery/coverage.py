@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from catalog.redisformat import MAX_SEQ, from_ms, parse_id, to_ms
 from catalog.wal import lsn_segno, segment_name
-from recovery.planner import (
+from recovery.postgres.planner import (
     BackupPoint,
     TimelineInfo,
     ancestry,
@@ -194,7 +194,7 @@ def redis_coverage(
 ) -> Coverage:
     """The restorable instants of a Redis source: from the oldest snapshot to
     the newest of (latest snapshot, how far the stream archive reaches), as
-    recovery.redis_plan.window; damaged snapshots and batches cut holes."""
+    recovery.redis.plan.window; damaged snapshots and batches cut holes."""
     if not snapshots:
         return Coverage()
     snaps = sorted(snapshots, key=lambda s: s.started_at)

@@ -27,7 +27,7 @@ from catalog.reports import Ref
 from catalog.repository import Repository, object_key
 from catalog.wal import lsn_segno, parse_wal_name, segment_name
 from recovery.coverage import Coverage, Piece, lost_ranges, pg_coverage, redis_coverage
-from recovery.planner import Span, TimelineInfo, ancestry, on_history, timeline_for_segment
+from recovery.postgres.planner import Span, TimelineInfo, ancestry, on_history, timeline_for_segment
 from recovery.status import PgFacts, batch_refs, load_pg, load_redis
 
 Progress = Callable[[int, int], None]

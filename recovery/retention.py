@@ -24,7 +24,7 @@ from catalog.redisformat import parse_id
 from catalog.repository import Repository
 from catalog.wal import lsn_segno
 from recovery.coverage import SnapshotRef, snapshot_position
-from recovery.planner import (
+from recovery.postgres.planner import (
     BackupPoint,
     Span,
     TimelineInfo,

@@ -30,7 +30,7 @@ from recovery.coverage import (
     pg_coverage,
     redis_coverage,
 )
-from recovery.planner import BackupPoint, TimelineInfo
+from recovery.postgres.planner import BackupPoint, TimelineInfo
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def load_redis(session: Session, source_id: int, name: str) -> RedisFacts:
     snaps = [
         SnapshotRef(b.id, b.started_at, dict((b.details or {}).get("streams", {}))) for b in rows
     ]
-    from recovery.redis_plan import tail_covered
+    from recovery.redis.plan import tail_covered
 
     return RedisFacts(snaps, tail_covered(session, source_id))
 

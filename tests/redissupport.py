@@ -165,7 +165,7 @@ class TailThread:
     """A StreamTailer in a thread of the test process."""
 
     def __init__(self, repo: Repository, source: str, url: str, **kwargs: Any) -> None:
-        from archiver.redis_tailer import StreamTailer
+        from archiver.redis.tailer import StreamTailer
 
         self.stop_event = threading.Event()
         self.messages: list[str] = []

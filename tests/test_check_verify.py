@@ -14,7 +14,7 @@ from catalog.wal import HistoryEntry, segment_name
 from recovery.coverage import BatchRef as CoverBatch
 from recovery.coverage import SnapshotRef, lost_ranges, pg_coverage, redis_coverage
 from recovery.integrity import wal_continuity
-from recovery.planner import BackupPoint, TimelineInfo
+from recovery.postgres.planner import BackupPoint, TimelineInfo
 from recovery.status import PgFacts, WalRef
 from tests.pgsupport import Archived
 from tests.redissupport import RedisSource, instant_of, make_source

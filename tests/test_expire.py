@@ -14,7 +14,7 @@ import pytest
 from catalog.repository import record_key
 from catalog.wal import HistoryEntry, lsn_segno, parse_lsn, segment_name
 from recovery.coverage import SnapshotRef
-from recovery.planner import BackupPoint, TimelineInfo
+from recovery.postgres.planner import BackupPoint, TimelineInfo
 from recovery.retention import (
     Candidate,
     Policy,

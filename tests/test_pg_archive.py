@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import archiver.walfile as walfile
+import archiver.postgres.walfile as walfile
 from archiver.errors import BadInput
 from catalog.repository import Repository
 from tests.pgsupport import Archived, markers_in, open_dir

@@ -9,7 +9,7 @@ import pytest
 
 from catalog.wal import HistoryEntry
 from recovery.errors import PlanError
-from recovery.planner import BackupPoint, TimelineInfo, plan_postgres
+from recovery.postgres.planner import BackupPoint, TimelineInfo, plan_postgres
 
 SEG = 16 << 20
 T0 = datetime(2025, 1, 16, 12, 0, tzinfo=UTC)

@@ -117,6 +117,6 @@ def test_urls_hide_passwords() -> None:
 def test_resumed_streams_are_matched_like_redis_globs(
     pattern: str, name: bytes, matches: bool
 ) -> None:
-    from archiver.redis_tailer import glob_match
+    from archiver.redis.tailer import glob_match
 
     assert glob_match(pattern, name) is matches

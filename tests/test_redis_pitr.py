@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from catalog.queries import get_source
-from recovery.redis_plan import redis_window
+from recovery.redis.plan import redis_window
 from tests.pgsupport import markers_in, start_archiving
 from tests.redissupport import (
     RedisSource,

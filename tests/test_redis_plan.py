@@ -9,7 +9,7 @@ import pytest
 
 from catalog.redisformat import to_ms
 from recovery.errors import PlanError
-from recovery.redis_plan import (
+from recovery.redis.plan import (
     BatchRef,
     GapRef,
     SnapshotPoint,

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from archiver.redis_keys import sorted_keys
-from archiver.redis_snapshot import snapshot_record_key, take_snapshot
+from archiver.redis.keys import sorted_keys
+from archiver.redis.snapshot import snapshot_record_key, take_snapshot
 from catalog.db.models import Backup, BackupObject
 from catalog.queries import get_source
 from catalog.repository import Repository
 from recovery.errors import TargetNotEmpty
-from recovery.redis_plan import load_snapshots, plan_redis
-from recovery.redis_restore import RedisRestoreResult, restore_redis
+from recovery.redis.plan import load_snapshots, plan_redis
+from recovery.redis.restore import RedisRestoreResult, restore_redis
 from tests.servers import RedisFactory, RedisServer
 
 PATTERNS = ["cb:*", "cb:stream:*"]

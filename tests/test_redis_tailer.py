@@ -14,7 +14,7 @@ from catalog.db.models import StreamBatch
 from catalog.queries import get_source
 from catalog.redisformat import parse_id
 from catalog.repository import Repository
-from recovery.redis_plan import tail_covered
+from recovery.redis.plan import tail_covered
 from tests.redissupport import (
     RedisSource,
     TailProcess,

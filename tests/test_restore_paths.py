@@ -13,8 +13,8 @@ from catalog.db.models import Backup
 from catalog.errors import IntegrityError
 from catalog.queries import ensure_source
 from catalog.repository import Repository
-from recovery.pgrestore import restore_postgres
-from recovery.planner import BackupPoint, PgPlan
+from recovery.postgres.planner import BackupPoint, PgPlan
+from recovery.postgres.restore import restore_postgres
 
 NOW = datetime(2025, 1, 16, 12, 0, tzinfo=UTC)
 
@@ -82,7 +82,7 @@ def _lay_down_case(tmp_path: Path, chunk_size: int | None) -> tuple[Repository, 
 def test_large_files_are_written_in_parallel_pieces_byte_for_byte(
     tmp_path: Path, chunk_size: int | None
 ) -> None:
-    from recovery.pgrestore import PIECE_CHUNKS, _lay_down
+    from recovery.postgres.restore import PIECE_CHUNKS, _lay_down
 
     repo, entries = _lay_down_case(tmp_path, chunk_size)
     assert len(entries[1]["chunks"]) > 2 * PIECE_CHUNKS  # several pieces of one file
@@ -99,7 +99,7 @@ def test_large_files_are_written_in_parallel_pieces_byte_for_byte(
 def test_a_chunk_of_the_wrong_size_is_refused_not_written_at_a_wrong_offset(
     tmp_path: Path,
 ) -> None:
-    from recovery.pgrestore import _lay_down
+    from recovery.postgres.restore import _lay_down
 
     repo, entries = _lay_down_case(tmp_path, 64 << 10)
     big = entries[1]
@@ -114,7 +114,7 @@ def test_a_filesystem_refusing_o_direct_gets_ordinary_writes(tmp_path: Path, mon
     import errno
     import os
 
-    from recovery import pgrestore
+    from recovery.postgres import restore as pgrestore
 
     real = pgrestore._write_chunks
     refused: list[str] = []

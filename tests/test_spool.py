@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from recovery.spool import claim_prefetch, prefetch, prefetcher_running, serve, write_index
+from recovery.postgres.spool import claim_prefetch, prefetch, prefetcher_running, serve, write_index
 from tests.servers import wait_until
 
 
@@ -96,7 +96,7 @@ def test_a_prefetcher_that_exited_is_not_running_even_before_it_is_reaped(tmp_pa
     end-of-recovery must not wait for that, nor trust a reused pid."""
     import subprocess
 
-    from recovery.spool import _process_tag
+    from recovery.postgres.spool import _process_tag
 
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -119,7 +119,7 @@ def test_a_prefetcher_that_exited_is_not_running_even_before_it_is_reaped(tmp_pa
 def test_recovery_end_command_stops_the_prefetcher_and_removes_the_spool(tmp_path: Path) -> None:
     import subprocess
 
-    from recovery.spool import _process_tag
+    from recovery.postgres.spool import _process_tag
     from tests.servers import PITR_BIN
 
     spool = tmp_path / "spool"
@@ -169,7 +169,7 @@ def test_a_local_repository_answers_not_archived_from_its_records(tmp_path: Path
     WAL records: absent means not archived; present goes to the full fetch."""
     import subprocess
 
-    from recovery.spool import never_archived
+    from recovery.postgres.spool import never_archived
     from tests.servers import PITR_BIN
 
     records = tmp_path / "repo" / "records" / "db" / "wal"

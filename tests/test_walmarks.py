@@ -1,4 +1,4 @@
-"""The archive_command shortcut (archiver/walmarks.py), run by the real
+"""The archive_command shortcut (archiver/postgres/walmarks.py), run by the real
 /bin/sh and flock(1) in a data directory laid out as PostgreSQL's: a
 segment is acknowledged without pitr only for the very file the daemon
 marked, and every other case goes on to `pitr wal-push`."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.walmarks import Marks, archive_command, mark_tag
+from archiver.postgres.walmarks import Marks, archive_command, mark_tag
 
 NAME = "000000010000000000000007"
 TAG = mark_tag("file:///var/lib/pitr/repo", "db")
@@ -119,7 +119,7 @@ def test_a_lock_released_without_a_mark_goes_to_pitr(pgdata: Path, fallback: Pat
 HOLD = f"""
 import sys, time
 from pathlib import Path
-from archiver.walmarks import Marks
+from archiver.postgres.walmarks import Marks
 Marks(Path(sys.argv[1]), sys.argv[2]).hold({NAME!r})
 print("held", flush=True)
 time.sleep(60)

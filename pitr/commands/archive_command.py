@@ -18,7 +18,7 @@ from pitr.context import AppContext
 def command(app: AppContext, source_name: str | None) -> None:
     """Print the archive_command for a source: `pitr wal-push`, with a shortcut
     in the shell for segments the daemon has already archived."""
-    from archiver.walmarks import archive_command, mark_tag
+    from archiver.postgres.walmarks import archive_command, mark_tag
 
     src = app.source(source_name, "postgres")
     if not app.config.path:

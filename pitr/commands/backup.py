@@ -18,7 +18,7 @@ def command(app: AppContext, source_name: str | None) -> None:
 
         redis_ops.backup(app, src)
         return
-    from archiver.pgbackup import take_base_backup
+    from archiver.postgres.backup import take_base_backup
     from pitr.progress import byte_progress
     from pitr.units import human_bytes
 

@@ -75,7 +75,7 @@ def command(
 
             redis_ops.check_restore_target(app, plan, redis_url, force)
         else:
-            from recovery.pgrestore import check_target
+            from recovery.postgres.restore import check_target
 
             check_target(Path(pgdata or src.pgdata), force)
     for src, plan in plans:
@@ -92,9 +92,9 @@ def _plan(app: AppContext, src: SourceConfig, target: Any) -> Any:
         from pitr import redis_ops
 
         return redis_ops.plan_restore(app, src, target)
-    from recovery.pgcatalog import load_pg_state
-    from recovery.pgrestore import stops_at_target
-    from recovery.planner import plan_postgres
+    from recovery.postgres.catalog import load_pg_state
+    from recovery.postgres.planner import plan_postgres
+    from recovery.postgres.restore import stops_at_target
 
     repo = app.repo()
     state = load_pg_state(repo, src.name)
@@ -135,8 +135,8 @@ def _restore_pg(
 ) -> None:
     from pitr.progress import byte_progress
     from pitr.units import human_bytes
-    from recovery.pgrestore import local_records_dir, restore_postgres, spool_entries
-    from recovery.spool import write_index
+    from recovery.postgres.restore import local_records_dir, restore_postgres, spool_entries
+    from recovery.postgres.spool import write_index
 
     repo = app.repo()
     # The prefetch spool lives beside the data directory, never inside it.

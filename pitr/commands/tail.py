@@ -36,7 +36,7 @@ def command(
     src = app.source(source_name, "redis")
     if not src.streams:
         raise ConfigError(f"source {src.name!r} has no streams patterns to tail")
-    from archiver.redis_tailer import StreamTailer
+    from archiver.redis.tailer import StreamTailer
     from catalog.redisformat import safe_url
 
     stop = threading.Event()

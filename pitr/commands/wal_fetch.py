@@ -30,12 +30,12 @@ def command(
 ) -> None:
     """restore_command: fetch archived WAL file NAME (%f) to DEST (%p)."""
     from catalog.errors import TransientStorageError
-    from recovery.walfetch import fetch_wal
+    from recovery.postgres.walfetch import fetch_wal
 
     try:
         if spool:
             from pitr.entry import start_prefetcher
-            from recovery.spool import serve
+            from recovery.postgres.spool import serve
 
             served = serve(spool, name, dest)
             start_prefetcher(app.config_path, spool)
@@ -64,7 +64,7 @@ def command(
 @click.pass_obj
 def prefetch_command(app: AppContext, spool: str, remove: bool) -> None:
     """Keep the next WAL files of a restore downloaded into its spool."""
-    from recovery import spool as spooling
+    from recovery.postgres import spool as spooling
 
     if remove:
         spooling.remove(spool)

@@ -32,6 +32,6 @@ def command(app: AppContext, source_name: str | None, path: str) -> None:
         click.echo(f"pitr: {answer.get('error', 'the daemon refused')}", err=True)
         sys.exit(int(answer.get("exit_code", 5)))
 
-    from archiver.walpush import push_wal
+    from archiver.postgres.walpush import push_wal
 
     push_wal(app.repo(), src.name, path)

@@ -2,7 +2,7 @@
 name and header, and store it as an object.
 
 The daemon's look-ahead threads run this in parallel; the catalog side
-(archiver.walpush, one committer thread in the daemon) then decides
+(archiver.postgres.walpush, one committer thread in the daemon) then decides
 whether the file is new, matches what was archived under its name, and
 belongs to the source's cluster.
 """

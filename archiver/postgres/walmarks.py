@@ -29,7 +29,7 @@ import os
 import shlex
 from pathlib import Path
 
-from archiver.walfile import Identity, file_identity
+from archiver.postgres.walfile import Identity, file_identity
 
 MARK = ".pitr-"
 

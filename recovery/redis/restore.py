@@ -36,7 +36,7 @@ from catalog.redisformat import (
 )
 from catalog.repository import Repository
 from recovery.errors import RecoveryError, RestoreInputError, TargetNotEmpty
-from recovery.redis_plan import RedisRestorePlan
+from recovery.redis.plan import RedisRestorePlan
 
 PIPELINE_KEYS = 200
 PIPELINE_BYTES = 8 << 20

@@ -30,7 +30,7 @@ from sqlalchemy import select
 
 from archiver.backups import commit_backup
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable
-from archiver.redis_keys import SORT_RUN, batches, fetch_keys, sorted_keys
+from archiver.redis.keys import SORT_RUN, batches, fetch_keys, sorted_keys
 from catalog.db.models import Backup, BackupObject
 from catalog.queries import ensure_source
 from catalog.redisformat import (

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from archiver.backups import commit_backup
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegrityError
 from archiver.filecopy import Copier, FileCopy
-from archiver.pgfiles import Entry, walk_pgdata
+from archiver.postgres.files import Entry, walk_pgdata
 from catalog.db.models import Backup, BackupObject, WalFile
 from catalog.queries import ensure_source
 from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository, record_key
@@ -284,7 +284,7 @@ def _archive_backup_wal(
     archived. A segment PostgreSQL has marked ready is pushed from here (the
     same push as archive_command's, so whichever comes second finds it
     there): the backup need not wait its turn behind the archiver."""
-    from archiver.walpush import push_wal
+    from archiver.postgres.walpush import push_wal
 
     deadline = time.monotonic() + timeout
     tried: set[str] = set()

@@ -6,9 +6,9 @@ complete and never changes the file while it waits; a watchdog observer
 reports those files, and a periodic scan catches anything it missed.
 
 Two stages: a pool reads, hashes, compresses and stores each file
-(archiver.walfile), and one thread then writes the records and catalog
-rows in the order the objects became durable (archiver.walpush), and
-leaves a mark for archive_command (archiver.walmarks).
+(archiver.postgres.walfile), and one thread then writes the records and catalog
+rows in the order the objects became durable (archiver.postgres.walpush), and
+leaves a mark for archive_command (archiver.postgres.walmarks).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from archiver.walfile import StoredWal, file_identity, store_wal
-from archiver.walmarks import Marks
-from archiver.walpush import PushResult, push_wal
+from archiver.postgres.walfile import StoredWal, file_identity, store_wal
+from archiver.postgres.walmarks import Marks
+from archiver.postgres.walpush import PushResult, push_wal
 from catalog.repository import Repository
 
 SCAN_INTERVAL = 1.0

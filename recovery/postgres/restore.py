@@ -27,7 +27,7 @@ from catalog.errors import IntegrityError
 from catalog.repository import Repository, record_key
 from catalog.wal import transaction_times
 from recovery.errors import TargetNotEmpty
-from recovery.planner import PgPlan
+from recovery.postgres.planner import PgPlan
 
 Progress = Callable[[int, int], None]
 

@@ -5,7 +5,7 @@ Each round reads, in one MULTI transaction, the server's TIME, XINFO STREAM
 of every followed stream and a non-blocking XREAD from the last read IDs;
 when nothing came, a blocking XREAD waits for the next entry. Reading the
 stream's state and its entries atomically is what makes gaps detectable
-(archiver.redis_gaps holds the rules).
+(archiver.redis.gaps holds the rules).
 
 A batch closes by count or age and becomes one object, then a record
 (records/<source>/streams/<hex name>/<first id>), then a StreamBatch row. The
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.errors import BadInput, SourceUnreachable
-from archiver.redis_archive import StreamArchive
-from archiver.redis_gaps import StreamState, check_stream
+from archiver.redis.archive import StreamArchive
+from archiver.redis.gaps import StreamState, check_stream
 from catalog.redisformat import (
     connect,
     format_id,

@@ -1,6 +1,6 @@
 """archive_command: store one WAL file durably, exactly once.
 
-Order of durability: the object (archiver.walfile), then its record in the
+Order of durability: the object (archiver.postgres.walfile), then its record in the
 store (the fact rebuild reads), then the catalog row. Exit 0 is allowed only
 after all three. An object stored for a push that is then refused is left
 for expire to collect.
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from archiver.errors import WalIntegrityError
-from archiver.walfile import StoredWal, store_wal
+from archiver.postgres.walfile import StoredWal, store_wal
 from catalog.db.models import Source, WalFile
 from catalog.queries import ensure_source, record_objects
 from catalog.repository import Chunk, Repository, record_key

@@ -11,7 +11,7 @@ from catalog.db.models import Source
 from catalog.errors import IntegrityError
 from catalog.repository import Repository
 from recovery.errors import PlanError
-from recovery.planner import BackupPoint, TimelineInfo
+from recovery.postgres.planner import BackupPoint, TimelineInfo
 from recovery.status import load_pg
 
 
