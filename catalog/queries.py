@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc, select
@@ -60,6 +61,27 @@ def ensure_source(session: Session, name: str, kind: str) -> Source:
 
 def get_source(session: Session, name: str) -> Source | None:
     return session.scalars(select(Source).where(Source.name == name)).one_or_none()
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """A source's catalog row as a plain value, usable after its session."""
+
+    id: int
+    name: str
+    kind: str
+    system_identifier: str | None
+    pg_version: int | None
+    wal_segment_size: int | None
+
+
+def source_row(session: Session, name: str) -> SourceRow | None:
+    src = get_source(session, name)
+    if src is None:
+        return None
+    return SourceRow(
+        src.id, src.name, src.kind, src.system_identifier, src.pg_version, src.wal_segment_size
+    )
 
 
 def known_objects(session: Session, oids: Iterable[str]) -> set[str]:

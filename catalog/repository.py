@@ -24,6 +24,7 @@ from catalog.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from catalog.db.engine import Catalog
+    from catalog.records import Record
 
 FORMAT_VERSION = 1
 REPO_CONFIG_KEY = "pitr-repository.json"
@@ -39,10 +40,6 @@ class Chunk:
 
 def object_key(oid: str) -> str:
     return f"objects/{oid[:2]}/{oid}"
-
-
-def record_key(source: str, kind: str, name: str) -> str:
-    return f"records/{source}/{kind}/{name}"
 
 
 def read_meta(url: str, *, endpoint_url: str | None = None) -> dict[str, Any] | None:
@@ -265,6 +262,10 @@ class Repository:
         if self.store.put_if_absent(key, self.codec.seal(body, key)):
             return None
         return self.get_record(key)
+
+    def put_fact(self, record: Record) -> dict[str, Any] | None:
+        """put_record of a typed record under its own key."""
+        return self.put_record(record.key, record.to_json())
 
     def get_record(self, key: str) -> dict[str, Any]:
         stored = self.store.get(key)

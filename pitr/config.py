@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from pitr.configfile import ConfigError, find_config_path, read_toml, repository_url
+from pitr.kinds.base import SourceConfig
 from pitr.timeparse import parse_duration
 
 __all__ = ["Config", "ConfigError", "RepositoryConfig", "SourceConfig", "load_config"]
@@ -27,21 +27,6 @@ class RepositoryConfig:
     endpoint_url: str | None = None
     compression_level: int = 3
     key_file: str | None = None
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    name: str
-    kind: str  # postgres | redis
-    # postgres
-    dsn: str = ""
-    pgdata: str = ""
-    # redis
-    url: str = ""
-    streams: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ("*",)
-    # both
-    backup_every: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +57,6 @@ class Config:
 
 REPO_SCHEMES = {"file", "s3", "memory"}
 REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
-SOURCE_KEYS = {
-    "postgres": {"kind", "dsn", "pgdata", "backup_every"},
-    "redis": {"kind", "url", "streams", "keys", "backup_every"},
-}
 
 
 def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -125,38 +106,23 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None)
 
 
 def _parse_source(name: str, raw: dict[str, Any], where: str) -> SourceConfig:
+    from dataclasses import replace
+
+    from pitr import kinds
+
     at = f"{where}: [sources.{name}]"
-    kind = raw.get("kind")
-    if kind not in SOURCE_KEYS:
-        raise ConfigError(f"{at}: kind must be 'postgres' or 'redis'")
-    _no_unknown(raw, SOURCE_KEYS[kind], at)
+    if raw.get("kind") not in kinds.names():
+        known = " or ".join(repr(k) for k in kinds.names())
+        raise ConfigError(f"{at}: kind must be {known}")
+    kind = kinds.get(raw["kind"])
+    _no_unknown(raw, set(kind.config.KEYS), at)
     every = None
     if "backup_every" in raw:
         try:
             every = parse_duration(str(raw["backup_every"]))
         except ValueError as e:
             raise ConfigError(f"{at}: backup_every: {e}") from None
-    if kind == "postgres":
-        for key in ("dsn", "pgdata"):
-            if not isinstance(raw.get(key), str) or not raw[key]:
-                raise ConfigError(f"{at}: {key} is required for a postgres source")
-        return SourceConfig(name, kind, dsn=raw["dsn"], pgdata=raw["pgdata"], backup_every=every)
-    if not isinstance(raw.get("url"), str) or not raw["url"]:
-        raise ConfigError(f"{at}: url is required for a redis source")
-    return SourceConfig(
-        name,
-        kind,
-        url=raw["url"],
-        streams=_patterns(raw.get("streams", []), f"{at}: streams"),
-        keys=_patterns(raw.get("keys", ["*"]), f"{at}: keys"),
-        backup_every=every,
-    )
-
-
-def _patterns(value: Any, at: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{at} must be a list of patterns")
-    return tuple(value)
+    return replace(kind.parse(name, raw, at), backup_every=every)
 
 
 def _table(value: Any, at: str) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """pitr daemon: all continuous work of a configuration in one process.
 
-- for each postgres source, a WAL look-ahead pusher, and a local socket on
-  which `pitr wal-push` asks for a segment and gets its answer as soon as
-  the segment is durable;
-- for each redis source, its stream tailer;
+- for each source, its kind's continuous capture (a WAL look-ahead pusher
+  for PostgreSQL, the stream tailer for Redis);
+- a local socket on which `pitr wal-push` asks for a segment and gets its
+  answer as soon as the segment is durable (served by the captures that
+  archive WAL files);
 - scheduled base backups and snapshots (`backup_every`).
 """
 
@@ -15,7 +16,6 @@ import os
 import signal
 import socketserver
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from pitr.config import ConfigError, SourceConfig
 from pitr.context import AppContext
 from pitr.daemon_client import ask, config_identity, config_socket_path, socket_path
+from pitr.kinds.base import Capture
 
 Echo = Callable[[str], None]
 SCHEDULE_INTERVAL = 30.0
@@ -33,7 +34,8 @@ class Daemon:
         self.app = app
         self.echo = echo
         self.stop_event = threading.Event()
-        self.pushers: dict[str, Any] = {}
+        self.captures: list[Capture] = []
+        self.pushers: dict[str, Any] = {}  # source -> the capture that archives its WAL
         self.threads: list[threading.Thread] = []
         self.socket = socket_path(app.config.repository.url)
         # wal-push finds us by the config file too, without parsing it.
@@ -45,10 +47,9 @@ class Daemon:
         self.echo(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}")
 
     def run(self) -> None:
-        from archiver.postgres.walmarks import mark_tag
-        from archiver.postgres.walwatch import WalPusher
+        from pitr import kinds
 
-        repo = self.app.repo()
+        self.app.repo()
         sources = list(self.app.config.sources.values())
         if not sources:
             raise ConfigError("the configuration has no sources: nothing for the daemon to do")
@@ -57,14 +58,13 @@ class Daemon:
             signal.signal(sig, lambda *_: self.stop_event.set())
         try:
             for src in sources:
-                if src.kind == "postgres":
-                    tag = mark_tag(self.app.config.repository.url, src.name)
-                    pusher = WalPusher(repo, src.name, src.pgdata, tag)
-                    pusher.start()
-                    self.pushers[src.name] = pusher
-                    self.log(f"{src.name}: pushing WAL ahead from {src.pgdata}/pg_wal")
-                else:
-                    self._spawn(f"tail-{src.name}", self._tail, src)
+                capture = kinds.get(src.kind).capture(self.app, src, self._source_log(src))
+                if capture is None:
+                    continue
+                capture.start()
+                self.captures.append(capture)
+                if callable(getattr(capture, "archive", None)):
+                    self.pushers[src.name] = capture
             if any(s.backup_every for s in sources):
                 self._spawn("scheduler", self._schedule, sources)
             self._spawn("socket", server.serve_forever)
@@ -79,8 +79,8 @@ class Daemon:
             for name in filter(None, (self.config_link, self.socket)):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name)
-            for pusher in self.pushers.values():
-                pusher.stop()
+            for capture in self.captures:
+                capture.stop()
             for thread in self.threads:
                 thread.join(60)
             self.log("stopped")
@@ -156,20 +156,8 @@ class Daemon:
             return {"ok": False, "exit_code": exit_code_for(e) or 5, "error": str(e)}
         return {"ok": True}
 
-    def _tail(self, src: SourceConfig) -> None:
-        from archiver.redis.tailer import StreamTailer
-
-        if not src.streams:
-            self.log(f"{src.name}: no streams patterns, nothing to tail")
-            return
-        self.log(f"{src.name}: tailing streams {', '.join(src.streams)}")
-        StreamTailer(
-            self.app.repo(),
-            src.name,
-            src.url,
-            src.streams,
-            log=lambda line: self.log(f"{src.name}: {line}"),
-        ).run(self.stop_event)
+    def _source_log(self, src: SourceConfig) -> Callable[[str], None]:
+        return lambda line: self.log(f"{src.name}: {line}")
 
     def _schedule(self, sources: list[SourceConfig]) -> None:
         while not self.stop_event.is_set():
@@ -200,13 +188,6 @@ class Daemon:
         return datetime.now(UTC) - last >= src.backup_every
 
     def _backup(self, src: SourceConfig) -> None:
-        started = time.monotonic()
-        if src.kind == "postgres":
-            from archiver.postgres.backup import take_base_backup
+        from pitr import kinds
 
-            result = take_base_backup(self.app.repo(), src.name, src.dsn, src.pgdata)
-            self.log(f"{src.name}: backup {result.id} done in {time.monotonic() - started:.1f}s")
-        else:
-            from pitr import redis_ops
-
-            redis_ops.backup(self.app, src)
+        kinds.get(src.kind).backup(self.app, src, self.log, progress=False)

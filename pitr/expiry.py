@@ -20,40 +20,25 @@ from recovery.retention import SourceExpiry
 _BATCH = 500
 
 
-def record_keys(plan: SourceExpiry) -> list[str]:
-    """Store records of the facts a plan removes (key layouts of the archiver)."""
-    from archiver.postgres.backup import backup_record_key
-    from archiver.postgres.walpush import wal_record_key
-    from archiver.redis.archive import batch_record_key, gap_record_key
-    from archiver.redis.snapshot import snapshot_record_key
-    from catalog.redisformat import stream_name
-
-    keys = [wal_record_key(plan.name, w.name) for w in plan.wal]
-    for bid, _ in plan.removed:
-        keys.append(
-            backup_record_key(plan.name, bid)
-            if plan.kind == "postgres"
-            else snapshot_record_key(plan.name, bid)
-        )
-    for f in plan.stream_facts:
-        key = batch_record_key if f.kind == "batch" else gap_record_key
-        keys.append(key(plan.name, stream_name(f.stream), f.first_id))
-    return keys
+# The catalog table of each expirable record type.
+_MODELS: dict[str, type[WalFile | StreamBatch | StreamGap]] = {
+    "wal": WalFile,
+    "stream_batch": StreamBatch,
+    "stream_gap": StreamGap,
+}
 
 
 def apply_plan(repo: Repository, plan: SourceExpiry) -> None:
-    for key in record_keys(plan):
+    for key in [*plan.removed_keys, *(f.key for f in plan.facts)]:
         repo.store.delete(key)
-    wal_ids = [w.id for w in plan.wal]
     backup_ids = [bid for bid, _ in plan.removed]
-    batch_ids = [f.id for f in plan.stream_facts if f.kind == "batch"]
-    gap_ids = [f.id for f in plan.stream_facts if f.kind == "gap"]
     with repo.catalog.session() as s:
         for i in range(0, len(backup_ids), _BATCH):
             part = backup_ids[i : i + _BATCH]
             s.execute(delete(BackupObject).where(BackupObject.backup_id.in_(part)))
             s.execute(delete(Backup).where(Backup.id.in_(part)))
-        for model, ids in ((WalFile, wal_ids), (StreamBatch, batch_ids), (StreamGap, gap_ids)):
+        for record_type, model in _MODELS.items():
+            ids = [f.id for f in plan.of_type(record_type)]
             for i in range(0, len(ids), _BATCH):
                 s.execute(delete(model).where(model.id.in_(ids[i : i + _BATCH])))
 
@@ -66,9 +51,9 @@ def garbage(
         repo,
         now,
         grace,
-        skip_wal={w.id for p in plans for w in p.wal},
+        skip_wal={f.id for p in plans for f in p.of_type("wal")},
         skip_backups={bid for p in plans for bid, _ in p.removed},
-        skip_batches={f.id for p in plans for f in p.stream_facts if f.kind == "batch"},
+        skip_batches={f.id for p in plans for f in p.of_type("stream_batch")},
     )
 
 

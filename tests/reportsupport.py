@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from catalog.repository import object_key, record_key
+from catalog.records import record_key
+from catalog.repository import object_key
 from tests.pgsupport import Archived
 from tests.servers import as_user, clean_env
 

@@ -11,11 +11,13 @@ from sqlalchemy import text
 
 from catalog.repository import object_key
 from catalog.wal import HistoryEntry, segment_name
-from recovery.coverage import BatchRef as CoverBatch
-from recovery.coverage import SnapshotRef, lost_ranges, pg_coverage, redis_coverage
-from recovery.integrity import wal_continuity
+from recovery.coverage import lost_ranges
+from recovery.postgres.continuity import wal_continuity
+from recovery.postgres.coverage import pg_coverage
+from recovery.redis.coverage import BatchRef as CoverBatch
+from recovery.redis.coverage import SnapshotRef, redis_coverage
 from recovery.postgres.planner import BackupPoint, TimelineInfo
-from recovery.status import PgFacts, WalRef
+from recovery.postgres.facts import PgFacts, WalRef
 from tests.pgsupport import Archived
 from tests.redissupport import RedisSource, instant_of, make_source
 from tests.reportsupport import (

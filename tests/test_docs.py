@@ -12,7 +12,8 @@ from functools import cache
 from pathlib import Path
 
 from pitr import exitcodes
-from pitr.config import REPO_KEYS, SOURCE_KEYS, load_config
+from pitr import kinds
+from pitr.config import REPO_KEYS, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -219,7 +220,11 @@ def interface_config_keys() -> set[str]:
 
 
 def test_reference_covers_every_config_key_of_the_interface_and_the_code() -> None:
-    keys = interface_config_keys() | REPO_KEYS | set().union(*SOURCE_KEYS.values())
+    keys = (
+        interface_config_keys()
+        | REPO_KEYS
+        | set().union(*(kinds.get(k).config.KEYS for k in kinds.names()))
+    )
     assert {"url", "catalog", "dsn", "pgdata", "streams", "keys"} <= keys, keys
     text = read(REFERENCE)
     missing = sorted(k for k in keys if f"`{k}`" not in text)

@@ -11,20 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from catalog.repository import record_key
+from catalog.records import record_key
 from catalog.wal import HistoryEntry, lsn_segno, parse_lsn, segment_name
-from recovery.coverage import SnapshotRef
+from recovery.postgres.facts import WalRef
 from recovery.postgres.planner import BackupPoint, TimelineInfo
-from recovery.retention import (
-    Candidate,
-    Policy,
-    StreamFact,
-    facts_to_expire,
-    pg_chooser,
-    select_backups,
-    wal_to_expire,
-)
-from recovery.status import WalRef
+from recovery.postgres.retention import pg_chooser, wal_to_expire
+from recovery.redis.coverage import SnapshotRef
+from recovery.redis.retention import StreamFact, facts_to_expire
+from recovery.retention import Candidate, Policy, select_backups
 from tests.pgsupport import Archived, markers_in
 from tests.redissupport import between, make_source
 from tests.reportsupport import (

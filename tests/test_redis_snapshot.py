@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from archiver.redis.keys import sorted_keys
-from archiver.redis.snapshot import snapshot_record_key, take_snapshot
+from archiver.redis.snapshot import take_snapshot
+from catalog.records import backup_key
 from catalog.db.models import Backup, BackupObject
 from catalog.queries import get_source
 from catalog.repository import Repository
@@ -118,9 +119,9 @@ def test_every_type_round_trips_with_ttls_relative_to_the_target(
     populate(c)
     before = keyspace(c)
     result = snapshot(repo, src)
-    assert result.keys == 12 and result.streams == 1
+    assert result.record.details["keys"] == 12 and len(result.record.details["streams"]) == 1
 
-    target = result.started_at + timedelta(seconds=30)
+    target = result.record.started_at + timedelta(seconds=30)
     done = restore(repo, target, dst.url, covered=target + timedelta(seconds=30))
     assert done.keys == 11 and done.expired == 1
 
@@ -143,7 +144,7 @@ def test_the_snapshot_is_recorded_before_the_catalog_row(
     c = redis_server.client()
     populate(c)
     result = snapshot(repo, redis_server)
-    fact = repo.get_record(snapshot_record_key("cache", result.id))
+    fact = repo.get_record(backup_key("cache", "redis_snapshot", result.id))
     assert fact["type"] == "backup" and fact["kind"] == "redis_snapshot"
     with repo.catalog.session() as s:
         row = s.get(Backup, result.id)
@@ -153,7 +154,7 @@ def test_the_snapshot_is_recorded_before_the_catalog_row(
         objects = set(s.scalars(select(BackupObject.oid).where(BackupObject.backup_id == row.id)))
     manifest = json.loads(repo.get_chunk(fact["manifest_oid"]))
     assert objects == {fact["manifest_oid"], *manifest["chunks"]}
-    assert manifest["keys"] == result.keys
+    assert manifest["keys"] == result.record.details["keys"]
     last = c.xinfo_stream("cb:stream:orders")["last-generated-id"].decode()
     assert manifest["streams"]["cb:stream:orders"]["last_id"] == last
     assert fact["details"]["streams"] == {"cb:stream:orders": last}
@@ -167,7 +168,7 @@ def test_unchanged_keys_cost_nothing_even_in_another_scan_order(
         c.set(f"cb:k:{i:04d}", hashlib.sha256(str(i).encode()).hexdigest() * 3)
     small = {"min_chunk": 4 << 10, "max_chunk": 64 << 10, "divisor": 4, "batch_keys": 50}
     first = snapshot(repo, redis_server, **small)
-    assert first.chunks >= 8
+    assert first.record.details["chunks"] >= 8
 
     c.set("cb:k:0200", "changed")
     second = snapshot(repo, redis_server, **small)
@@ -178,7 +179,7 @@ def test_unchanged_keys_cost_nothing_even_in_another_scan_order(
             assert b is not None
             chunks[snap_id] = json.loads(repo.get_chunk(b.manifest_oid))["chunks"]
     assert len(set(chunks[second.id]) - set(chunks[first.id])) <= 2
-    assert second.stored_bytes * 4 < first.stored_bytes
+    assert second.record.stored_bytes * 4 < first.record.stored_bytes
 
     # A restarted server scans in another order; the chunks are the same.
     redis_server.restart(keep_data=True)
@@ -213,7 +214,7 @@ def test_a_snapshot_reaching_past_the_target_is_cut_back(
     c.xreadgroup("g", "w", {s: ">"})
     result = snapshot(repo, src)
 
-    done = restore(repo, result.started_at, dst.url)
+    done = restore(repo, result.record.started_at, dst.url)
     assert done.cut == 2
     d = dst.client()
     assert [e[0].decode() for e in d.xrange(s)] == [early]
@@ -237,10 +238,10 @@ def test_a_target_with_matching_keys_needs_force(
     d.set("cb:old:2", "x")
     d.set("keep:me", "untouched")
     with pytest.raises(TargetNotEmpty, match="holds 2 keys matching"):
-        restore(repo, result.started_at, dst.url)
+        restore(repo, result.record.started_at, dst.url)
     assert d.get("cb:old:1") == b"x" and d.dbsize() == 3
 
-    done = restore(repo, result.started_at, dst.url, force=True)
+    done = restore(repo, result.record.started_at, dst.url, force=True)
     assert done.replaced == 2
     assert d.exists("cb:old:1", "cb:old:2") == 0
     assert d.get("keep:me") == b"untouched"

@@ -21,13 +21,13 @@ from catalog.errors import (
     StorageError,
 )
 from catalog.queries import ensure_source, get_source, known_objects, record_objects
+from catalog.records import record_key
 from catalog.repository import (
     FORMAT_VERSION,
     REPO_CONFIG_KEY,
     Chunk,
     Repository,
     object_key,
-    record_key,
 )
 
 MiB = 1 << 20

@@ -14,39 +14,23 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from archiver.backups import commit_backup
+from archiver.backups import Taken, commit_backup
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegrityError
 from archiver.filecopy import Copier, FileCopy
 from archiver.postgres.files import Entry, walk_pgdata
 from catalog.db.models import Backup, BackupObject, WalFile
 from catalog.queries import ensure_source
-from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository, record_key
+from catalog.records import BackupRecord
+from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository
 from catalog.wal import lsn_segno, parse_lsn, segment_name
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-@dataclass(frozen=True)
-class BackupResult:
-    id: str
-    size_bytes: int
-    stored_bytes: int
-    files: int
-    start_lsn: str
-    stop_lsn: str
-    timeline: int
-    seconds: float
-
-
-def backup_record_key(source: str, backup_id: str) -> str:
-    return record_key(source, "backups", backup_id)
 
 
 def take_base_backup(
@@ -59,7 +43,7 @@ def take_base_backup(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     archive_wait: float = 300.0,
     progress: Progress | None = None,
-) -> BackupResult:
+) -> Taken:
     import psycopg
 
     t0 = time.monotonic()
@@ -132,37 +116,22 @@ def take_base_backup(
         "tablespace_map": spcmap or "",
         "entries": entries,
     }
-    size = sum(c.size for c in chunks)
-    fact = commit_backup(
-        repo,
-        {
-            "kind": "pg_base",
-            "id": backup_id,
-            "source": source,
-            "started_at": started.isoformat(),
-            "finished_at": finished.isoformat(),
-            "size_bytes": size,
-            "timeline": timeline,
-            "start_lsn": start_lsn,
-            "stop_lsn": stop_lsn,
-            "details": {
-                "files": sum(1 for e in entries if e["kind"] == "file"),
-                "stop_segment": stop_segment,
-            },
-        },
-        manifest,
-        chunks,
-    )
-    return BackupResult(
+    record = BackupRecord(
+        source,
         backup_id,
-        size,
-        fact["stored_bytes"],
-        fact["details"]["files"],
-        start_lsn,
-        stop_lsn,
-        timeline,
-        time.monotonic() - t0,
+        "pg_base",
+        started,
+        finished,
+        size_bytes=sum(c.size for c in chunks),
+        timeline=timeline,
+        start_lsn=start_lsn,
+        stop_lsn=stop_lsn,
+        details={
+            "files": sum(1 for e in entries if e["kind"] == "file"),
+            "stop_segment": stop_segment,
+        },
     )
+    return Taken(commit_backup(repo, record, manifest, chunks), time.monotonic() - t0)
 
 
 def parse_backup_label(text: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -20,7 +19,8 @@ from archiver.errors import WalIntegrityError
 from archiver.postgres.walfile import StoredWal, store_wal
 from catalog.db.models import Source, WalFile
 from catalog.queries import ensure_source, record_objects
-from catalog.repository import Chunk, Repository, record_key
+from catalog.records import IdentityRecord, WalRecord
+from catalog.repository import Chunk, Repository
 from catalog.wal import parse_wal_name
 
 
@@ -30,14 +30,6 @@ class PushResult:
     oid: str
     stored_bytes: int
     already: bool  # the same content was archived before
-
-
-def wal_record_key(source: str, name: str) -> str:
-    return record_key(source, "wal", name)
-
-
-def identity_record_key(source: str) -> str:
-    return record_key(source, "identity", "postgres")
 
 
 def push_wal(
@@ -57,24 +49,23 @@ def push_wal(
             return _same_or_refuse(wal.name, row.oid, oid, 0)
         identity = _check_identity(src, stored)
 
-    fact = {
-        "type": "wal",
-        "source": source,
-        "name": wal.name,
-        "kind": wal.kind,
-        "timeline": wal.timeline,
-        "segno": wal.segno,
-        "oid": oid,
-        "size": stored.chunk.size,
-        "end_time": datetime.fromtimestamp(stored.mtime, UTC).isoformat(),
-        "archived_at": datetime.now(UTC).isoformat(),
-    }
-    earlier = repo.put_record(wal_record_key(source, wal.name), fact)
+    record = WalRecord(
+        source,
+        wal.name,
+        wal.kind,
+        wal.timeline,
+        wal.segno,
+        oid,
+        stored.chunk.size,
+        end_time=datetime.fromtimestamp(stored.mtime, UTC),
+        archived_at=datetime.now(UTC),
+    )
+    earlier = repo.put_fact(record)
     if earlier is not None:
         # Archived before, but the catalog had lost the row: the store decides.
-        _same_or_refuse(wal.name, earlier["oid"], oid, 0)
-        fact = earlier
-    _commit_row(repo, source, fact, stored.chunk, identity)
+        record = WalRecord.from_json(earlier)
+        _same_or_refuse(wal.name, record.oid, oid, 0)
+    _commit_row(repo, record, stored.chunk, identity)
     return PushResult(wal.name, oid, stored.chunk.stored_size, earlier is not None)
 
 
@@ -105,29 +96,19 @@ def _check_identity(src: Source, stored: StoredWal) -> tuple[str, int, int] | No
 
 def _commit_row(
     repo: Repository,
-    source: str,
-    fact: dict[str, Any],
+    record: WalRecord,
     chunk: Chunk,
     identity: tuple[str, int, int] | None,
 ) -> None:
+    source = record.source
     if identity is not None:
-        sysid, version, seg_size = identity
-        repo.put_record(
-            identity_record_key(source),
-            {
-                "type": "identity",
-                "source": source,
-                "system_identifier": sysid,
-                "pg_version": version,
-                "wal_segment_size": seg_size,
-            },
-        )
+        repo.put_fact(IdentityRecord(source, *identity))
     try:
         with repo.catalog.session() as s:
             src = ensure_source(s, source, "postgres")
             if identity is not None and src.system_identifier is None:
                 src.system_identifier, src.pg_version, src.wal_segment_size = identity
-            s.add(wal_row(src.id, fact))
+            s.add(record.row(src.id))
             record_objects(s, [chunk])
     except Exception as e:
         # A concurrent push of the same name won the insert: fine if identical.
@@ -136,21 +117,6 @@ def _commit_row(
         with repo.catalog.session() as s:
             src = ensure_source(s, source, "postgres")
             row = s.scalars(
-                select(WalFile).where(WalFile.source_id == src.id, WalFile.name == fact["name"])
+                select(WalFile).where(WalFile.source_id == src.id, WalFile.name == record.name)
             ).one()
-            _same_or_refuse(str(fact["name"]), row.oid, str(fact["oid"]), 0)
-
-
-def wal_row(source_id: int, fact: dict[str, Any]) -> WalFile:
-    """The catalog row of a WAL record (also used by catalog rebuild)."""
-    return WalFile(
-        source_id=source_id,
-        name=fact["name"],
-        kind=fact["kind"],
-        timeline=fact["timeline"],
-        segno=fact["segno"],
-        oid=fact["oid"],
-        size=fact["size"],
-        end_time=datetime.fromisoformat(str(fact["end_time"])),
-        archived_at=datetime.fromisoformat(str(fact["archived_at"])),
-    )
+            _same_or_refuse(record.name, row.oid, record.oid, 0)

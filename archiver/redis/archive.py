@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from catalog.db.models import RepoMeta, StreamBatch, StreamGap
 from catalog.queries import ensure_source, record_objects
+from catalog.records import BatchRecord, GapRecord, batch_key
 from catalog.redisformat import (
     Entry,
     StreamId,
@@ -28,42 +29,7 @@ from catalog.redisformat import (
     stream_label,
     stream_name,
 )
-from catalog.repository import Repository, record_key
-
-
-def batch_record_key(source: str, stream: bytes, first_id: str) -> str:
-    return record_key(source, "streams", f"{stream.hex()}/{first_id}")
-
-
-def gap_record_key(source: str, stream: bytes, from_id: str) -> str:
-    return record_key(source, "gaps", f"{stream.hex()}/{from_id}")
-
-
-def batch_row(source_id: int, fact: dict[str, Any]) -> StreamBatch:
-    """The catalog row of a stream batch record (also for catalog rebuild)."""
-    return StreamBatch(
-        source_id=source_id,
-        stream=fact["stream"],
-        first_id=fact["first_id"],
-        last_id=fact["last_id"],
-        first_ms=fact["first_ms"],
-        last_ms=fact["last_ms"],
-        count=fact["count"],
-        oid=fact["oid"],
-        archived_at=datetime.fromisoformat(fact["archived_at"]),
-    )
-
-
-def gap_row(source_id: int, fact: dict[str, Any]) -> StreamGap:
-    """The catalog row of a stream gap record (also for catalog rebuild)."""
-    return StreamGap(
-        source_id=source_id,
-        stream=fact["stream"],
-        from_id=fact["from_id"],
-        to_id=fact["to_id"],
-        detail=fact["detail"],
-        detected_at=datetime.fromisoformat(fact["detected_at"]),
-    )
+from catalog.repository import Repository
 
 
 class StreamArchive:
@@ -105,80 +71,78 @@ class StreamArchive:
             pos = parse_id(last_id)
             if name in out and out[name][0] >= pos:
                 continue
-            fact = self.repo.get_record(batch_record_key(self.source, name, first_id))
+            fact = self.repo.get_record(batch_key(self.source, name, first_id))
             counter = fact.get("added_at_last")
             out[name] = (pos, counter if isinstance(counter, int) else None)
         return out
 
     def ship(
         self, name: bytes, entries: Sequence[Entry], added_at_last: int | None
-    ) -> tuple[dict[str, Any], list[Entry]]:
-        """Archive entries as one batch; returns the batch's fact and the
+    ) -> tuple[BatchRecord, list[Entry]]:
+        """Archive entries as one batch; returns the batch's record and the
         entries it does not hold (when an earlier run stored a batch with the
         same first ID and different bounds, that batch stands)."""
         chunk = self.repo.put_chunk(encode_batch(name, entries))
         first, last = id_text(entries[0][0]), id_text(entries[-1][0])
-        fact: dict[str, Any] = {
-            "type": "stream_batch",
-            "source": self.source,
-            "stream": stream_label(name),
-            "stream_hex": name.hex(),
-            "first_id": first,
-            "last_id": last,
-            "first_ms": parse_id(first)[0],
-            "last_ms": parse_id(last)[0],
-            "count": len(entries),
-            "oid": chunk.oid,
-            "size": chunk.size,
-            # the stream's entries-added counter as of last_id (gap detection)
-            "added_at_last": added_at_last,
-            "archived_at": datetime.now(UTC).isoformat(),
-        }
-        existing = self.repo.put_record(batch_record_key(self.source, name, first), fact)
+        fact = BatchRecord(
+            self.source,
+            stream_label(name),
+            name.hex(),
+            first,
+            last,
+            parse_id(first)[0],
+            parse_id(last)[0],
+            len(entries),
+            chunk.oid,
+            chunk.size,
+            archived_at=datetime.now(UTC),
+            added_at_last=added_at_last,
+        )
+        existing = self.repo.put_fact(fact)
         leftover: list[Entry] = []
         if existing is not None:
-            fact = existing
-            end = parse_id(fact["last_id"])
+            fact = BatchRecord.from_json(existing)
+            end = parse_id(fact.last_id)
             leftover = [e for e in entries if parse_id(e[0]) > end]
         with self.repo.catalog.session() as session:
             src_id = self._src(session)
             there = session.scalars(
                 select(StreamBatch.id).where(
                     StreamBatch.source_id == src_id,
-                    StreamBatch.stream == fact["stream"],
-                    StreamBatch.first_id == fact["first_id"],
+                    StreamBatch.stream == fact.stream,
+                    StreamBatch.first_id == fact.first_id,
                 )
             ).first()
             if there is None:
-                session.add(batch_row(src_id, fact))
+                session.add(fact.row(src_id))
             record_objects(session, [chunk])
         return fact, leftover
 
     def gap(self, name: bytes, from_id: str, to_id: str, detail: str) -> bool:
         """Record entries known lost; False when this gap was already recorded."""
-        fact = {
-            "type": "stream_gap",
-            "source": self.source,
-            "stream": stream_label(name),
-            "stream_hex": name.hex(),
-            "from_id": from_id,
-            "to_id": to_id,
-            "detail": detail,
-            "detected_at": datetime.now(UTC).isoformat(),
-        }
-        existing = self.repo.put_record(gap_record_key(self.source, name, from_id), fact)
-        fact = existing or fact
+        fact = GapRecord(
+            self.source,
+            stream_label(name),
+            name.hex(),
+            from_id,
+            to_id,
+            detail,
+            datetime.now(UTC),
+        )
+        existing = self.repo.put_fact(fact)
+        if existing is not None:
+            fact = GapRecord.from_json(existing)
         with self.repo.catalog.session() as session:
             src_id = self._src(session)
             there = session.scalars(
                 select(StreamGap.id).where(
                     StreamGap.source_id == src_id,
-                    StreamGap.stream == fact["stream"],
-                    StreamGap.from_id == fact["from_id"],
+                    StreamGap.stream == fact.stream,
+                    StreamGap.from_id == fact.from_id,
                 )
             ).first()
             if there is None:
-                session.add(gap_row(src_id, fact))
+                session.add(fact.row(src_id))
         return existing is None
 
     def heartbeat(self, caught_up_ms: int) -> None:

@@ -22,17 +22,17 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from archiver.backups import commit_backup
+from archiver.backups import Taken, commit_backup
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable
 from archiver.redis.keys import SORT_RUN, batches, fetch_keys, sorted_keys
 from catalog.db.models import Backup, BackupObject
 from catalog.queries import ensure_source
+from catalog.records import BackupRecord
 from catalog.redisformat import (
     SNAPSHOT_MAGIC,
     connect,
@@ -40,28 +40,12 @@ from catalog.redisformat import (
     stream_label,
     time_reply_ms,
 )
-from catalog.repository import Chunk, Repository, record_key
+from catalog.repository import Chunk, Repository
 
 BATCH_KEYS = 256
 MIN_CHUNK = 512 << 10
 MAX_CHUNK = 8 << 20
 BOUNDARY_DIVISOR = 64
-
-
-@dataclass(frozen=True)
-class SnapshotResult:
-    id: str
-    keys: int
-    streams: int
-    size_bytes: int
-    stored_bytes: int
-    chunks: int
-    started_at: datetime
-    seconds: float
-
-
-def snapshot_record_key(source: str, snapshot_id: str) -> str:
-    return record_key(source, "snapshots", snapshot_id)
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -80,7 +64,7 @@ def take_snapshot(
     max_chunk: int = MAX_CHUNK,
     divisor: int = BOUNDARY_DIVISOR,
     sort_run: int = SORT_RUN,
-) -> SnapshotResult:
+) -> Taken:
     """Snapshot the keys matching key_patterns and the streams matching
     stream_patterns (the tailed streams are part of the source)."""
     import redis
@@ -136,37 +120,23 @@ def take_snapshot(
         "chunks": [c.oid for c in chunks],
         "streams": streams,
     }
-    fact = commit_backup(
-        repo,
-        {
-            "kind": "redis_snapshot",
-            "id": snapshot_id,
-            "source": source,
-            "started_at": started.isoformat(),
-            "finished_at": finished.isoformat(),
-            "size_bytes": size,
-            "details": {
-                "keys": keys,
-                "chunks": len(chunks),
-                "redis_version": version,
-                "started_ms": start_ms,
-                # stream label -> last ID contained in the snapshot (replay starts after it)
-                "streams": {label: s["last_id"] for label, s in streams.items()},
-            },
-        },
-        manifest,
-        chunks,
-    )
-    return SnapshotResult(
+    record = BackupRecord(
+        source,
         snapshot_id,
-        keys,
-        len(streams),
-        size,
-        fact["stored_bytes"],
-        len(chunks),
+        "redis_snapshot",
         started,
-        time.monotonic() - t0,
+        finished,
+        size_bytes=size,
+        details={
+            "keys": keys,
+            "chunks": len(chunks),
+            "redis_version": version,
+            "started_ms": start_ms,
+            # stream label -> last ID contained in the snapshot (replay starts after it)
+            "streams": {label: s["last_id"] for label, s in streams.items()},
+        },
     )
+    return Taken(commit_backup(repo, record, manifest, chunks), time.monotonic() - t0)
 
 
 # -- chunks ----------------------------------------------------------------------

@@ -241,12 +241,12 @@ class StreamTailer:
     def _flush_stream(self, s: StreamState) -> None:
         while s.buffer:
             fact, leftover = self.archive.ship(s.name, s.buffer, s.counter)
-            s.shipped = parse_id(fact["last_id"])
+            s.shipped = parse_id(fact.last_id)
             s.read = max(s.read, s.shipped)
             s.buffer = leftover
             s.opened = time.monotonic() if leftover else 0.0
             self.stats.batches += 1
-            self.stats.entries += fact["count"]
+            self.stats.entries += fact.count
 
     def _gap(self, s: StreamState, from_id: str, to_id: str, detail: str) -> None:
         if self.archive.gap(s.name, from_id, to_id, detail):

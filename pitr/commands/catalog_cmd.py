@@ -18,9 +18,9 @@ def command() -> None:
 def rebuild(app: AppContext, force: bool) -> None:
     """Recreate the catalog database from the object store alone."""
     from catalog.db.engine import Catalog
+    from catalog.rebuild import catalog_is_empty, rebuild_catalog, reset_catalog
     from catalog.repository import Repository
     from pitr.config import ConfigError
-    from pitr.rebuild import catalog_is_empty, rebuild_catalog, reset_catalog
 
     rc = app.config.repository
     key = app.repository_key()  # a wrong passphrase stops here, before a catalog is made

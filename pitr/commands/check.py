@@ -9,12 +9,15 @@ archive has holes.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pitr.context import AppContext
 from pitr.output import OUTPUT_CHOICE
+
+if TYPE_CHECKING:
+    from recovery.integrity import ReportedSource
 
 
 @click.command(name="check")
@@ -44,7 +47,9 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
         sys.exit(code)
 
 
-def chosen_sources(app: AppContext, source_name: str | None) -> list[tuple[str, str]]:
+def chosen_sources(app: AppContext, source_name: str | None) -> list[ReportedSource]:
+    """(name, kind, the kind's reports) of the sources asked about."""
+    from pitr import kinds
     from pitr.config import ConfigError
     from recovery.status import known_sources
 
@@ -52,7 +57,7 @@ def chosen_sources(app: AppContext, source_name: str | None) -> list[tuple[str, 
     sources = known_sources(app.repo(), configured, source_name)
     if source_name is not None and not sources:
         raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
-    return [(name, kind) for name, kind, _ in sources]
+    return [(name, kind, kinds.get(kind).reports) for name, kind, _ in sources]
 
 
 def exit_code(report: Any) -> int:

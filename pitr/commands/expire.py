@@ -59,7 +59,10 @@ def command(
     repo = app.repo()
     now = datetime.now(UTC)
     policy = Policy(keep, keep_within)
-    plans = [plan_expiry(repo, name, policy, now) for name, _ in chosen_sources(app, source_name)]
+    plans = [
+        plan_expiry(repo, name, hooks, policy, now)
+        for name, _, hooks in chosen_sources(app, source_name)
+    ]
     reused: list[str] = []
     if dry_run:
         found = garbage(repo, plans, now, grace)
@@ -98,9 +101,9 @@ def _json(plans: list[Any], found: Any, dry_run: bool, grace: timedelta) -> dict
                 "removed_backups": [
                     {"id": bid, "finished_at": format_utc(at)} for bid, at in p.removed
                 ],
-                "removed_wal": [w.name for w in p.wal],
-                "removed_stream_batches": sum(f.kind == "batch" for f in p.stream_facts),
-                "removed_stream_gaps": sum(f.kind == "gap" for f in p.stream_facts),
+                "removed_wal": [f.name for f in p.of_type("wal")],
+                "removed_stream_batches": len(p.of_type("stream_batch")),
+                "removed_stream_gaps": len(p.of_type("stream_gap")),
             }
             for p in plans
             if p.kind
@@ -128,8 +131,9 @@ def _print(plans: list[Any], doc: dict[str, Any]) -> None:
         rows += [[bid, verb, f"finished {when(at)}"] for bid, at in p.removed]
         if rows:
             table(None, ["backup", "", "why"], sorted(rows))
-        if p.wal:
-            click.echo(f"  {verb} {len(p.wal)} WAL files ({p.wal[0].name} .. {p.wal[-1].name})")
+        wal = s["removed_wal"]
+        if wal:
+            click.echo(f"  {verb} {len(wal)} WAL files ({wal[0]} .. {wal[-1]})")
         if s["removed_stream_batches"] or s["removed_stream_gaps"]:
             click.echo(
                 f"  {verb} {s['removed_stream_batches']} stream batches and "

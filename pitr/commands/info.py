@@ -18,13 +18,14 @@ from pitr.output import OUTPUT_CHOICE
 def command(app: AppContext, source_name: str | None, output: str) -> None:
     """Sources, backups, recoverable windows and sizes."""
     from catalog import reports
+    from pitr import kinds
     from pitr.config import ConfigError
     from recovery.status import known_sources, source_status
 
     repo = app.repo()
     configured = {s.name: s.kind for s in app.config.sources.values()}
     statuses = [
-        source_status(repo, name, kind, is_configured)
+        source_status(repo, name, kind, kinds.get(kind).reports, is_configured)
         for name, kind, is_configured in known_sources(repo, configured, source_name)
     ]
     if source_name is not None and not statuses:
@@ -85,6 +86,7 @@ def source_json(st: Any) -> dict[str, Any]:
 def _print(doc: dict[str, Any]) -> None:
     from datetime import datetime
 
+    from pitr import kinds
     from pitr.output import heading, table, when
     from pitr.units import human_bytes
 
@@ -106,20 +108,9 @@ def _print(doc: dict[str, Any]) -> None:
         click.echo(f"  recoverable: {t(src['recoverable_from'])} .. {t(src['recoverable_to'])}")
         for g in src["gaps"]:
             click.echo(f"  gap {t(g['from'])} .. {t(g['to'])}: {g['detail']}")
-        a = src["archive"]
-        if src["kind"] == "postgres":
-            click.echo(
-                f"  WAL: {a.get('wal_files', 0)} files, {human_bytes(a.get('wal_bytes', 0))} "
-                f"({human_bytes(a.get('wal_stored_bytes', 0))} stored), timelines "
-                f"{', '.join(map(str, a.get('timelines', []))) or '-'}, newest segment "
-                f"{a.get('newest_segment') or '-'}"
-            )
-        elif a:
-            click.echo(
-                f"  streams: {a['streams']}, {a['stream_entries']} entries in "
-                f"{a['stream_batches']} batches, {human_bytes(a['stream_stored_bytes'])} stored, "
-                f"{a['stream_gaps']} recorded gaps"
-            )
+        summary = kinds.get(src["kind"]).archive_summary(src["archive"])
+        if summary:
+            click.echo(f"  {summary}")
         click.echo(f"  last archived: {t(src['last_archived_at'])}")
         for note in src["notes"]:
             click.echo(f"  note: {note}")

@@ -61,6 +61,7 @@ def rpo(
     output: str,
 ) -> None:
     """Recovery point report: last archived, lag, recoverable window and gaps."""
+    from pitr import kinds
     from pitr.config import ConfigError
     from recovery.status import known_sources, source_status
 
@@ -71,7 +72,12 @@ def rpo(
         raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
     now = datetime.now(UTC)
     rows = [
-        assess(source_status(repo, name, kind, cfg), now, max_lag, max_backup_age)
+        assess(
+            source_status(repo, name, kind, kinds.get(kind).reports, cfg),
+            now,
+            max_lag,
+            max_backup_age,
+        )
         for name, kind, cfg in sources
     ]
     if output == "json":

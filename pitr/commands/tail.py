@@ -33,7 +33,10 @@ def command(
 ) -> None:
     """Archive the entries of the source's streams until SIGINT or SIGTERM,
     then ship what is buffered and exit 0."""
+    from pitr.kinds.redis import RedisConfig
+
     src = app.source(source_name, "redis")
+    assert isinstance(src, RedisConfig)  # app.source checked the kind
     if not src.streams:
         raise ConfigError(f"source {src.name!r} has no streams patterns to tail")
     from archiver.redis.tailer import StreamTailer

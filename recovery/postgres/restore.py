@@ -24,7 +24,8 @@ from sqlalchemy import select
 
 from catalog.db.models import Backup, WalFile
 from catalog.errors import IntegrityError
-from catalog.repository import Repository, record_key
+from catalog.records import wal_folder
+from catalog.repository import Repository
 from catalog.wal import transaction_times
 from recovery.errors import TargetNotEmpty
 from recovery.postgres.planner import PgPlan
@@ -80,7 +81,7 @@ def local_records_dir(repo: Repository, source: str) -> str | None:
 
     if not isinstance(repo.store, LocalStore):
         return None
-    return str((repo.store.root / record_key(source, "wal", "x")).parent.absolute())
+    return str((repo.store.root / wal_folder(source)).absolute())
 
 
 def load_manifest(repo: Repository, backup_id: str) -> dict[str, Any]:

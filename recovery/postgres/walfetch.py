@@ -15,7 +15,8 @@ import uuid
 from pathlib import Path
 
 from catalog.errors import ObjectNotFound
-from catalog.repository import Repository, record_key
+from catalog.records import wal_key
+from catalog.repository import Repository
 from recovery.errors import RestoreInputError
 
 
@@ -24,7 +25,7 @@ def fetch_wal(repo: Repository, source: str, name: str, dest: str | Path) -> boo
     if "/" in name or name in ("", ".", ".."):
         raise RestoreInputError(f"wal-fetch {name!r}: not a WAL file name")
     try:
-        fact = repo.get_record(record_key(source, "wal", name))
+        fact = repo.get_record(wal_key(source, name))
     except ObjectNotFound:
         return False
     data = repo.get_chunk(fact["oid"])

@@ -8,7 +8,6 @@ turns the fact back into rows. Objects are listed from the store.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +16,8 @@ from sqlalchemy.orm import Session
 
 from catalog.db.models import BackupObject, Base, StoredObject
 from catalog.queries import ensure_source
+from catalog.records import BackupRecord, IdentityRecord, Record, parse_record
 from catalog.repository import Repository
-
-Loader = Callable[[Repository, Session, dict[str, Any]], None]
 
 
 @dataclass
@@ -49,42 +47,19 @@ def reset_catalog(repo: Repository) -> None:
     repo.catalog.upgrade()
 
 
-def _identity(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    src = ensure_source(s, fact["source"], "postgres")
-    src.system_identifier = fact["system_identifier"]
-    src.pg_version = fact["pg_version"]
-    src.wal_segment_size = fact["wal_segment_size"]
-
-
-def _wal(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.postgres.walpush import wal_row
-
-    src = ensure_source(s, fact["source"], "postgres")
-    s.add(wal_row(src.id, fact))
-
-
-def _backup(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.backups import backup_row
-
-    kind = "postgres" if fact["kind"] == "pg_base" else "redis"
-    src = ensure_source(s, fact["source"], kind)
-    s.add(backup_row(src.id, fact))
-    s.flush()
-    manifest = json.loads(repo.get_chunk(fact["manifest_oid"]))
-    oids = {fact["manifest_oid"]} | manifest_objects(manifest)
-    s.add_all(BackupObject(backup_id=fact["id"], oid=oid) for oid in oids)
-
-
-def _stream_batch(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.redis.archive import batch_row
-
-    s.add(batch_row(ensure_source(s, fact["source"], "redis").id, fact))
-
-
-def _stream_gap(repo: Repository, s: Session, fact: dict[str, Any]) -> None:
-    from archiver.redis.archive import gap_row
-
-    s.add(gap_row(ensure_source(s, fact["source"], "redis").id, fact))
+def _load(repo: Repository, s: Session, record: Record) -> None:
+    src = ensure_source(s, record.source, record.source_kind)
+    if isinstance(record, IdentityRecord):
+        src.system_identifier = record.system_identifier
+        src.pg_version = record.pg_version
+        src.wal_segment_size = record.wal_segment_size
+        return
+    s.add(record.row(src.id))
+    if isinstance(record, BackupRecord):
+        s.flush()
+        manifest = json.loads(repo.get_chunk(record.manifest_oid))
+        oids = {record.manifest_oid} | manifest_objects(manifest)
+        s.add_all(BackupObject(backup_id=record.id, oid=oid) for oid in oids)
 
 
 def manifest_objects(manifest: dict[str, Any]) -> set[str]:
@@ -95,33 +70,24 @@ def manifest_objects(manifest: dict[str, Any]) -> set[str]:
     return oids
 
 
-LOADERS: dict[str, Loader] = {
-    "identity": _identity,
-    "wal": _wal,
-    "backup": _backup,
-    "stream_batch": _stream_batch,
-    "stream_gap": _stream_gap,
-}
-
-
 def rebuild_catalog(repo: Repository) -> RebuildResult:
     result = RebuildResult()
-    facts = []
+    records: list[Record] = []
     for key in repo.list_records("records/"):
-        fact = repo.get_record(key)
-        if fact.get("type") not in LOADERS:
+        record = parse_record(repo.get_record(key))
+        if record is None:
             result.skipped.append(key)
             continue
-        facts.append(fact)
+        records.append(record)
     # Identities first, so that sources carry their segment size before WAL rows.
-    facts.sort(key=lambda f: (f["type"] != "identity", f["type"] == "backup"))
+    records.sort(key=lambda r: (r.TYPE != IdentityRecord.TYPE, r.TYPE == BackupRecord.TYPE))
     with repo.catalog.session() as s:
         for info in repo.store.list("objects/"):
             oid = info.key.rsplit("/", 1)[-1]
             s.add(StoredObject(oid=oid, size=info.size, stored_size=info.size))
             result.objects += 1
         s.flush()
-        for fact in facts:
-            LOADERS[fact["type"]](repo, s, fact)
-            result.records[fact["type"]] = result.records.get(fact["type"], 0) + 1
+        for record in records:
+            _load(repo, s, record)
+            result.records[record.TYPE] = result.records.get(record.TYPE, 0) + 1
     return result

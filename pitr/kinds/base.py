@@ -1,0 +1,108 @@
+"""The source-kind seam: what a kind of source (PostgreSQL, Redis, ...)
+implements so that every command can serve it without knowing its name.
+
+A kind parses its own [sources.NAME] table into a typed config, takes
+backups, runs its continuous capture in the daemon, plans and carries out a
+restore to an instant, and tells the reports about itself. Commands look the
+kind up in the registry (pitr.kinds) and call these; they never branch on
+a kind's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pitr.configfile import ConfigError
+
+if TYPE_CHECKING:
+    from pitr.context import AppContext
+    from recovery.reporting import KindReports
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The keys every source has; each kind extends it with its own."""
+
+    KIND: ClassVar[str] = ""
+    KEYS: ClassVar[frozenset[str]] = frozenset({"kind", "backup_every"})
+    name: str
+    backup_every: timedelta | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What `pitr restore` was asked, for every kind alike."""
+
+    target: datetime
+    force: bool
+    # per-kind destination options by name (pgdata, redis_url); None: the source's own
+    into: dict[str, str | None]
+
+
+class RestoreJob(Protocol):
+    """A planned restore of one source, made before anything is touched."""
+
+    def describe(self) -> list[str]:
+        """The plan, a line each, for the operator to read before it runs."""
+
+    def check_target(self) -> None:
+        """Refuse (TargetNotEmpty, exit 3) a destination that would be overwritten."""
+
+    def execute(self, app: AppContext) -> None:
+        """Carry the plan out and print what was done."""
+
+
+class Capture(Protocol):
+    """A kind's continuous work in the daemon (a WAL pusher, a stream tailer)."""
+
+    def start(self) -> None:
+        """Begin working in threads of its own; return at once."""
+
+    def stop(self) -> None:
+        """Flush what is buffered and stop; return when done."""
+
+
+class SourceKind(Protocol):
+    name: str
+    config: type[SourceConfig]
+    # The restore option that names this kind's destination (e.g. "pgdata").
+    into_option: str
+    reports: KindReports
+
+    def parse(self, name: str, raw: dict[str, Any], at: str) -> SourceConfig:
+        """The typed config of a [sources.NAME] table (unknown keys already refused)."""
+
+    def backup(self, app: AppContext, src: Any, log: Log, progress: bool) -> None:
+        """Take a backup (or snapshot) and log a one-line summary."""
+
+    def capture(self, app: AppContext, src: Any, log: Log) -> Capture | None:
+        """The daemon's continuous capture of the source; None when it has none."""
+
+    def plan_restore(self, app: AppContext, src: Any, request: RestoreRequest) -> RestoreJob:
+        """The plan of a restore to request.target; PlanError (exit 3) with the
+        recoverable window when it cannot be met."""
+
+    def archive_summary(self, totals: dict[str, Any]) -> str | None:
+        """One line on what is archived (info), from the status totals."""
+
+
+def required_text(raw: dict[str, Any], key: str, at: str, kind: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{at}: {key} is required for a {kind} source")
+    return value
+
+
+def patterns(value: Any, at: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{at} must be a list of patterns")
+    return tuple(value)

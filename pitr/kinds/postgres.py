@@ -1,0 +1,223 @@
+"""The PostgreSQL source kind: WAL archiving and base backups (archiver/postgres),
+restore to an instant by laying a backup down and letting PostgreSQL replay
+the archived WAL (recovery/postgres)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import click
+
+from pitr.kinds.base import Log, RestoreRequest, SourceConfig, required_text
+from pitr.timeparse import format_utc
+
+if TYPE_CHECKING:
+    from archiver.postgres.walwatch import WalPusher
+    from pitr.context import AppContext
+    from recovery.postgres.planner import PgPlan
+
+
+@dataclass(frozen=True)
+class PostgresConfig(SourceConfig):
+    KIND: ClassVar[str] = "postgres"
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"dsn", "pgdata"}
+    dsn: str = ""
+    pgdata: str = ""
+
+
+class PostgresKind:
+    name = "postgres"
+    config = PostgresConfig
+    into_option = "pgdata"
+
+    @property
+    def reports(self) -> Any:
+        from recovery.postgres.report import PostgresReports
+
+        return PostgresReports()
+
+    def parse(self, name: str, raw: dict[str, Any], at: str) -> PostgresConfig:
+        dsn = required_text(raw, "dsn", at, self.name)
+        pgdata = required_text(raw, "pgdata", at, self.name)
+        return PostgresConfig(name, dsn=dsn, pgdata=pgdata)
+
+    def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
+        from archiver.postgres.backup import take_base_backup
+        from pitr.progress import byte_progress
+        from pitr.units import human_bytes
+
+        repo = app.repo()
+        if progress:
+            with byte_progress(f"backup {src.name}") as bar:
+                taken = take_base_backup(repo, src.name, src.dsn, src.pgdata, progress=bar)
+        else:
+            taken = take_base_backup(repo, src.name, src.dsn, src.pgdata)
+        r = taken.record
+        log(
+            f"backup {r.id} of {src.name}: {r.details['files']} files, "
+            f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the store, "
+            f"WAL {r.start_lsn}..{r.stop_lsn} on timeline {r.timeline}, {taken.seconds:.1f}s"
+        )
+
+    def capture(self, app: AppContext, src: PostgresConfig, log: Log) -> WalPusher:
+        from archiver.postgres.walmarks import mark_tag
+        from archiver.postgres.walwatch import WalPusher
+
+        tag = mark_tag(app.config.repository.url, src.name)
+        log(f"pushing WAL ahead from {src.pgdata}/pg_wal")
+        return WalPusher(app.repo(), src.name, src.pgdata, tag)
+
+    def plan_restore(
+        self, app: AppContext, src: PostgresConfig, request: RestoreRequest
+    ) -> PgRestoreJob:
+        from recovery.postgres.catalog import load_pg_state
+        from recovery.postgres.planner import plan_postgres
+        from recovery.postgres.restore import stops_at_target
+
+        repo = app.repo()
+        state = load_pg_state(repo, src.name)
+        plan = plan_postgres(
+            src.name,
+            request.target,
+            state.backups,
+            state.segments,
+            state.timelines,
+            state.seg_size,
+        )
+        pgdata = request.into.get(self.into_option) or src.pgdata
+        stop = stops_at_target(repo, state.source_id, plan)
+        return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force)
+
+    def archive_summary(self, totals: dict[str, Any]) -> str | None:
+        from pitr.units import human_bytes
+
+        a = totals
+        return (
+            f"WAL: {a.get('wal_files', 0)} files, {human_bytes(a.get('wal_bytes', 0))} "
+            f"({human_bytes(a.get('wal_stored_bytes', 0))} stored), timelines "
+            f"{', '.join(map(str, a.get('timelines', []))) or '-'}, newest segment "
+            f"{a.get('newest_segment') or '-'}"
+        )
+
+
+@dataclass
+class PgRestoreJob:
+    src: PostgresConfig
+    plan: PgPlan
+    stop_at_target: bool  # False: nothing archived happened after the target
+    source_id: int
+    pgdata: str
+    force: bool
+
+    def describe(self) -> list[str]:
+        p, src = self.plan, self.src
+        how = (
+            f"stop before the first transaction after {format_utc(p.target)}"
+            if self.stop_at_target
+            else "replay all archived WAL (nothing archived happened after the target)"
+        )
+        return [
+            f"{src.name} (postgres) into {self.pgdata}:",
+            f"  base backup {p.backup.id}, ended {format_utc(p.backup.finished_at)}",
+            f"  WAL {p.first_segment} .. {p.last_needed_segment} "
+            f"({p.needed} segments) on timeline {p.timeline}",
+            f"  {how}, then promote",
+            f"  recoverable window: {format_utc(p.recoverable_from)} .. "
+            f"{format_utc(p.recoverable_to)}",
+        ]
+
+    def check_target(self) -> None:
+        from recovery.postgres.restore import check_target
+
+        check_target(Path(self.pgdata), self.force)
+
+    def execute(self, app: AppContext) -> None:
+        from pitr.progress import byte_progress
+        from pitr.units import human_bytes
+        from recovery.postgres.restore import local_records_dir, restore_postgres, spool_entries
+        from recovery.postgres.spool import write_index
+
+        repo, src = app.repo(), self.src
+        # The prefetch spool lives beside the data directory, never inside it.
+        target = os.path.abspath(self.pgdata)
+        spool = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.pitr-spool")
+        shutil.rmtree(spool, ignore_errors=True)
+        # The spool's index first: a data directory renamed into place has its spool.
+        write_index(
+            spool,
+            src.name,
+            spool_entries(repo, self.source_id, self.plan),
+            not repo.codec.encrypted,
+            local_records_dir(repo, src.name),
+        )
+        try:
+            with byte_progress(f"restore {src.name}") as progress:
+                result = restore_postgres(
+                    repo,
+                    self.plan,
+                    self.pgdata,
+                    restore_command=restore_command(app, src.name, spool),
+                    stop_at_target=self.stop_at_target,
+                    end_command=restore_command(app, src.name, spool, remove_spool=True),
+                    force=self.force,
+                    progress=progress,
+                )
+        except BaseException:
+            shutil.rmtree(spool, ignore_errors=True)
+            raise
+        _give_to_owner(spool, result.pgdata)
+        if os.geteuid() != 0:
+            # Start fetching WAL now; run as root, the first wal-fetch starts it
+            # as the user that runs PostgreSQL instead.
+            from pitr.entry import start_prefetcher
+
+            start_prefetcher(app.config_path, spool)
+        click.echo(
+            f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
+            f"{result.pgdata}"
+        )
+        if result.set_aside:
+            click.echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
+        click.echo(
+            f"{src.name}: start PostgreSQL on {result.pgdata}; "
+            "it replays WAL to the target and promotes"
+        )
+
+
+def _give_to_owner(path: str, pgdata: str) -> None:
+    """Running as root: the spool belongs to whoever runs PostgreSQL on pgdata."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(pgdata)
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, st.st_uid, st.st_gid)
+
+
+def restore_command(app: AppContext, source: str, spool: str, remove_spool: bool = False) -> str:
+    """The restore_command PostgreSQL runs: this pitr, this configuration
+    (remove_spool: the recovery_end_command that clears the prefetch spool)."""
+    exe = os.path.abspath(sys.argv[0])
+    if not os.access(exe, os.X_OK) or os.path.basename(exe) != "pitr":
+        exe = shutil.which("pitr") or exe
+    parts = []
+    for var in ("PITR_REPO", "PITR_CATALOG"):
+        if os.environ.get(var):
+            parts.append(f"{var}={shlex.quote(os.environ[var])}")
+    parts.append(shlex.quote(exe))
+    if app.config.path:
+        parts += ["--config", shlex.quote(os.path.abspath(app.config.path))]
+    if remove_spool:
+        return " ".join([*parts, "wal-prefetch", "--remove", "--spool", shlex.quote(spool)])
+    parts += ["wal-fetch", "--source", shlex.quote(source), "--spool", shlex.quote(spool)]
+    parts += ["%f", "%p"]
+    return " ".join(parts)
+
+
+KIND = PostgresKind()

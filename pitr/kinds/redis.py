@@ -1,0 +1,161 @@
+"""The Redis source kind: stream tailing and keyspace snapshots
+(archiver/redis), restore of a keyspace and its streams to an instant
+(recovery/redis)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import click
+
+from pitr.kinds.base import Log, RestoreRequest, SourceConfig, patterns, required_text
+
+if TYPE_CHECKING:
+    from pitr.context import AppContext
+    from recovery.redis.plan import RedisRestorePlan
+
+
+@dataclass(frozen=True)
+class RedisConfig(SourceConfig):
+    KIND: ClassVar[str] = "redis"
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"url", "streams", "keys"}
+    url: str = ""
+    streams: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ("*",)
+
+    @property
+    def patterns(self) -> list[str]:
+        """What the source covers: its key patterns and its stream patterns."""
+        return sorted(set(self.keys) | set(self.streams))
+
+
+class RedisKind:
+    name = "redis"
+    config = RedisConfig
+    into_option = "redis_url"
+
+    @property
+    def reports(self) -> Any:
+        from recovery.redis.report import RedisReports
+
+        return RedisReports()
+
+    def parse(self, name: str, raw: dict[str, Any], at: str) -> RedisConfig:
+        return RedisConfig(
+            name,
+            url=required_text(raw, "url", at, self.name),
+            streams=patterns(raw.get("streams", []), f"{at}: streams"),
+            keys=patterns(raw.get("keys", ["*"]), f"{at}: keys"),
+        )
+
+    def backup(self, app: AppContext, src: RedisConfig, log: Log, progress: bool) -> None:
+        from archiver.redis.snapshot import take_snapshot
+        from pitr.timeparse import format_utc
+        from pitr.units import human_bytes
+
+        taken = take_snapshot(app.repo(), src.name, src.url, src.keys, src.streams)
+        r = taken.record
+        log(
+            f"snapshot {r.id} of {src.name}: {r.details['keys']} keys "
+            f"({len(r.details['streams'])} streams), "
+            f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the store, "
+            f"taken {format_utc(r.started_at)}, {taken.seconds:.1f}s"
+        )
+
+    def capture(self, app: AppContext, src: RedisConfig, log: Log) -> StreamCapture | None:
+        from archiver.redis.tailer import StreamTailer
+
+        if not src.streams:
+            log("no streams patterns, nothing to tail")
+            return None
+        log(f"tailing streams {', '.join(src.streams)}")
+        return StreamCapture(StreamTailer(app.repo(), src.name, src.url, src.streams, log=log))
+
+    def plan_restore(
+        self, app: AppContext, src: RedisConfig, request: RestoreRequest
+    ) -> RedisRestoreJob:
+        from catalog.queries import get_source
+        from recovery.redis.plan import choose_snapshot, load_plan
+
+        repo = app.repo()
+        with repo.catalog.session() as s:
+            source = get_source(s, src.name)
+            if source is None:
+                choose_snapshot(src.name, request.target, [], None)  # raises: no snapshot yet
+                raise AssertionError("unreachable")
+            plan = load_plan(s, src.name, source.id, request.target)
+        url = request.into.get(self.into_option) or src.url
+        return RedisRestoreJob(src, plan, url, request.force)
+
+    def archive_summary(self, totals: dict[str, Any]) -> str | None:
+        from pitr.units import human_bytes
+
+        a = totals
+        if not a:
+            return None
+        return (
+            f"streams: {a['streams']}, {a['stream_entries']} entries in "
+            f"{a['stream_batches']} batches, {human_bytes(a['stream_stored_bytes'])} stored, "
+            f"{a['stream_gaps']} recorded gaps"
+        )
+
+
+class StreamCapture:
+    """The stream tailer, run in a thread of the daemon."""
+
+    def __init__(self, tailer: Any) -> None:
+        self.tailer = tailer
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(
+            target=tailer.run, args=(self.stopping,), name="pitr-tail", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(60)
+
+
+@dataclass
+class RedisRestoreJob:
+    src: RedisConfig
+    plan: RedisRestorePlan
+    url: str
+    force: bool
+
+    def describe(self) -> list[str]:
+        return [f"{self.src.name} (redis): {line}" for line in self.plan.describe()]
+
+    def check_target(self) -> None:
+        """TargetNotEmpty (exit 3) when the target holds keys of the source's
+        patterns and force is not given."""
+        from recovery.redis.restore import check_target, connect_target
+
+        client = connect_target(self.url, f"restore {self.src.name}")
+        try:
+            check_target(client, self.src.name, self.url, self.src.patterns, self.force)
+        finally:
+            client.close()
+
+    def execute(self, app: AppContext) -> None:
+        from catalog.redisformat import safe_url
+        from recovery.redis.restore import restore_redis
+
+        src = self.src
+        r = restore_redis(app.repo(), self.plan, self.url, src.patterns, force=self.force)
+        parts = [f"{src.name}: restored {r.keys} keys into {safe_url(self.url)}"]
+        if r.expired:
+            parts.append(f"left out {r.expired} keys already expired at the target")
+        parts.append(f"replayed {r.entries} stream entries into {r.streams} streams")
+        if r.cut:
+            parts.append(f"removed {r.cut} snapshot entries newer than the target")
+        if r.replaced:
+            parts.append(f"replaced {r.replaced} existing keys")
+        click.echo(", ".join(parts) + f" ({r.seconds:.1f}s)")
+
+
+KIND = RedisKind()

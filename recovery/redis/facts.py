@@ -1,0 +1,47 @@
+"""What the catalog knows of a Redis source: snapshots, and how far the
+stream archive reaches."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.db.models import Backup, StreamBatch
+from recovery.redis.coverage import BatchRef, SnapshotRef
+
+
+@dataclass
+class RedisFacts:
+    snapshots: list[SnapshotRef]
+    covered: datetime | None  # every stream entry up to here is archived
+
+
+def load_redis(session: Session, source_id: int, name: str) -> RedisFacts:
+    rows = session.scalars(
+        select(Backup).where(Backup.source_id == source_id, Backup.kind == "redis_snapshot")
+    )
+    snaps = [
+        SnapshotRef(b.id, b.started_at, dict((b.details or {}).get("streams", {}))) for b in rows
+    ]
+    from recovery.redis.plan import tail_covered
+
+    return RedisFacts(snaps, tail_covered(session, source_id))
+
+
+def batch_refs(session: Session, source_id: int, oids: Collection[str]) -> list[BatchRef]:
+    """Batches whose object is among oids."""
+    wanted = set(oids)
+    rows = session.execute(
+        select(
+            StreamBatch.stream,
+            StreamBatch.first_id,
+            StreamBatch.last_id,
+            StreamBatch.first_ms,
+            StreamBatch.oid,
+        ).where(StreamBatch.source_id == source_id)
+    )
+    return [BatchRef(st, f, la, fm) for st, f, la, fm, oid in rows if oid in wanted]
