@@ -72,11 +72,18 @@ class Capture(Protocol):
 
 
 class SourceKind(Protocol):
-    name: str
-    config: type[SourceConfig]
-    # The restore option that names this kind's destination (e.g. "pgdata").
-    into_option: str
-    reports: KindReports
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> type[SourceConfig]: ...
+
+    @property
+    def into_option(self) -> str:
+        """The restore option that names this kind's destination (e.g. "pgdata")."""
+
+    @property
+    def reports(self) -> KindReports: ...
 
     def parse(self, name: str, raw: dict[str, Any], at: str) -> SourceConfig:
         """The typed config of a [sources.NAME] table (unknown keys already refused)."""

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
-from pitr.kinds.base import Log, RestoreRequest, SourceConfig, required_text
+from pitr.kinds.base import Log, RestoreRequest, SourceConfig, SourceKind, required_text
 from pitr.timeparse import format_utc
 
 if TYPE_CHECKING:
     from archiver.postgres.walwatch import WalPusher
     from pitr.context import AppContext
     from recovery.postgres.planner import PgPlan
+    from recovery.reporting import KindReports
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class PostgresKind:
     into_option = "pgdata"
 
     @property
-    def reports(self) -> Any:
+    def reports(self) -> KindReports:
         from recovery.postgres.report import PostgresReports
 
         return PostgresReports()
@@ -220,4 +221,4 @@ def restore_command(app: AppContext, source: str, spool: str, remove_spool: bool
     return " ".join(parts)
 
 
-KIND = PostgresKind()
+KIND: SourceKind = PostgresKind()

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
-from pitr.kinds.base import Log, RestoreRequest, SourceConfig, patterns, required_text
+from pitr.kinds.base import Log, RestoreRequest, SourceConfig, SourceKind, patterns, required_text
 
 if TYPE_CHECKING:
     from pitr.context import AppContext
     from recovery.redis.plan import RedisRestorePlan
+    from recovery.reporting import KindReports
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class RedisKind:
     into_option = "redis_url"
 
     @property
-    def reports(self) -> Any:
+    def reports(self) -> KindReports:
         from recovery.redis.report import RedisReports
 
         return RedisReports()
@@ -158,4 +159,4 @@ class RedisRestoreJob:
         click.echo(", ".join(parts) + f" ({r.seconds:.1f}s)")
 
 
-KIND = RedisKind()
+KIND: SourceKind = RedisKind()
