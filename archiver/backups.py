@@ -8,7 +8,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from catalog.db.models import BackupObject
+from sqlalchemy import select
+
+from catalog.db.models import Backup, BackupObject
 from catalog.queries import ensure_source, record_objects
 from catalog.records import BackupRecord
 from catalog.repository import Chunk, Repository
@@ -46,3 +48,19 @@ def commit_backup(
         for oid in {c.oid for c in chunks} | {manifest_chunk.oid}:
             s.add(BackupObject(backup_id=record.id, oid=oid))
     return record
+
+
+def objects_of_latest(repo: Repository, source: str, kind: str) -> set[str]:
+    """Objects of the source's newest backup of this kind: known to be
+    stored, so not written again."""
+    with repo.catalog.session() as s:
+        src = ensure_source(s, source, BackupRecord.KINDS[kind][1])
+        latest = s.scalars(
+            select(Backup.id)
+            .where(Backup.source_id == src.id, Backup.kind == kind)
+            .order_by(Backup.finished_at.desc())
+            .limit(1)
+        ).first()
+        if latest is None:
+            return set()
+        return set(s.scalars(select(BackupObject.oid).where(BackupObject.backup_id == latest)))

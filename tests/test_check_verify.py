@@ -14,10 +14,10 @@ from catalog.wal import HistoryEntry, segment_name
 from recovery.coverage import lost_ranges
 from recovery.postgres.continuity import wal_continuity
 from recovery.postgres.coverage import pg_coverage
+from recovery.postgres.facts import PgFacts, WalRef
+from recovery.postgres.planner import BackupPoint, TimelineInfo
 from recovery.redis.coverage import BatchRef as CoverBatch
 from recovery.redis.coverage import SnapshotRef, redis_coverage
-from recovery.postgres.planner import BackupPoint, TimelineInfo
-from recovery.postgres.facts import PgFacts, WalRef
 from tests.pgsupport import Archived
 from tests.redissupport import RedisSource, instant_of, make_source
 from tests.reportsupport import (
@@ -272,6 +272,11 @@ def test_window_has_a_gap_between_a_broken_chain_and_the_next_backup() -> None:
     assert "backup b cannot reach a consistent state" in lost.detail
 
 
+def damaged_batch(first: str, last: str, first_ms: int) -> CoverBatch:
+    last_ms = int(last.split("-")[0])
+    return CoverBatch("orders", first, last, first_ms, last_ms, 1, "bad", at(30))
+
+
 def test_redis_window_and_a_damaged_batch() -> None:
     ms = int(at(10).timestamp() * 1000)
     s1 = SnapshotRef("s1", at(0), {"orders": "1-0"})
@@ -279,12 +284,12 @@ def test_redis_window_and_a_damaged_batch() -> None:
     cov = redis_coverage([s1, s2], at(20))
     assert (cov.recoverable_from, cov.recoverable_to, cov.gaps) == (at(0), at(20), [])
     # A batch before s2 breaks restores from s1 only; one after s2 breaks both.
-    early = CoverBatch("orders", "2-0", f"{ms - 60_000}-0", int(at(5).timestamp() * 1000))
+    early = damaged_batch("2-0", f"{ms - 60_000}-0", int(at(5).timestamp() * 1000))
     broken = redis_coverage([s1, s2], at(20), bad_batches=[early])
     (lost,) = lost_ranges(cov, broken)
     assert (lost.start, lost.end) == (at(5), at(10)) and "orders 2-0" in lost.detail
     late_ms = int(at(15).timestamp() * 1000)
-    late = CoverBatch("orders", f"{late_ms}-0", f"{late_ms + 5}-0", late_ms)
+    late = damaged_batch(f"{late_ms}-0", f"{late_ms + 5}-0", late_ms)
     (lost,) = lost_ranges(cov, redis_coverage([s1, s2], at(20), bad_batches=[late]))
     assert (lost.start, lost.end) == (at(15), at(20))
     (lost,) = lost_ranges(cov, redis_coverage([s1, s2], at(20), bad_snapshots={"s1"}))

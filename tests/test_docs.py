@@ -11,8 +11,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from pitr import exitcodes
-from pitr import kinds
+from pitr import exitcodes, kinds
 from pitr.config import REPO_KEYS, load_config
 
 ROOT = Path(__file__).resolve().parent.parent

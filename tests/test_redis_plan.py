@@ -8,14 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from catalog.redisformat import to_ms
+from catalog.reports import GapFact
 from recovery.errors import PlanError
-from recovery.redis.plan import (
-    BatchRef,
-    GapRef,
-    SnapshotPoint,
-    plan_redis,
-    window,
-)
+from recovery.redis.coverage import BatchRef
+from recovery.redis.plan import SnapshotPoint, plan_redis, window
 
 T0 = datetime(2025, 1, 16, 12, 0, tzinfo=UTC)
 T0_MS = to_ms(T0)
@@ -49,8 +45,8 @@ def batch(stream: str, first: float, last: float, archived: float | None = None)
     )
 
 
-def gap(stream: str, kind: str, frm: float, to: float, detected: float) -> GapRef:
-    return GapRef(stream, sid(frm), sid(to), f"{kind}: test", at(detected))
+def gap(stream: str, kind: str, frm: float, to: float, detected: float) -> GapFact:
+    return GapFact(stream, sid(frm), sid(to), f"{kind}: test", at(detected))
 
 
 S = "cb:stream:s"
@@ -65,7 +61,7 @@ class Case:
     target: float
     snapshots: list[SnapshotPoint]
     batches: list[BatchRef] = field(default_factory=lambda: BATCHES)
-    gaps: list[GapRef] = field(default_factory=list)
+    gaps: list[GapFact] = field(default_factory=list)
     covered: float | None = 100
     # expectations: snapshot id, {stream: (after, reset, first IDs of the batches)}
     snapshot: str | None = None

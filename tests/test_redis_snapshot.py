@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from archiver.redis.keys import sorted_keys
 from archiver.redis.snapshot import take_snapshot
-from catalog.records import backup_key
 from catalog.db.models import Backup, BackupObject
 from catalog.queries import get_source
+from catalog.records import backup_key
 from catalog.repository import Repository
 from recovery.errors import TargetNotEmpty
 from recovery.redis.plan import load_snapshots, plan_redis

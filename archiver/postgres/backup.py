@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from archiver.backups import Taken, commit_backup
+from archiver.backups import Taken, commit_backup, objects_of_latest
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegrityError
 from archiver.filecopy import Copier, FileCopy
 from archiver.postgres.files import Entry, walk_pgdata
-from catalog.db.models import Backup, BackupObject, WalFile
+from catalog.db.models import WalFile
 from catalog.queries import ensure_source
 from catalog.records import BackupRecord
 from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository
@@ -56,7 +56,7 @@ def take_base_backup(
         with conn:
             server = _server_facts(conn, source, root)
             _check_identity(repo, source, server)
-            known = _objects_of_latest_backup(repo, source)
+            known = objects_of_latest(repo, source, "pg_base")
             started = datetime.now(UTC)
             backup_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
             label = f"pitr {source} {backup_id}"
@@ -176,21 +176,6 @@ def _check_identity(repo: Repository, source: str, server: dict[str, Any]) -> No
                 f"backup {source}: the server is system {server['sysid']}, but the source "
                 f"archives system {src.system_identifier}"
             )
-
-
-def _objects_of_latest_backup(repo: Repository, source: str) -> set[str]:
-    """Objects of the newest backup: known to be stored, so not written again."""
-    with repo.catalog.session() as s:
-        src = ensure_source(s, source, "postgres")
-        latest = s.scalars(
-            select(Backup.id)
-            .where(Backup.source_id == src.id)
-            .order_by(Backup.finished_at.desc())
-            .limit(1)
-        ).first()
-        if latest is None:
-            return set()
-        return set(s.scalars(select(BackupObject.oid).where(BackupObject.backup_id == latest)))
 
 
 def _copy_files(

@@ -105,16 +105,7 @@ class StreamArchive:
             end = parse_id(fact.last_id)
             leftover = [e for e in entries if parse_id(e[0]) > end]
         with self.repo.catalog.session() as session:
-            src_id = self._src(session)
-            there = session.scalars(
-                select(StreamBatch.id).where(
-                    StreamBatch.source_id == src_id,
-                    StreamBatch.stream == fact.stream,
-                    StreamBatch.first_id == fact.first_id,
-                )
-            ).first()
-            if there is None:
-                session.add(fact.row(src_id))
+            self._add_row(session, fact, StreamBatch.first_id == fact.first_id)
             record_objects(session, [chunk])
         return fact, leftover
 
@@ -133,17 +124,20 @@ class StreamArchive:
         if existing is not None:
             fact = GapRecord.from_json(existing)
         with self.repo.catalog.session() as session:
-            src_id = self._src(session)
-            there = session.scalars(
-                select(StreamGap.id).where(
-                    StreamGap.source_id == src_id,
-                    StreamGap.stream == fact.stream,
-                    StreamGap.from_id == fact.from_id,
-                )
-            ).first()
-            if there is None:
-                session.add(fact.row(src_id))
+            self._add_row(session, fact, StreamGap.from_id == fact.from_id)
         return existing is None
+
+    def _add_row(self, session: Any, fact: BatchRecord | GapRecord, same: Any) -> None:
+        """The fact's row unless the stream already has it (same: what else matches)."""
+        row = fact.row(self._src(session))
+        model = type(row)
+        there = session.scalars(
+            select(model.id).where(
+                model.source_id == row.source_id, model.stream == fact.stream, same
+            )
+        ).first()
+        if there is None:
+            session.add(row)
 
     def heartbeat(self, caught_up_ms: int) -> None:
         """Every entry up to this server instant is archived (for RPO and restore)."""

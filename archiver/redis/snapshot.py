@@ -25,13 +25,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from archiver.backups import Taken, commit_backup
+from archiver.backups import Taken, commit_backup, objects_of_latest
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable
 from archiver.redis.keys import SORT_RUN, batches, fetch_keys, sorted_keys
-from catalog.db.models import Backup, BackupObject
-from catalog.queries import ensure_source
 from catalog.records import BackupRecord
 from catalog.redisformat import (
     SNAPSHOT_MAGIC,
@@ -76,7 +72,7 @@ def take_snapshot(
     try:
         version = str(client.info("server").get("redis_version", "unknown"))
         start_ms = time_reply_ms(client.time())
-        known = _objects_of_latest_snapshot(repo, source)
+        known = objects_of_latest(repo, source, "redis_snapshot")
         chunker = _Chunker(repo, known, min_chunk, max_chunk, divisor)
         types: Counter[str] = Counter()
         streams: dict[str, dict[str, Any]] = {}
@@ -173,18 +169,3 @@ class _Chunker:
         data = SNAPSHOT_MAGIC + b"".join(self._parts)
         self._parts, self._size = [], 0
         self.chunks.append(self.repo.put_chunk(data, known=self.known))
-
-
-def _objects_of_latest_snapshot(repo: Repository, source: str) -> set[str]:
-    """Objects of the newest snapshot: known to be stored, not written again."""
-    with repo.catalog.session() as s:
-        src = ensure_source(s, source, "redis")
-        latest = s.scalars(
-            select(Backup.id)
-            .where(Backup.source_id == src.id, Backup.kind == "redis_snapshot")
-            .order_by(Backup.started_at.desc())
-            .limit(1)
-        ).first()
-        if latest is None:
-            return set()
-        return set(s.scalars(select(BackupObject.oid).where(BackupObject.backup_id == latest)))

@@ -19,10 +19,16 @@ class SnapshotRef:
 
 @dataclass(frozen=True)
 class BatchRef:
+    """An archived batch of one stream's entries, as the catalog row has it."""
+
     stream: str
     first_id: str
     last_id: str
     first_ms: int
+    last_ms: int
+    count: int
+    oid: str
+    archived_at: datetime
 
 
 def snapshot_position(snap: SnapshotRef, stream: str) -> tuple[int, int]:

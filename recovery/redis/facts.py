@@ -35,13 +35,11 @@ def load_redis(session: Session, source_id: int, name: str) -> RedisFacts:
 def batch_refs(session: Session, source_id: int, oids: Collection[str]) -> list[BatchRef]:
     """Batches whose object is among oids."""
     wanted = set(oids)
-    rows = session.execute(
-        select(
-            StreamBatch.stream,
-            StreamBatch.first_id,
-            StreamBatch.last_id,
-            StreamBatch.first_ms,
-            StreamBatch.oid,
-        ).where(StreamBatch.source_id == source_id)
+    rows = session.scalars(select(StreamBatch).where(StreamBatch.source_id == source_id))
+    return [batch_ref(b) for b in rows if b.oid in wanted]
+
+
+def batch_ref(b: StreamBatch) -> BatchRef:
+    return BatchRef(
+        b.stream, b.first_id, b.last_id, b.first_ms, b.last_ms, b.count, b.oid, b.archived_at
     )
-    return [BatchRef(st, f, la, fm) for st, f, la, fm, oid in rows if oid in wanted]

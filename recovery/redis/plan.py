@@ -31,7 +31,10 @@ from catalog.redisformat import (
     parse_id,
     to_ms,
 )
+from catalog.reports import GapFact
 from recovery.errors import PlanError
+from recovery.redis.coverage import BatchRef
+from recovery.redis.facts import batch_ref
 
 
 @dataclass(frozen=True)
@@ -42,27 +45,6 @@ class SnapshotPoint:
     manifest_oid: str
     keys: int
     streams: Mapping[str, str]  # stream label -> last ID the snapshot holds
-
-
-@dataclass(frozen=True)
-class BatchRef:
-    stream: str
-    first_id: str
-    last_id: str
-    first_ms: int
-    last_ms: int
-    count: int
-    oid: str
-    archived_at: datetime
-
-
-@dataclass(frozen=True)
-class GapRef:
-    stream: str
-    from_id: str
-    to_id: str
-    detail: str
-    detected_at: datetime
 
 
 @dataclass(frozen=True)
@@ -80,7 +62,7 @@ class RedisRestorePlan:
     target_ms: int
     snapshot: SnapshotPoint
     replays: tuple[StreamReplay, ...]
-    gaps: tuple[GapRef, ...]  # entries known lost inside what is replayed
+    gaps: tuple[GapFact, ...]  # entries known lost inside what is replayed
     recoverable_from: datetime
     recoverable_to: datetime
     warnings: tuple[str, ...] = ()
@@ -164,7 +146,7 @@ def plan_redis(
     target: datetime,
     snapshots: Iterable[SnapshotPoint],
     batches: Iterable[BatchRef],
-    gaps: Iterable[GapRef],
+    gaps: Iterable[GapFact],
     covered: datetime | None,
 ) -> RedisRestorePlan:
     snaps = list(snapshots)
@@ -176,12 +158,12 @@ def plan_redis(
     by_stream: dict[str, list[BatchRef]] = defaultdict(list)
     for b in batches:
         by_stream[b.stream].append(b)
-    gaps_by: dict[str, list[GapRef]] = defaultdict(list)
+    gaps_by: dict[str, list[GapFact]] = defaultdict(list)
     for g in gaps:
         gaps_by[g.stream].append(g)
 
     replays: list[StreamReplay] = []
-    lost: list[GapRef] = []
+    lost: list[GapFact] = []
     for label in sorted(set(snap.streams) | set(by_stream)):
         recreations = [
             g
@@ -290,11 +272,6 @@ def load_plan(session: Session, source: str, source_id: int, target: datetime) -
         )
     ).all()
     gap_rows = session.scalars(select(StreamGap).where(StreamGap.source_id == source_id)).all()
-    batches = [
-        BatchRef(
-            b.stream, b.first_id, b.last_id, b.first_ms, b.last_ms, b.count, b.oid, b.archived_at
-        )
-        for b in batch_rows
-    ]
-    gaps = [GapRef(g.stream, g.from_id, g.to_id, g.detail, g.detected_at) for g in gap_rows]
+    batches = [batch_ref(b) for b in batch_rows]
+    gaps = [GapFact(g.stream, g.from_id, g.to_id, g.detail, g.detected_at) for g in gap_rows]
     return plan_redis(source, target, snapshots, batches, gaps, covered)
