@@ -260,7 +260,7 @@ def pitr_archive_command(config: Path) -> str:
 
 
 def pitr_has(command: str) -> bool:
-    """Whether this pitr has `command` (the CLI lists planned commands as stubs)."""
+    """Whether this pitr has `command` (older trees listed planned commands as stubs)."""
     proc = subprocess.run(
         [os.fspath(PITR_BIN), command, "--help"], capture_output=True, text=True, check=False
     )

@@ -84,7 +84,3 @@ class AppContext:
                 lazy_catalog=lazy_catalog,
             )
         return self._repo
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
