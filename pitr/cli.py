@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("pitr: aborted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except click.ClickException as e:
         e.show()
         sys.exit(exitcodes.USAGE)
     except KeyboardInterrupt:
         click.echo("pitr: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except Exception as e:
         code = exitcodes.exit_code_for(e)
         if code is None:

@@ -24,7 +24,7 @@ from tests.reportsupport import (
 )
 from tests.servers import RedisFactory
 
-# The fields INTERFACE.md promises, and all that docs/reference.md lists.
+# The fields docs/reference.md lists.
 INFO_SOURCE_FIELDS = {
     "name",
     "kind",
