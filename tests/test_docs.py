@@ -278,6 +278,7 @@ def test_reference_exit_code_table_is_the_code() -> None:
 # Where the reporting commands build their JSON: file -> functions. The
 # dict keys these functions write are the fields the commands print.
 JSON_BUILDERS = {
+    "pitr/output.py": ("window_json", "piece_json"),
     "pitr/commands/info.py": ("command", "source_json"),
     "pitr/commands/report.py": ("rpo_json",),
     "pitr/commands/check.py": ("report_json",),
