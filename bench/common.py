@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.harness import wait_until
 from tests.servers import PG_BIN, PG_USER, PITR_BIN, as_user, clean_env, new_dir
 
 PGBACKREST = "pgbackrest"
@@ -83,14 +84,11 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def wait_for(
     predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    """tests.harness.wait_until, failing as a step of the benchmark."""
+    try:
+        return wait_until(predicate, timeout, what, interval)
+    except TimeoutError as e:
+        raise BenchError(str(e)) from None
 
 
 def postgres_ids() -> tuple[int, int]:
@@ -249,6 +247,13 @@ def pitr_config(
     return write_pg_file(path, text)
 
 
+def pitr_init(cluster: Any, path: Path, repo: Path) -> Path:
+    """The config of a pitr repository archiving a PostgresCluster, initialised."""
+    config = pitr_config(path, repo, dsn=cluster.dsn, pgdata=cluster.pgdata)
+    run(pitr_argv(config, "init"), "pitr init", user=PG_USER)
+    return config
+
+
 def pitr_argv(config: Path, *args: str) -> list[str]:
     return [os.fspath(PITR_BIN), "--config", os.fspath(config), *args]
 
@@ -260,7 +265,7 @@ def pitr_archive_command(config: Path) -> str:
 
 
 def pitr_has(command: str) -> bool:
-    """Whether this pitr has `command` (the CLI lists planned commands as stubs)."""
+    """Whether this pitr has `command` (older trees listed planned commands as stubs)."""
     proc = subprocess.run(
         [os.fspath(PITR_BIN), command, "--help"], capture_output=True, text=True, check=False
     )
@@ -275,6 +280,12 @@ def catalog_query(repo: Path, sql: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql))
     finally:
         conn.close()
+
+
+def pitr_segments(repo: Path) -> int:
+    """WAL segments a local pitr repository's catalog holds."""
+    rows = catalog_query(repo, "SELECT count(*) FROM wal_files WHERE kind = 'segment'")
+    return int(rows[0][0])
 
 
 # -- pgBackRest ---------------------------------------------------------------
@@ -317,6 +328,20 @@ def pgbackrest_config(
         "",
     ]
     return write_pg_file(path, "\n".join(lines))
+
+
+def pgbackrest_stanza(cluster: Any, base: Path, *, archive_async: bool = False) -> Path:
+    """The config of a pgBackRest stanza under base for a PostgresCluster, created."""
+    config = pgbackrest_config(
+        base / "pgbackrest.conf",
+        base,
+        cluster.pgdata,
+        cluster.port,
+        cluster.socket_dir,
+        archive_async=archive_async,
+    )
+    run(pgbackrest_argv(config, "stanza-create"), "pgbackrest stanza-create", user=PG_USER)
+    return config
 
 
 def pgbackrest_argv(config: Path, *args: str) -> list[str]:

@@ -27,19 +27,18 @@ from bench.common import (
     PG_SETTINGS,
     Background,
     BenchError,
-    catalog_query,
     chown_postgres,
     du,
     pg_dir,
     pg_tool,
     pgbackrest_archive_command,
-    pgbackrest_argv,
-    pgbackrest_config,
     pgbackrest_segments,
+    pgbackrest_stanza,
     pitr_archive_command,
     pitr_argv,
-    pitr_config,
     pitr_has,
+    pitr_init,
+    pitr_segments,
     ready_count,
     run,
     wait_for,
@@ -102,27 +101,13 @@ class Tool:
 
 def _pitr(cluster: PostgresCluster, base: Path) -> tuple[str, Callable[[], int], Path]:
     repo = base / "repo"
-    config = pitr_config(base / "pitr.toml", repo, dsn=cluster.dsn, pgdata=cluster.pgdata)
-    run(pitr_argv(config, "init"), "pitr init", user=PG_USER)
-
-    def count() -> int:
-        rows = catalog_query(repo, "SELECT count(*) FROM wal_files WHERE kind = 'segment'")
-        return int(rows[0][0])
-
-    return pitr_archive_command(config), count, repo
+    config = pitr_init(cluster, base / "pitr.toml", repo)
+    return pitr_archive_command(config), lambda: pitr_segments(repo), repo
 
 
 def _pgbackrest(asynchronous: bool) -> Callable[..., tuple[str, Callable[[], int], Path]]:
     def prepare(cluster: PostgresCluster, base: Path) -> tuple[str, Callable[[], int], Path]:
-        config = pgbackrest_config(
-            base / "pgbackrest.conf",
-            base,
-            cluster.pgdata,
-            cluster.port,
-            cluster.socket_dir,
-            archive_async=asynchronous,
-        )
-        run(pgbackrest_argv(config, "stanza-create"), "pgbackrest stanza-create", user=PG_USER)
+        config = pgbackrest_stanza(cluster, base, archive_async=asynchronous)
         repo = base / "repo"
         return pgbackrest_archive_command(config), lambda: pgbackrest_segments(repo), repo
 

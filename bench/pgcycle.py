@@ -32,10 +32,10 @@ from bench.common import (
     pg_tool,
     pgbackrest_archive_command,
     pgbackrest_argv,
-    pgbackrest_config,
+    pgbackrest_stanza,
     pitr_archive_command,
     pitr_argv,
-    pitr_config,
+    pitr_init,
     run,
     timed,
     wait_for,
@@ -60,15 +60,11 @@ def backup_and_restore(
     cluster.start()
     base = pg_dir("cycle-")
     pitr_repo = base / "pitr-repo"
-    pitr_cfg = pitr_config(base / "pitr.toml", pitr_repo, dsn=cluster.dsn, pgdata=cluster.pgdata)
-    run(pitr_argv(pitr_cfg, "init"), "pitr init", user=PG_USER)
+    pitr_cfg = pitr_init(cluster, base / "pitr.toml", pitr_repo)
     pgb_base = base / "pgbackrest"
     pgb_base.mkdir()
     chown_postgres(pgb_base)
-    pgb_cfg = pgbackrest_config(
-        pgb_base / "pgbackrest.conf", pgb_base, cluster.pgdata, cluster.port, cluster.socket_dir
-    )
-    run(pgbackrest_argv(pgb_cfg, "stanza-create"), "pgbackrest stanza-create", user=PG_USER)
+    pgb_cfg = pgbackrest_stanza(cluster, pgb_base)
     pitr_push = pitr_archive_command(pitr_cfg)
     pgb_push = pgbackrest_archive_command(pgb_cfg)
     cluster.psql(
@@ -87,10 +83,7 @@ def backup_and_restore(
             cfg, repo = pitr_cfg, pitr_repo
             if round_no < repeat - 1:
                 repo = base / f"pitr-repo-{round_no}"
-                cfg = pitr_config(
-                    base / f"pitr-{round_no}.toml", repo, dsn=cluster.dsn, pgdata=cluster.pgdata
-                )
-                run(pitr_argv(cfg, "init"), "pitr init", user=PG_USER)
+                cfg = pitr_init(cluster, base / f"pitr-{round_no}.toml", repo)
             seconds, _ = timed(lambda: run(pitr_argv(cfg, "backup"), "pitr backup", user=PG_USER))
             return _pitr_backup_row(repo, seconds)
 

@@ -124,62 +124,8 @@ def render(results: dict[str, Any]) -> str:
         out.append("")
     pg = results.get("postgres")
     if pg:
-        out.append(
-            f"Full base backup of the same database ({_mib(pg['backup'][0]['db_bytes'])} MiB), "
-            "archiving on; speed vs pgBackRest = its time / pitr's; median of "
-            f"{len(pg['backup'][0].get('runs_seconds', [0]))} runs per tool, "
-            "alternating which goes first"
-        )
-        byt = {r["tool"]: r for r in pg["backup"]}
-        pgb_b = byt.get("pgBackRest")
-        rows = [
-            [
-                r["tool"],
-                r["seconds"],
-                _mib(r["stored_bytes"]),
-                _x(ratio(pgb_b["seconds"], r["seconds"]) if pgb_b else None),
-                _x(ratio(r["stored_bytes"], pgb_b["stored_bytes"]) if pgb_b else None),
-                " ".join(f"{t:.2f}" for t in r.get("runs_seconds", [])),
-                r["settings"],
-            ]
-            for r in pg["backup"]
-        ]
-        out += _table(
-            ["tool", "seconds", "stored MiB", "speed vs pgBackRest", "size vs pgBackRest"]
-            + ["all runs (s)", "settings"],
-            rows,
-            {1, 2, 3, 4},
-        )
-        out.append("")
-        work = f" after {pg['workload']}" if pg.get("workload") else ""
-        out.append(
-            f"Restore to an instant ({pg['target']} UTC{work}), timed until the restored "
-            "cluster has promoted and answers a query; median of "
-            f"{len(pg['restore'][0].get('runs_total_seconds', [0]))} runs per tool, "
-            "alternating which goes first"
-        )
-        byr = {r["tool"]: r for r in pg["restore"]}
-        pgb_r = byr.get("pgBackRest")
-        rows = [
-            [
-                r["tool"],
-                r["restore_seconds"],
-                r["recovery_seconds"],
-                r["total_seconds"],
-                _x(ratio(pgb_r["total_seconds"], r["total_seconds"]) if pgb_r else None),
-                r.get("segments_restored", "-"),
-                "ok" if r["markers"] == [1] else str(r["markers"]),
-                " ".join(f"{t:.2f}" for t in r.get("runs_total_seconds", [])),
-            ]
-            for r in pg["restore"]
-        ]
-        out += _table(
-            ["tool", "restore s", "start+replay s", "total s", "speed vs pgBackRest"]
-            + ["WAL files fetched", "markers", "all runs (total s)"],
-            rows,
-            {1, 2, 3, 4, 5},
-        )
-        out.append("")
+        out += _backup_section(pg["backup"])
+        out += _restore_section(pg)
     tail = results.get("redis_tail")
     if tail:
         out.append(
@@ -215,6 +161,82 @@ def render(results: dict[str, Any]) -> str:
     for n in results.get("notes") or []:
         out.append(f"note: {n}")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _pgbackrest(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    return {r["tool"]: r for r in rows}.get("pgBackRest")
+
+
+def _speed(pgb: dict[str, Any] | None, r: dict[str, Any], key: str) -> str:
+    """pgBackRest's time over this tool's: above 1x, this one is faster."""
+    return _x(ratio(pgb[key], r[key]) if pgb else None)
+
+
+def _all_runs(r: dict[str, Any], key: str) -> str:
+    return " ".join(f"{t:.2f}" for t in r.get(key, []))
+
+
+def _median_of(rows: Sequence[dict[str, Any]], key: str) -> str:
+    runs = len(rows[0].get(key, [0]))
+    return f"median of {runs} runs per tool, alternating which goes first"
+
+
+def _backup_section(backups: list[dict[str, Any]]) -> list[str]:
+    pgb = _pgbackrest(backups)
+    rows = [
+        [
+            r["tool"],
+            r["seconds"],
+            _mib(r["stored_bytes"]),
+            _speed(pgb, r, "seconds"),
+            _x(ratio(r["stored_bytes"], pgb["stored_bytes"]) if pgb else None),
+            _all_runs(r, "runs_seconds"),
+            r["settings"],
+        ]
+        for r in backups
+    ]
+    return [
+        f"Full base backup of the same database ({_mib(backups[0]['db_bytes'])} MiB), "
+        "archiving on; speed vs pgBackRest = its time / pitr's; "
+        + _median_of(backups, "runs_seconds"),
+        *_table(
+            ["tool", "seconds", "stored MiB", "speed vs pgBackRest", "size vs pgBackRest"]
+            + ["all runs (s)", "settings"],
+            rows,
+            {1, 2, 3, 4},
+        ),
+        "",
+    ]
+
+
+def _restore_section(pg: dict[str, Any]) -> list[str]:
+    restores = pg["restore"]
+    pgb = _pgbackrest(restores)
+    rows = [
+        [
+            r["tool"],
+            r["restore_seconds"],
+            r["recovery_seconds"],
+            r["total_seconds"],
+            _speed(pgb, r, "total_seconds"),
+            r.get("segments_restored", "-"),
+            "ok" if r["markers"] == [1] else str(r["markers"]),
+            _all_runs(r, "runs_total_seconds"),
+        ]
+        for r in restores
+    ]
+    work = f" after {pg['workload']}" if pg.get("workload") else ""
+    return [
+        f"Restore to an instant ({pg['target']} UTC{work}), timed until the restored "
+        "cluster has promoted and answers a query; " + _median_of(restores, "runs_total_seconds"),
+        *_table(
+            ["tool", "restore s", "start+replay s", "total s", "speed vs pgBackRest"]
+            + ["WAL files fetched", "markers", "all runs (total s)"],
+            rows,
+            {1, 2, 3, 4, 5},
+        ),
+        "",
+    ]
 
 
 # The targets of issue 6: drain at least 1.5x pgBackRest's rate; back up at least as

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -126,8 +127,36 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench: run as root (PostgreSQL is started as the postgres user)", file=sys.stderr)
         return 2
+    root = _prepare(args.workdir)
+
+    from bench.common import Background
+
+    run = Run(_new_results(args))
+    try:
+        _run_phases(run, args)
+    except KeyboardInterrupt:
+        log("interrupted: stopping servers and removing temporary files")
+        _cleanup(root, Background)
+        return 130
+    finally:
+        if run.backlog is not None:
+            run.backlog.cluster.cleanup()
+    _cleanup(root, Background)
+    _write_results(run.results, Path(args.output))
+    return 1 if run.results["errors"] else 0
+
+
+@dataclass
+class Run:
+    results: dict[str, Any]
+    backlog: Any = None  # bench.drain's backlog once built: its cluster is cleaned up last
+
+
+def _prepare(workdir: str | None) -> Path:
+    """Work from the repository root in a new temporary directory, and turn
+    the signals that end a run into KeyboardInterrupt."""
     os.chdir(ROOT)
-    root = Path(tempfile.mkdtemp(prefix="pitr-bench-", dir=args.workdir))
+    root = Path(tempfile.mkdtemp(prefix="pitr-bench-", dir=workdir))
     root.chmod(0o755)
     # tests.servers puts every server and directory under PITR_TEST_BASE.
     os.environ["PITR_TEST_BASE"] = str(root)
@@ -135,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _on_signal)
     # Also when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    return root
 
-    from bench import report
-    from bench.common import Background
 
-    results: dict[str, Any] = {
+def _new_results(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "facts": machine_facts(),
         "settings": {
             "scale": args.scale,
@@ -152,68 +181,74 @@ def main(argv: list[str] | None = None) -> int:
         "errors": [],
         "notes": [],
     }
-    backlog = None
-    try:
-        if "wal" in args.phases or "backup" in args.phases:
-            backlog = _phase(results, "backlog", lambda: _backlog(args.scale))
-        if backlog is not None and "wal" in args.phases:
-            from bench.drain import drain_all
 
-            drain = _phase(results, "wal drain", lambda: drain_all(backlog, log, args.repeat))
-            if drain is not None:
-                drain["build_seconds"] = round(backlog.build_seconds, 1)
-                drain["db_bytes"] = backlog.db_bytes
-                for row in drain["rows"]:
-                    if "error" in row:
-                        what = f"drain {row['tool']} ({row['mode']})"
-                        results["errors"].append(f"{what}: {row['error']}")
-                results["wal_drain"] = drain
-        if backlog is not None and "backup" in args.phases:
-            from bench.pgcycle import backup_and_restore
 
-            results["postgres"] = _phase(
-                results,
-                "backup and restore",
-                lambda: backup_and_restore(
-                    backlog,
-                    args.scale,
-                    args.transactions,
-                    Path(args.output).parent / "logs",
-                    log,
-                    args.repeat,
-                ),
-            )
-        if "redis" in args.phases:
-            from bench.common import pitr_has
-            from bench.redis_tail import tail_benchmark
+def _run_phases(run: Run, args: argparse.Namespace) -> None:
+    results = run.results
+    if "wal" in args.phases or "backup" in args.phases:
+        run.backlog = _phase(results, "backlog", lambda: _backlog(args.scale))
+    backlog = run.backlog
+    if backlog is not None and "wal" in args.phases:
+        _wal_drain_phase(results, backlog, args.repeat)
+    if backlog is not None and "backup" in args.phases:
+        from bench.pgcycle import backup_and_restore
 
-            if pitr_has("tail"):
-                results["redis_tail"] = _phase(
-                    results,
-                    "redis tail",
-                    lambda: tail_benchmark(args.redis_seconds, args.redis_batch, log),
-                )
-            else:
-                results["notes"].append("pitr tail is not built in this tree: redis skipped")
-    except KeyboardInterrupt:
-        log("interrupted: stopping servers and removing temporary files")
-        _cleanup(root, Background)
-        return 130
-    finally:
-        if backlog is not None:
-            backlog.cluster.cleanup()
-    _cleanup(root, Background)
+        results["postgres"] = _phase(
+            results,
+            "backup and restore",
+            lambda: backup_and_restore(
+                backlog,
+                args.scale,
+                args.transactions,
+                Path(args.output).parent / "logs",
+                log,
+                args.repeat,
+            ),
+        )
+    if "redis" in args.phases:
+        _redis_phase(results, args.redis_seconds, args.redis_batch)
+
+
+def _wal_drain_phase(results: dict[str, Any], backlog: Any, repeat: int) -> None:
+    from bench.drain import drain_all
+
+    drain = _phase(results, "wal drain", lambda: drain_all(backlog, log, repeat))
+    if drain is None:
+        return
+    drain["build_seconds"] = round(backlog.build_seconds, 1)
+    drain["db_bytes"] = backlog.db_bytes
+    for row in drain["rows"]:
+        if "error" in row:
+            what = f"drain {row['tool']} ({row['mode']})"
+            results["errors"].append(f"{what}: {row['error']}")
+    results["wal_drain"] = drain
+
+
+def _redis_phase(results: dict[str, Any], seconds: float, batch: int) -> None:
+    from bench.common import pitr_has
+    from bench.redis_tail import tail_benchmark
+
+    if pitr_has("tail"):
+        results["redis_tail"] = _phase(
+            results, "redis tail", lambda: tail_benchmark(seconds, batch, log)
+        )
+    else:
+        results["notes"].append("pitr tail is not built in this tree: redis skipped")
+
+
+def _write_results(results: dict[str, Any], out: Path) -> None:
+    """Print the report and write it as JSON and text beside each other."""
+    from bench import report
+
     results["facts"]["loadavg_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     results = {k: v for k, v in results.items() if v is not None}
     report.add_ratios(results)
     text = report.render(results)
     print(text)
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     out.with_suffix(".txt").write_text(text)
     log(f"wrote {out}")
-    return 1 if results["errors"] else 0
 
 
 def _backlog(scale: int) -> Any:

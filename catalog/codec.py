@@ -13,7 +13,7 @@ import hmac
 import mmap
 import os
 import threading
-from typing import Any
+from typing import Protocol
 
 import zstandard
 
@@ -25,6 +25,14 @@ FLAG_ZSTD = 0x01
 FLAG_AESGCM = 0x02
 HEADER_LEN = len(MAGIC) + 2
 NONCE_LEN = 12
+
+
+class Hasher(Protocol):
+    """What hashlib's SHA-256 and hmac's HMAC both offer."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 class Codec:
@@ -58,7 +66,7 @@ class Codec:
     def object_id(self, plaintext: bytes | memoryview) -> str:
         return self._hasher(plaintext).hexdigest()
 
-    def _hasher(self, data: bytes | memoryview = b"") -> Any:
+    def _hasher(self, data: bytes | memoryview = b"") -> Hasher:
         """SHA-256, keyed when the repository is encrypted; fed data so far."""
         if self.key is None:
             return hashlib.sha256(data)

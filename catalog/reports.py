@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from catalog.db.models import (
     Backup,
     BackupObject,
-    RepoMeta,
     Source,
     StoredObject,
     StreamBatch,
@@ -161,11 +160,6 @@ def stream_gaps(session: Session, source_id: int) -> list[GapFact]:
         select(StreamGap).where(StreamGap.source_id == source_id).order_by(StreamGap.detected_at)
     )
     return [GapFact(g.stream, g.from_id, g.to_id, g.detail, g.detected_at) for g in rows]
-
-
-def meta_value(session: Session, key: str) -> str | None:
-    row = session.get(RepoMeta, key)
-    return None if row is None else row.value
 
 
 def repository_totals(session: Session) -> dict[str, int]:

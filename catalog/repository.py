@@ -10,12 +10,11 @@ Layout of keys in the store:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from catalog.codec import Codec
 from catalog.errors import FormatError, IntegrityError, ObjectNotFound
@@ -215,41 +214,6 @@ class Repository:
             return self.store.get(object_key(oid))
         except ObjectNotFound:
             raise ObjectNotFound(f"object {oid[:16]}…: missing from the store") from None
-
-    def write_stream(
-        self,
-        reader: BinaryIO,
-        *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        pool: ThreadPoolExecutor | None = None,
-        known: set[str] | None = None,
-    ) -> list[Chunk]:
-        """Cut a stream into fixed-size chunks and store each one once.
-
-        With a pool, chunks are hashed, compressed and written in parallel
-        (the work releases the GIL); at most twice the pool's width of
-        chunks is held in memory at a time.
-        """
-        known = known or set()
-
-        def put(data: bytes) -> Chunk:
-            return self.put_chunk(data, known=known)
-
-        if pool is None:
-            return [put(block) for block in iter(lambda: reader.read(chunk_size), b"")]
-        width = getattr(pool, "_max_workers", 2) * 2
-        chunks: list[Chunk] = []
-        pending = []
-        for block in iter(lambda: reader.read(chunk_size), b""):
-            pending.append(pool.submit(put, block))
-            if len(pending) >= width:
-                chunks.append(pending.pop(0).result())
-        chunks.extend(f.result() for f in pending)
-        return chunks
-
-    def read_chunks(self, oids: Iterable[str]) -> Iterator[bytes]:
-        for oid in oids:
-            yield self.get_chunk(oid)
 
     # -- records ---------------------------------------------------------------
 

@@ -54,10 +54,6 @@ def segment_name(timeline: int, segno: int, seg_size: int = 16 << 20) -> str:
     return f"{timeline:08X}{segno // per_log:08X}{segno % per_log:08X}"
 
 
-def history_name(timeline: int) -> str:
-    return f"{timeline:08X}.history"
-
-
 def parse_lsn(text: str) -> int:
     hi, _, lo = text.strip().partition("/")
     return (int(hi, 16) << 32) | int(lo, 16)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 import click
 
@@ -58,32 +57,13 @@ class LazyGroup(click.Group):
         module = COMMANDS.get(name)
         if module is None:
             return None
-        try:
-            mod = importlib.import_module(f"pitr.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"pitr.commands.{module}":
-                raise
-            return _not_built(name)
-        return mod.command
+        command: click.Command = importlib.import_module(f"pitr.commands.{module}").command
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Summaries come from a table so that --help imports no command module.
         with formatter.section("Commands"):
             formatter.write_dl(list(SUMMARIES.items()))
-
-
-def _not_built(name: str) -> click.Command:
-    @click.command(
-        name=name,
-        help=SUMMARIES[name] + " (not built yet)",
-        context_settings={"ignore_unknown_options": True},
-    )
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def stub(args: Any) -> None:
-        click.echo(f"pitr {name}: not built yet", err=True)
-        sys.exit(exitcodes.USAGE)
-
-    return stub
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,13 +90,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("pitr: aborted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except click.ClickException as e:
         e.show()
         sys.exit(exitcodes.USAGE)
     except KeyboardInterrupt:
         click.echo("pitr: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(exitcodes.INTERRUPTED)
     except Exception as e:
         code = exitcodes.exit_code_for(e)
         if code is None:

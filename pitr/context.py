@@ -85,6 +85,13 @@ class AppContext:
             )
         return self._repo
 
+    def known_sources(self, only: str | None = None) -> list[tuple[str, str, bool]]:
+        """(name, kind, configured) of the sources of the config and of the
+        catalog, or of the one named `only`: what reporting commands cover."""
+        from recovery.status import known_sources
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+        configured = {s.name: s.kind for s in self.config.sources.values()}
+        sources = known_sources(self.repo(), configured, only)
+        if only is not None and not sources:
+            raise ConfigError(f"unknown source {only!r}: not in the config nor the catalog")
+        return sources

@@ -1,4 +1,4 @@
-"""Exit codes of the contract (INTERFACE.md) and which errors map to which."""
+"""Exit codes of the contract (docs/reference.md) and which errors map to which."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ UNMET = 3  # the request cannot be met as asked
 INTEGRITY = 4  # hash mismatch, conflicting content, foreign system
 STORAGE = 5  # storage or server unreachable after retries
 FETCH_FATAL = 128  # wal-fetch: storage or integrity error, PostgreSQL must stop
+INTERRUPTED = 130  # Ctrl-C or an aborted prompt
 
 
 def exit_code_for(error: BaseException) -> int | None:

@@ -5,15 +5,42 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from pitr.timeparse import format_utc
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 OUTPUT_CHOICE = click.Choice(["table", "json"])
+
+
+def output_option(*more: str) -> Callable[[F], F]:
+    """--output: table (the default), json, and the formats in `more`."""
+    choice = click.Choice(["table", "json", *more]) if more else OUTPUT_CHOICE
+    return click.option("--output", "output", type=choice, default="table", show_default=True)
+
+
+def source_option(help: str = "Only this source.") -> Callable[[F], F]:
+    return click.option("--source", "source_name", metavar="NAME", help=help)
+
+
+def report_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A reporting command: --source NAME and --output table|json, and the
+    AppContext as its first argument."""
+
+    def make(f: Callable[..., None]) -> click.Command:
+        return click.command(name=name)(source_option()(output_option()(click.pass_obj(f))))
+
+    return make
+
+
+def duration(name: str, help: str, **more: Any) -> Callable[[F], F]:
+    """An option taking a DURATION, given to the command as a timedelta."""
+    return click.option(name, metavar="DURATION", callback=duration_option, help=help, **more)
 
 
 def duration_option(
@@ -28,6 +55,20 @@ def duration_option(
         return parse_duration(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+def piece_json(piece: Any) -> dict[str, Any]:
+    """A span (a gap, a lost stretch) as {from, to, detail}."""
+    return {"from": format_utc(piece.start), "to": format_utc(piece.end), "detail": piece.detail}
+
+
+def window_json(coverage: Any, gaps: Iterable[Any]) -> dict[str, Any]:
+    """The recoverable window and the gaps in it, as every report prints them."""
+    return {
+        "recoverable_from": format_utc(coverage.recoverable_from),
+        "recoverable_to": format_utc(coverage.recoverable_to),
+        "gaps": [piece_json(g) for g in gaps],
+    }
 
 
 def emit_json(value: Any) -> None:

@@ -75,8 +75,24 @@ def scan_objects(
     """Bad objects among those referenced; and how many objects and stored
     bytes were checked. Without sizes only existence is checked."""
     listing = {info.key: info.size for info in repo.store.list("objects/")}
+    bad, present, total = _check_listing(listing, refs, sizes)
+    if not read_data:
+        return bad, len(refs), total
+    bad += _read_objects(repo, present, refs, sizes or {}, workers, progress)
+    bad.sort(key=lambda b: b.oid)
+    return bad, len(refs), total
+
+
+def _check_listing(
+    listing: Mapping[str, int],
+    refs: Mapping[str, list[Ref]],
+    sizes: Mapping[str, tuple[int, int]] | None,
+) -> tuple[list[BadObject], list[tuple[str, int]], int]:
+    """Against one listing of the store: the objects missing or of the wrong
+    stored size, the others with their stored size, and the stored bytes of
+    all that are there."""
     bad: list[BadObject] = []
-    to_read: list[tuple[str, int]] = []
+    present: list[tuple[str, int]] = []
     total = 0
     for oid in sorted(refs):
         have = listing.get(object_key(oid))
@@ -84,7 +100,7 @@ def scan_objects(
             bad.append(BadObject(oid, "missing", "missing from the store", tuple(refs[oid])))
             continue
         total += have
-        plain, stored = (sizes or {}).get(oid, (0, 0))
+        _, stored = (sizes or {}).get(oid, (0, 0))
         if sizes is not None and stored and have != stored:
             bad.append(
                 BadObject(
@@ -95,25 +111,21 @@ def scan_objects(
                 )
             )
             continue
-        if read_data:
-            to_read.append((oid, have))
-    if not read_data:
-        return bad, len(refs), total
+        present.append((oid, have))
+    return bad, present, total
 
-    def read(oid: str) -> str | None:
-        try:
-            data = repo.get_chunk(oid)
-        except ObjectNotFound:
-            return "missing from the store"
-        except StorageError:
-            raise
-        except (IntegrityError, CatalogError) as e:
-            return str(e)
-        plain = (sizes or {}).get(oid, (0, 0))[0]
-        if plain and len(data) != plain:
-            return f"holds {len(data)} bytes, {plain} when it was written"
-        return None
 
+def _read_objects(
+    repo: Repository,
+    to_read: list[tuple[str, int]],
+    refs: Mapping[str, list[Ref]],
+    sizes: Mapping[str, tuple[int, int]],
+    workers: int,
+    progress: Progress | None,
+) -> list[BadObject]:
+    """Read back and re-hash (oid, stored size) objects on a pool of
+    workers, a bounded number in flight; the ones that fail."""
+    bad: list[BadObject] = []
     done = 0
     read_total = sum(n for _, n in to_read)
     with ThreadPoolExecutor(workers, thread_name_prefix="pitr-verify") as pool:
@@ -131,13 +143,29 @@ def scan_objects(
                 progress(done, read_total)
 
         for oid, n in to_read:
-            pending.append((oid, n, pool.submit(read, oid)))
+            plain = sizes.get(oid, (0, 0))[0]
+            pending.append((oid, n, pool.submit(_read_object, repo, oid, plain)))
             while len(pending) > workers * 4:
                 settle()
         while pending:
             settle()
-    bad.sort(key=lambda b: b.oid)
-    return bad, len(refs), total
+    return bad
+
+
+def _read_object(repo: Repository, oid: str, plain: int) -> str | None:
+    """What is wrong with an object read back (plain: its size when written,
+    0 if unknown), or None when it is sound. A storage error is raised."""
+    try:
+        data = repo.get_chunk(oid)
+    except ObjectNotFound:
+        return "missing from the store"
+    except StorageError:
+        raise
+    except (IntegrityError, CatalogError) as e:
+        return str(e)
+    if plain and len(data) != plain:
+        return f"holds {len(data)} bytes, {plain} when it was written"
+    return None
 
 
 def damage(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what is missing, lint, then run the test suite. Arguments go to
-# pytest unchanged (./scripts/test.sh tests/test_servers.py -x).
+# Install what is missing, lint (ruff), run the test suite, then type-check
+# (mypy --strict). Arguments go to pytest unchanged
+# (./scripts/test.sh tests/test_servers.py -x).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,8 +19,16 @@ if [ "$status" -eq 5 ]; then
     echo "test: pytest collected no tests" >&2
     exit 1
 fi
+
+types=0
+"$VENV/bin/mypy" || types=$?
+
 if [ "$status" -eq 0 ] && [ "$lint" -ne 0 ]; then
     echo "test: ruff check failed" >&2
+    exit 1
+fi
+if [ "$status" -eq 0 ] && [ "$types" -ne 0 ]; then
+    echo "test: mypy --strict failed" >&2
     exit 1
 fi
 exit "$status"

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -51,15 +52,26 @@ def _test_environment() -> Iterator[None]:
         remove_base_dir()
 
 
-@pytest.fixture
-def pg_cluster_factory() -> Iterator[ClusterFactory]:
-    """Call it for more clusters: factory(start=True, archive_command=..., settings=...);
-    factory.from_pgdata(path) adopts a restored data directory."""
-    factory = ClusterFactory()
+class CleansUp(Protocol):
+    def cleanup(self) -> None: ...
+
+
+F = TypeVar("F", bound=CleansUp)
+
+
+def cleaned_up(factory: F) -> Iterator[F]:
+    """A fixture's value that is cleaned up when the test ends, however it ends."""
     try:
         yield factory
     finally:
         factory.cleanup()
+
+
+@pytest.fixture
+def pg_cluster_factory() -> Iterator[ClusterFactory]:
+    """Call it for more clusters: factory(start=True, archive_command=..., settings=...);
+    factory.from_pgdata(path) adopts a restored data directory."""
+    yield from cleaned_up(ClusterFactory())
 
 
 @pytest.fixture
@@ -70,11 +82,7 @@ def pg_cluster(pg_cluster_factory: ClusterFactory) -> PostgresCluster:
 
 @pytest.fixture
 def redis_factory() -> Iterator[RedisFactory]:
-    factory = RedisFactory()
-    try:
-        yield factory
-    finally:
-        factory.cleanup()
+    yield from cleaned_up(RedisFactory())
 
 
 @pytest.fixture

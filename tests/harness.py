@@ -164,17 +164,78 @@ def _stop_process(proc: subprocess.Popen[Any], sig: int, timeout: float, what: s
         raise ServerError(f"{what} did not stop within {timeout:g}s; killed it") from None
 
 
-class ProcessServer:
+def spawn_logged(
+    argv: Sequence[str | os.PathLike[str]], log_path: Path, cwd: Path, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own session with its output appended to log_path."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            **kwargs,
+        )
+
+
+class PortBound:
+    """Starting a server on a loopback port: spawn it and wait until it is
+    ready. When another process took the port between free_port() and the
+    server's bind, try again on a new one (not when the port was asked for)."""
+
+    port: int
+    _fixed_port: bool
+    port_in_use = "in use"  # what the server logs when its bind fails
+    start_timeout = 30.0
+
+    def start(self, timeout: float | None = None) -> None:
+        if self.running:
+            return
+        for attempt in range(3):
+            self._spawn()
+            try:
+                self.wait_ready(self.start_timeout if timeout is None else timeout)
+                return
+            except ServerError:
+                if self._fixed_port or attempt == 2 or self.port_in_use not in self.log_tail(20):
+                    raise
+                self.port = free_port()
+                self._port_changed()
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def _spawn(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float) -> None:
+        """Return once the server answers; ServerError when it exited or timed out."""
+        raise NotImplementedError
+
+    def log_tail(self, n: int = 40) -> str:
+        raise NotImplementedError
+
+    def _port_changed(self) -> None:
+        """Called before a retry, once self.port is the new port."""
+
+
+class ProcessServer(PortBound):
     """A server run as a child process on a loopback port, with its own directory
     and log; registered for the exit sweep until cleaned up."""
 
     what = "server"  # for messages
+    prefix = "server-"  # of its directory
+    log_name = "server.log"
+    url_form = "http://127.0.0.1:{port}"
 
-    def __init__(self, prefix: str, log_name: str, port: int | None) -> None:
-        self.workdir = new_dir(prefix)
+    def __init__(self, port: int | None = None) -> None:
+        self.workdir = new_dir(self.prefix)
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port()
-        self.log_path = self.workdir / log_name
+        self.log_path = self.workdir / self.log_name
         self._proc: subprocess.Popen[bytes] | None = None
         self._cleaned = False
         _live.append(self)
@@ -182,6 +243,10 @@ class ProcessServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def url(self) -> str:
+        return self.url_form.format(port=self.port)
 
     def log_tail(self, n: int = 40) -> str:
         return tail(self.log_path, n)

@@ -15,6 +15,7 @@ from typing import Any
 from tests.harness import (
     PG_BIN,
     PG_USER,
+    PortBound,
     ServerError,
     _alive,
     _children,
@@ -24,6 +25,7 @@ from tests.harness import (
     clean_env,
     free_port,
     new_dir,
+    spawn_logged,
     tail,
     wait_until,
 )
@@ -43,12 +45,16 @@ def _sql_quote(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-class PostgresCluster:
+class PostgresCluster(PortBound):
     """A PostgreSQL 15 cluster owned by the postgres OS user.
 
     The postmaster is a child of this process (started with the postgres
     uid), so that kill9() can kill and reap it like a crash would.
+    start() starts it and waits until it accepts connections.
     """
+
+    port_in_use = "already in use"
+    start_timeout = 60.0
 
     def __init__(
         self,
@@ -171,21 +177,8 @@ class PostgresCluster:
 
     # lifecycle
 
-    def start(self, timeout: float = 60) -> None:
-        """Start the postmaster and wait until it accepts connections."""
-        if self.running:
-            return
-        for attempt in range(3):
-            self._spawn()
-            try:
-                self.wait_ready(timeout)
-                return
-            except ServerError:
-                # Another test grabbed the port between free_port() and bind.
-                if self._fixed_port or attempt == 2 or "already in use" not in self.log_tail(20):
-                    raise
-                self.port = free_port()
-                self._write_conf()
+    def _port_changed(self) -> None:
+        self._write_conf()
 
     def _spawn(self) -> None:
         env = clean_env({"HOME": pwd.getpwnam(PG_USER).pw_dir, "USER": PG_USER, **self.env})
@@ -209,17 +202,7 @@ class PostgresCluster:
                 group=pw.pw_gid,
                 extra_groups=os.getgrouplist(PG_USER, pw.pw_gid),
             )
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=env,
-                start_new_session=True,
-                **kwargs,
-            )
+        self._proc = spawn_logged(argv, self.log_path, self.workdir, env=env, **kwargs)
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Wait until the server accepts connections (it may still be recovering)."""

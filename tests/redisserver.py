@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from typing import Any
 
 from tests.harness import (
     ProcessServer,
     ServerError,
-    free_port,
+    spawn_logged,
     wait_until,
 )
 
@@ -20,61 +19,30 @@ from tests.harness import (
 class RedisServer(ProcessServer):
     """redis-server in the foreground with no persistence of its own."""
 
-    what = "redis"
-
-    def __init__(self, port: int | None = None) -> None:
-        super().__init__("redis-", "redis.log", port)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    what, prefix, log_name = "redis", "redis-", "redis.log"
+    url_form = "redis://127.0.0.1:{port}/0"
 
     def client(self, **kwargs: Any) -> Any:
         import redis
 
         return redis.Redis.from_url(self.url, **kwargs)
 
-    def start(self, timeout: float = 30) -> None:
-        if self.running:
-            return
-        for attempt in range(3):
-            self._spawn()
-            try:
-                self._wait_ready(timeout)
-                return
-            except ServerError:
-                if self._fixed_port or attempt == 2 or "in use" not in self.log_tail(20):
-                    raise
-                self.port = free_port()
-
     def _spawn(self) -> None:
-        argv = [
-            shutil.which("redis-server") or "redis-server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--dir",
-            os.fspath(self.workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--logfile",
-            os.fspath(self.log_path),
-        ]
-        self._proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
+        settings = {
+            "bind": "127.0.0.1",
+            "port": str(self.port),
+            "dir": os.fspath(self.workdir),
+            "save": "",
+            "appendonly": "no",
+            "daemonize": "no",
+            "logfile": os.fspath(self.log_path),
+        }
+        argv = [shutil.which("redis-server") or "redis-server"]
+        for name, value in settings.items():
+            argv += [f"--{name}", value]
+        self._proc = spawn_logged(argv, self.log_path, self.workdir)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float) -> None:
         import redis
 
         def ready() -> bool:

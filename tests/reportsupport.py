@@ -27,6 +27,10 @@ _SQL = (
 )
 
 
+# Fields every windowed JSON output has (info, report rpo, check, verify).
+WINDOW_FIELDS = {"recoverable_from", "recoverable_to", "gaps"}
+
+
 def catalog_sql(archived: Archived, sql: str, *params: Any) -> list[list[Any]]:
     """Run one statement on the repository's SQLite catalog as postgres."""
     argv = [sys.executable, "-c", _SQL, str(archived.repo / "catalog.db"), sql, json.dumps(params)]
@@ -90,6 +94,24 @@ def tail_markers(source: Any, first: int, last: int) -> list[bytes]:
         finally:
             tail.stop()
     return ids
+
+
+def snapshot_and_tail(source: Any, first: int, last: int) -> list[bytes]:
+    """Marker `first`, then a snapshot, then markers first+1..last archived
+    by the tailer: the IDs of all of them."""
+    ids = add_markers(source.client(), first, first)
+    source.pitr("backup", "--source", "cache")
+    return ids + tail_markers(source, first + 1, last)
+
+
+def archived_redis(server: Any, base: Path, health: str) -> tuple[Any, list[bytes]]:
+    """A Redis source whose key cb:health:a holds `health`, archived as
+    snapshot_and_tail(0, 3) does; with the IDs of its markers."""
+    from tests.redissupport import make_source
+
+    source = make_source(server, base)
+    source.client().set("cb:health:a", health)
+    return source, snapshot_and_tail(source, 0, 3)
 
 
 def redis_json(source: Any, *args: str, code: int = 0) -> Any:

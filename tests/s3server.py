@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from tests.harness import (
     ProcessServer,
     ServerError,
     clean_env,
-    free_port,
+    spawn_logged,
     wait_until,
 )
 
@@ -31,38 +29,20 @@ AWS_TEST_ENV = {
 class S3Server(ProcessServer):
     """moto_server: an S3 endpoint on loopback."""
 
-    what = "moto_server"
+    what, prefix, log_name = "moto_server", "s3-", "moto.log"
+    start_timeout = 60.0
+    endpoint_url = ProcessServer.url  # where boto3 and pitr's config point
 
-    def __init__(self, port: int | None = None) -> None:
-        super().__init__("s3-", "moto.log", port)
+    def _spawn(self) -> None:
+        argv = [VENV_BIN / "moto_server", "-H", "127.0.0.1", "-p", str(self.port)]
+        self._proc = spawn_logged(argv, self.log_path, self.workdir, env=clean_env(AWS_TEST_ENV))
 
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60) -> None:
-        if self.running:
-            return
-        for attempt in range(3):
-            with open(self.log_path, "ab") as log:
-                self._proc = subprocess.Popen(
-                    [os.fspath(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.workdir,
-                    env=clean_env(AWS_TEST_ENV),
-                    start_new_session=True,
-                )
-            try:
-                wait_until(self._answers, timeout, f"moto_server on port {self.port}", 0.1)
-                return
-            except (ServerError, TimeoutError) as e:
-                in_use = "in use" in self.log_tail(20)
-                if self._fixed_port or attempt == 2 or not in_use:
-                    self.stop()
-                    raise ServerError(f"{e}; log:\n{self.log_tail()}") from None
-                self.port = free_port()
+    def wait_ready(self, timeout: float) -> None:
+        try:
+            wait_until(self._answers, timeout, f"moto_server on port {self.port}", 0.1)
+        except (ServerError, TimeoutError) as e:
+            self.stop()
+            raise ServerError(f"{e}; log:\n{self.log_tail()}") from None
 
     def _answers(self) -> bool:
         if not self.running:

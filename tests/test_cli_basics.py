@@ -15,7 +15,7 @@ from pitr import __version__
 
 PITR = Path(sys.executable).parent / "pitr"
 
-# The command table of INTERFACE.md.
+# The command table of docs/reference.md.
 COMMANDS = [
     "init",
     "wal-push",

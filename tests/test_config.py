@@ -1,4 +1,4 @@
-"""Config loading rules of INTERFACE.md: where the file is found, overrides,
+"""Config loading rules of docs/reference.md: where the file is found, overrides,
 defaults, and one clear error for each kind of mistake."""
 
 from __future__ import annotations

@@ -1,152 +1,33 @@
-"""The documentation against what it documents: the real console script's
---help, the contract (INTERFACE.md), the config and exit codes in the code,
-and the links between pages. Each check lists what is missing."""
+"""The documentation against what it documents: docs/reference.md (the
+contract) against the real console script's --help and against the config
+keys, environment variables, exit codes and JSON fields in the code, both
+ways; and the links between pages. Each check lists what is missing. Only
+files of the repository are read."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import subprocess
-import sys
-from functools import cache
 from pathlib import Path
 
 from pitr import exitcodes, kinds
 from pitr.config import REPO_KEYS, load_config
+from tests.docsupport import (
+    DOCS,
+    PRODUCT,
+    REFERENCE,
+    ROOT,
+    command_paths,
+    emitted_json_fields,
+    help_options,
+    read,
+    reference_section,
+    sections,
+    slugs,
+    without_code_blocks,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
-REFERENCE = DOCS / "reference.md"
-PITR = Path(sys.executable).parent / "pitr"
-
-# INTERFACE.md is the shared contract; it lives beside the repository here.
-INTERFACE_CANDIDATES = [
-    os.environ.get("PITR_INTERFACE", ""),
-    str(ROOT / "INTERFACE.md"),
-    str(ROOT.parent / "shared" / "INTERFACE.md"),
-]
-
-
-# -- helpers ------------------------------------------------------------------
-
-
-def pitr_help(*command: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PITR_")}
-    result = subprocess.run(
-        [str(PITR), *command, "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"pitr {' '.join(command)} --help: {result.stderr}"
-    return result.stdout
-
-
-def help_section(text: str, title: str) -> list[str]:
-    """The lines of one section ("Commands:", "Options:") of click's help."""
-    lines: list[str] = []
-    inside = False
-    for line in text.splitlines():
-        if line.strip() == title:
-            inside = True
-        elif inside and line and not line.startswith(" "):
-            break
-        elif inside:
-            lines.append(line)
-    return lines
-
-
-def help_commands(*group: str) -> list[str]:
-    return [
-        m.group(1)
-        for line in help_section(pitr_help(*group), "Commands:")
-        if (m := re.match(r"^  ([a-z][a-z-]*)\s", line))
-    ]
-
-
-def help_options(*command: str) -> list[str]:
-    return [
-        m.group(1)
-        for line in help_section(pitr_help(*command), "Options:")
-        if (m := re.match(r"^  (?:-\w, )?(--[a-z][a-z0-9-]*)", line)) and m.group(1) != "--help"
-    ]
-
-
-@cache
-def command_paths() -> tuple[str, ...]:
-    """Every command `pitr --help` lists; groups as "report rpo"."""
-    paths = []
-    for name in help_commands():
-        subcommands = help_commands(name) if "Commands:" in pitr_help(name) else []
-        paths += [f"{name} {sub}" for sub in subcommands] or [name]
-    return tuple(paths)
-
-
-def read(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
-
-
-def without_code_blocks(text: str) -> str:
-    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
-
-
-def headings(text: str) -> list[tuple[int, str, int]]:
-    """(level, text without backticks, offset) of every heading outside code."""
-    found = []
-    fenced = False
-    offset = 0
-    for line in text.splitlines(keepends=True):
-        if line.startswith("```"):
-            fenced = not fenced
-        elif not fenced and (m := re.match(r"^(#{1,6}) (.+?)\s*$", line)):
-            found.append((len(m.group(1)), m.group(2).replace("`", ""), offset))
-        offset += len(line)
-    return found
-
-
-def sections(text: str) -> dict[str, str]:
-    """Heading text -> the text under it, up to the next heading of its level or higher."""
-    hs = headings(text)
-    out = {}
-    for i, (level, title, start) in enumerate(hs):
-        end = next((o for lv, _, o in hs[i + 1 :] if lv <= level), len(text))
-        out[title] = text[start:end]
-    return out
-
-
-def slugs(text: str) -> set[str]:
-    """GitHub's anchors for the headings of a page."""
-    seen: dict[str, int] = {}
-    out = set()
-    for _, title, _ in headings(text):
-        base = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        out.add(base if n == 0 else f"{base}-{n}")
-    return out
-
-
-def interface() -> str:
-    for candidate in INTERFACE_CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return read(Path(candidate))
-    raise AssertionError(
-        f"INTERFACE.md not found (set PITR_INTERFACE); looked in {INTERFACE_CANDIDATES}"
-    )
-
-
-def interface_part(title: str) -> str:
-    text = interface()
-    start = text.index(f"## {title}")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
-
-
-def reference_section(path: str) -> str | None:
-    return sections(read(REFERENCE)).get(f"pitr {path}")
+SOURCE_KEYS: set[str] = set().union(*(kinds.get(k).config.KEYS for k in kinds.names()))
 
 
 # -- the reference against the real command line -------------------------------
@@ -179,85 +60,151 @@ def test_reference_documents_the_global_options() -> None:
     assert not missing, f"global options missing from docs/reference.md: {missing}"
 
 
-# -- the reference against the contract and the code ---------------------------
+# -- the reference against the code, both ways ------------------------------------
 
 
-def interface_commands() -> dict[str, list[str]]:
-    """Command path -> options, from INTERFACE.md's command table."""
-    commands = {}
-    for m in re.finditer(r"^\|\s*`pitr ([^`]*)`", interface_part("Commands"), re.M):
-        words = []
-        for token in m.group(1).split():
-            if not re.fullmatch(r"[a-z][a-z-]*", token):
-                break
-            words.append(token)
-        commands[" ".join(words)] = re.findall(r"--[a-z][a-z-]*", m.group(1))
-    return commands
+def reference_command_table() -> list[str]:
+    """Command paths of the table under "## Commands"."""
+    table = sections(read(REFERENCE)).get("Commands", "")
+    return re.findall(r"^\| \[`pitr ([^`]+)`\]", table, re.M)
 
 
-def test_reference_covers_every_command_and_option_of_the_interface() -> None:
-    commands = interface_commands()
-    assert len(commands) >= 14, commands
+def synopsis_options(path: str) -> list[str]:
+    """The options of the code block that opens a command's section."""
+    block = re.search(r"^```\n(.*?)^```", reference_section(path) or "", re.S | re.M)
+    assert block, f"the reference section of pitr {path} has no synopsis block"
+    return re.findall(r"--[a-z][a-z0-9-]*", block.group(1))
+
+
+def test_the_reference_command_table_is_the_command_line() -> None:
+    listed = reference_command_table()
+    assert len(listed) >= 14, listed
+    missing = sorted(set(command_paths()) - set(listed))
+    unknown = sorted(set(listed) - set(command_paths()))
+    assert not missing, f"commands of pitr --help missing from the reference's table: {missing}"
+    assert not unknown, f"commands in the reference's table that pitr --help lacks: {unknown}"
+    assert len(listed) == len(set(listed)), listed
+
+
+def test_every_option_of_a_synopsis_exists() -> None:
+    unknown = []
+    for path in command_paths():
+        options = set(help_options(*path.split()))
+        unknown += [f"pitr {path} {o}" for o in synopsis_options(path) if o not in options]
+    assert not unknown, f"options in the reference's synopses that --help does not show: {unknown}"
+
+
+def test_every_option_is_in_its_synopsis() -> None:
     missing = []
-    for path, options in commands.items():
-        section = reference_section(path)
-        if section is None:
-            missing.append(f"pitr {path}")
-            continue
-        missing += [f"pitr {path} {o}" for o in options if o not in section]
-    assert not missing, f"INTERFACE.md commands or options missing from the reference: {missing}"
+    for path in command_paths():
+        synopsis = set(synopsis_options(path))
+        missing += [f"pitr {path} {o}" for o in help_options(*path.split()) if o not in synopsis]
+    assert not missing, f"options missing from their command's synopsis: {missing}"
 
 
-def interface_config_keys() -> set[str]:
-    block = re.search(r"```toml\n(.*?)```", interface_part("Configuration"), re.S)
-    assert block, "no TOML example in INTERFACE.md"
-    return {
-        m.group(1)
-        for line in block.group(1).splitlines()
-        if (m := re.match(r"^\s*#?\s*([a-z_]+)\s*=", line))
-    }
+def reference_config_example() -> str:
+    block = re.search(r"```toml\n(.*?)```", sections(read(REFERENCE))["Configuration file"], re.S)
+    assert block, "no TOML example in the reference's Configuration file section"
+    return block.group(1)
 
 
-def test_reference_covers_every_config_key_of_the_interface_and_the_code() -> None:
-    keys = (
-        interface_config_keys()
-        | REPO_KEYS
-        | set().union(*(kinds.get(k).config.KEYS for k in kinds.names()))
-    )
+def table_keys(title: str) -> set[str]:
+    """The keys in the first column of a section's table."""
+    return set(re.findall(r"^\| `([a-z_]+)` \|", sections(read(REFERENCE))[title], re.M))
+
+
+def test_reference_covers_every_config_key_of_the_code() -> None:
+    keys = REPO_KEYS | SOURCE_KEYS
     assert {"url", "catalog", "dsn", "pgdata", "streams", "keys"} <= keys, keys
     text = read(REFERENCE)
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"config keys missing from docs/reference.md: {missing}"
     for table in ("[repository]", "[sources.NAME]"):
         assert table in text, f"docs/reference.md does not describe {table}"
+    assert table_keys("[repository]") == REPO_KEYS
+    assert table_keys("[sources.NAME]") == set().union(
+        *(kinds.get(k).config.KEYS for k in kinds.names())
+    )
+
+
+def test_the_reference_config_example_uses_every_key_and_loads(tmp_path: Path) -> None:
+    example = reference_config_example()
+    named = {
+        m.group(1)
+        for line in example.splitlines()
+        if (m := re.match(r"^\s*#?\s*([a-z_]+)\s*=", line))
+    }
+    assert named == REPO_KEYS | SOURCE_KEYS, named
+    # With every optional key uncommented, the example is a config pitr accepts.
+    config = tmp_path / "pitr.toml"
+    config.write_text(re.sub(r"^# ", "", example, flags=re.M))
+    loaded = load_config(str(config), env={})
+    assert {s.kind for s in loaded.sources.values()} == set(kinds.names())
+
+
+def product_files() -> list[Path]:
+    return [p for package in PRODUCT for p in sorted((ROOT / package).rglob("*.py"))]
+
+
+def env_table() -> set[str]:
+    table = sections(read(REFERENCE))["Environment variables"]
+    return {
+        v for row in re.findall(r"^\|([^|]*)\|", table, re.M) for v in re.findall(r"`(\w+)`", row)
+    }
 
 
 def test_reference_covers_every_environment_variable() -> None:
-    named = set(re.findall(r"\b((?:PITR|AWS)_[A-Z_]+)\b", interface()))
-    for path in (ROOT / "pitr").rglob("*.py"):
-        named |= set(re.findall(r"[\"'](PITR_[A-Z_]+)[\"']", read(path)))
-    assert {"PITR_CONFIG", "PITR_REPO", "PITR_CATALOG"} <= named, named
-    text = read(REFERENCE)
-    missing = sorted(v for v in named if f"`{v}`" not in text)
-    assert not missing, f"environment variables missing from docs/reference.md: {missing}"
+    read_by_code: set[str] = set()
+    for path in product_files():
+        read_by_code |= set(re.findall(r"[\"'](PITR_[A-Z_]+)[\"']", read(path)))
+    assert {"PITR_CONFIG", "PITR_REPO", "PITR_CATALOG", "PITR_PASSPHRASE"} <= read_by_code
+    # The AWS chain is boto3's: what the other pages tell users to set.
+    aws = {v for page in pages() for v in re.findall(r"\b(AWS_[A-Z_]+)\b", read(page))}
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} <= aws, aws
+    documented = env_table()
+    missing = sorted(v for v in read_by_code | aws if v not in documented)
+    assert not missing, f"environment variables missing from the reference's table: {missing}"
+    unused = sorted(v for v in documented if v.startswith("PITR_") and v not in read_by_code)
+    assert not unused, f"PITR_ variables the reference lists but no code reads: {unused}"
 
 
-def test_reference_exit_code_table_has_every_code() -> None:
+def test_reference_exit_code_table_is_the_code() -> None:
     table = sections(read(REFERENCE)).get("Exit codes", "")
     rows = set(re.findall(r"^\| (\d+) \|", table, re.M))
     codes = {str(v) for k, v in vars(exitcodes).items() if k.isupper() and isinstance(v, int)}
-    codes |= set(re.findall(r"^\| (\d+)\+? \|", interface_part("Exit codes"), re.M))
-    assert len(codes) >= 7, codes
-    missing = sorted(codes - rows, key=int)
-    assert not missing, f"exit codes missing from the reference's exit-code table: {missing}"
+    assert {"0", "1", "2", "3", "4", "5", "128", "130"} <= codes, codes
+    assert rows == codes, f"table {sorted(rows, key=int)}, code {sorted(codes, key=int)}"
 
 
-def test_reference_names_every_json_field_of_the_interface() -> None:
-    fields = set(re.findall(r"`([a-z_]+)`", interface_part("JSON shapes")))
-    assert {"lag_seconds", "recoverable_to", "stored_bytes"} <= fields, fields
-    shapes = sections(read(REFERENCE)).get("JSON shapes", "")
-    missing = sorted(f for f in fields if f'"{f}"' not in shapes and f"`{f}`" not in shapes)
+def reference_json_shapes() -> str:
+    return sections(read(REFERENCE)).get("JSON shapes", "")
+
+
+def test_reference_names_every_json_field_of_the_code() -> None:
+    fields = emitted_json_fields()
+    guard = {"lag_seconds", "recoverable_to", "stored_bytes", "read_data", "wal_segment_size"}
+    assert guard | {"grace_seconds", "stream_gaps", "first_id", "timelines"} <= fields, fields
+    shapes = reference_json_shapes()
+    documented = set(re.findall(r'["`]([a-z_]+)["`]', shapes))
+    for span in re.findall(r"`\{([^`]*)\}`", shapes):  # `{from, to, detail}`
+        documented |= set(re.findall(r"[a-z_]+", span))
+    missing = sorted(fields - documented)
     assert not missing, f"JSON fields missing from the reference's JSON shapes: {missing}"
+
+
+def test_every_field_of_the_reference_json_examples_is_emitted() -> None:
+    def keys(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | set().union(*(keys(v) for v in value.values()))
+        if isinstance(value, list):
+            return set().union(*(keys(v) for v in value))
+        return set()
+
+    blocks = re.findall(r"```json\n(.*?)```", reference_json_shapes(), re.S)
+    assert len(blocks) >= 4, blocks
+    shown = set().union(*(keys(json.loads(b)) for b in blocks))
+    unknown = sorted(shown - emitted_json_fields())
+    assert not unknown, f"fields of the reference's JSON examples no command emits: {unknown}"
 
 
 # -- links and the table of contents -------------------------------------------

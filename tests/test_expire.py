@@ -20,10 +20,10 @@ from recovery.redis.coverage import SnapshotRef
 from recovery.redis.retention import StreamFact, facts_to_expire
 from recovery.retention import Candidate, Policy, select_backups
 from tests.pgsupport import Archived, markers_in
-from tests.redissupport import between, make_source
+from tests.redissupport import between
 from tests.reportsupport import (
     MARKERS,
-    add_markers,
+    archived_redis,
     catalog_sql,
     pitr_json,
     redis_json,
@@ -262,12 +262,8 @@ def test_unreferenced_objects_wait_for_the_grace_period(archived: Archived) -> N
 def test_expire_redis_keeps_the_newest_snapshot_and_the_entries_after_it(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
-    src = make_source(redis_factory(), tmp_path)
+    src, ids = archived_redis(redis_factory(), tmp_path, "first")
     c = src.client()
-    c.set("cb:health:a", "first")
-    ids = add_markers(c, 0, 0)
-    src.pitr("backup", "--source", "cache")
-    ids += tail_markers(src, 1, 3)
     c.set("cb:health:a", "second")
     src.pitr("backup", "--source", "cache")
     ids += tail_markers(src, 4, 6)

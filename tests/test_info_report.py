@@ -10,10 +10,12 @@ import pytest
 
 from catalog.db.engine import Catalog
 from tests.pgsupport import Archived
-from tests.redissupport import instant_of, make_source
+from tests.redissupport import instant_of
 from tests.reportsupport import (
     MARKERS,
+    WINDOW_FIELDS,
     add_markers,
+    archived_redis,
     catalog_sql,
     forget_wal,
     pitr_json,
@@ -24,54 +26,16 @@ from tests.reportsupport import (
 )
 from tests.servers import RedisFactory
 
-# The fields INTERFACE.md promises, and all that docs/reference.md lists.
-INFO_SOURCE_FIELDS = {
-    "name",
-    "kind",
-    "configured",
-    "identity",
-    "backups",
-    "recoverable_from",
-    "recoverable_to",
-    "gaps",
-    "last_archived_at",
-    "archive",
-    "notes",
-}
-INFO_BACKUP_FIELDS = {
-    "id",
-    "kind",
-    "started_at",
-    "finished_at",
-    "size_bytes",
-    "stored_bytes",
-    "dedup_ratio",
-    "timeline",
-    "start_lsn",
-    "stop_lsn",
-}
+# The fields docs/reference.md lists.
+INFO_SOURCE_FIELDS = WINDOW_FIELDS | {"name", "kind", "configured", "identity", "backups"}
+INFO_SOURCE_FIELDS |= {"last_archived_at", "archive", "notes"}
+INFO_BACKUP_FIELDS = {"id", "kind", "started_at", "finished_at", "timeline", "start_lsn"}
+INFO_BACKUP_FIELDS |= {"size_bytes", "stored_bytes", "dedup_ratio", "stop_lsn"}
 PG_ARCHIVE_FIELDS = {"wal_files", "wal_bytes", "wal_stored_bytes", "timelines", "newest_segment"}
-REDIS_ARCHIVE_FIELDS = {
-    "streams",
-    "stream_batches",
-    "stream_entries",
-    "stream_bytes",
-    "stream_stored_bytes",
-    "stream_gaps",
-}
-RPO_FIELDS = {
-    "source",
-    "kind",
-    "last_archived_at",
-    "lag_seconds",
-    "recoverable_from",
-    "recoverable_to",
-    "gaps",
-    "last_backup_at",
-    "backup_age_seconds",
-    "ok",
-    "problems",
-}
+REDIS_ARCHIVE_FIELDS = {"streams", "stream_batches", "stream_entries", "stream_bytes"}
+REDIS_ARCHIVE_FIELDS |= {"stream_stored_bytes", "stream_gaps"}
+RPO_FIELDS = WINDOW_FIELDS | {"source", "kind", "last_archived_at", "lag_seconds", "ok"}
+RPO_FIELDS |= {"last_backup_at", "backup_age_seconds", "problems"}
 
 
 def add_idle_source(archived: Archived) -> None:
@@ -199,12 +163,8 @@ def test_a_lost_segment_shows_as_a_gap_until_a_newer_backup(archived: Archived) 
 def test_redis_source_window_lag_and_a_recorded_gap(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
-    src = make_source(redis_factory(), tmp_path)
+    src, ids = archived_redis(redis_factory(), tmp_path, "ok")
     c = src.client()
-    c.set("cb:health:a", "ok")
-    ids = add_markers(c, 0, 0)
-    src.pitr("backup", "--source", "cache")
-    ids += tail_markers(src, 1, 3)
 
     (info,) = redis_json(src, "info")["sources"]
     assert info["kind"] == "redis" and set(info) == INFO_SOURCE_FIELDS

@@ -30,123 +30,83 @@ def segments(tli: int, first: int, last: int, start_minute: float) -> dict:
     return {(tli, n): at(start_minute + (n - first)) for n in range(first, last + 1)}
 
 
+def seg(tli: int, n: int) -> str:
+    """The name of segment n (below 256) of a timeline, with 16 MiB segments."""
+    return f"{tli:08X}00000000{n:08X}"
+
+
+def without(segs: dict, tli: int, n: int) -> dict:
+    return {k: v for k, v in segs.items() if k != (tli, n)}
+
+
 @dataclass
 class Case:
-    name: str
     target: float
     backups: list[BackupPoint]
     segs: dict
-    timelines: dict = field(default_factory=dict)
     # expectations: backup id, timeline, first segment, last needed segment; or an error
     expect: tuple[str, int, str, str] | None = None
+    timelines: dict = field(default_factory=dict)
     error: str | None = None
 
 
 TL2 = {
     2: TimelineInfo(2, (HistoryEntry(1, 6 * SEG + 0x5000),), at(20)),
 }
+B1 = backup("b1", 1, 2, 2, 2.5)
+B2 = backup("b2", 1, 6, 6, 6.5)
+LINE = segments(1, 1, 9, 0)  # timeline 1 alone
+FORK = segments(1, 1, 12, 0) | segments(2, 6, 9, 20)  # timeline 2 forks off in segment 6
 
-CASES = [
-    Case("no backup", 5, [], segments(1, 1, 9, 0), error="no base backup"),
-    Case(
-        "target before the oldest backup",
-        1,
-        [backup("b1", 1, 2, 2, 2.5)],
-        segments(1, 1, 9, 0),
-        error="before the oldest backup",
+CASES = {
+    "no backup": Case(5, [], LINE, error="no base backup"),
+    "target before the oldest backup": Case(1, [B1], LINE, error="before the oldest backup"),
+    "target after the newest archived point": Case(
+        30, [B1], LINE, error="after the newest archived point"
     ),
-    Case(
-        "target after the newest archived point",
-        30,
-        [backup("b1", 1, 2, 2, 2.5)],
-        segments(1, 1, 9, 0),
-        error="after the newest archived point",
-    ),
-    Case(
-        "right after the first backup: no WAL past its end is archived yet",
+    "right after the first backup: no WAL past its end is archived yet": Case(
         2.6,
-        [backup("b1", 1, 2, 2, 2.5)],
+        [B1],
         segments(1, 1, 2, 1.2),  # the stop segment was written before the backup ended
         error=r"after the newest archived point .*recoverable window: none \.\. none",
     ),
-    Case(
-        "simple: newest backup before target, WAL through the target",
-        5.5,
-        [backup("b1", 1, 2, 2, 2.5)],
-        segments(1, 1, 9, 0),
-        expect=("b1", 1, "000000010000000000000002", "000000010000000000000007"),
+    "simple: newest backup before target, WAL through the target": Case(
+        5.5, [B1], LINE, ("b1", 1, seg(1, 2), seg(1, 7))
     ),
-    Case(
-        "two backups, target between them: the older one",
-        4.5,
-        [backup("b1", 1, 2, 2, 2.5), backup("b2", 1, 6, 6, 6.5)],
-        segments(1, 1, 9, 0),
-        expect=("b1", 1, "000000010000000000000002", "000000010000000000000006"),
+    "two backups, target between them: the older one": Case(
+        4.5, [B1, B2], LINE, ("b1", 1, seg(1, 2), seg(1, 6))
     ),
-    Case(
-        "two backups, target after both: the newer one",
-        8,
-        [backup("b1", 1, 2, 2, 2.5), backup("b2", 1, 6, 6, 6.5)],
-        segments(1, 1, 9, 0),
-        expect=("b2", 1, "000000010000000000000006", "000000010000000000000009"),
+    "two backups, target after both: the newer one": Case(
+        8, [B1, B2], LINE, ("b2", 1, seg(1, 6), seg(1, 9))
     ),
-    Case(
-        "gap after the backup: named",
-        8,
-        [backup("b1", 1, 2, 2, 2.5)],
-        {k: v for k, v in segments(1, 1, 9, 0).items() if k != (1, 5)},
-        error="gap at segment 000000010000000000000005",
+    "gap after the backup: named": Case(
+        8, [B1], without(LINE, 1, 5), error="gap at segment 000000010000000000000005"
     ),
-    Case(
-        "a gap beyond the target does not matter",
-        3.5,
-        [backup("b1", 1, 2, 2, 2.5)],
-        {k: v for k, v in segments(1, 1, 9, 0).items() if k != (1, 6)},
-        expect=("b1", 1, "000000010000000000000002", "000000010000000000000005"),
+    "a gap beyond the target does not matter": Case(
+        3.5, [B1], without(LINE, 1, 6), ("b1", 1, seg(1, 2), seg(1, 5))
     ),
-    Case(
-        "the backup's own WAL is incomplete",
+    "the backup's own WAL is incomplete": Case(
         9,
         [backup("b1", 1, 2, 4, 4.5)],
-        {k: v for k, v in segments(1, 1, 9, 0).items() if k != (1, 3)},
+        without(LINE, 1, 3),
         error="WAL of backup b1 is incomplete: segment 000000010000000000000003",
     ),
-    Case(
-        "before the promotion: the old timeline, even past the fork point",
-        10,
-        [backup("b1", 1, 2, 2, 2.5)],
-        segments(1, 1, 12, 0) | segments(2, 6, 9, 20),
-        TL2,
-        expect=("b1", 1, "000000010000000000000002", "00000001000000000000000B"),
+    "before the promotion: the old timeline, even past the fork point": Case(
+        10, [B1], FORK, ("b1", 1, seg(1, 2), "00000001000000000000000B"), TL2
     ),
-    Case(
-        "after the promotion: the new timeline, switching at the fork segment",
-        21.5,
-        [backup("b1", 1, 2, 2, 2.5)],
-        segments(1, 1, 12, 0) | segments(2, 6, 9, 20),
-        TL2,
-        expect=("b1", 2, "000000010000000000000002", "000000020000000000000008"),
+    "after the promotion: the new timeline, switching at the fork segment": Case(
+        21.5, [B1], FORK, ("b1", 2, seg(1, 2), seg(2, 8)), TL2
     ),
-    Case(
-        "a backup taken on the abandoned branch is not used for the new timeline",
-        22.5,
-        [backup("b1", 1, 2, 2, 2.5), backup("b-abandoned", 1, 8, 8, 8.5)],
-        segments(1, 1, 12, 0) | segments(2, 6, 9, 20),
-        TL2,
-        expect=("b1", 2, "000000010000000000000002", "000000020000000000000009"),
+    "a backup taken on the abandoned branch is not used for the new timeline": Case(
+        22.5, [B1, backup("b-abandoned", 1, 8, 8, 8.5)], FORK, ("b1", 2, seg(1, 2), seg(2, 9)), TL2
     ),
-    Case(
-        "a backup taken on the new timeline is preferred once it exists",
-        22.8,
-        [backup("b1", 1, 2, 2, 2.5), backup("b3", 2, 8, 8, 22.2)],
-        segments(1, 1, 12, 0) | segments(2, 6, 9, 20),
-        TL2,
-        expect=("b3", 2, "000000020000000000000008", "000000020000000000000009"),
+    "a backup taken on the new timeline is preferred once it exists": Case(
+        22.8, [B1, backup("b3", 2, 8, 8, 22.2)], FORK, ("b3", 2, seg(2, 8), seg(2, 9)), TL2
     ),
-]
+}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_plan(case: Case) -> None:
     if case.error:
         with pytest.raises(PlanError, match=case.error) as info:
@@ -168,7 +128,7 @@ def test_plan(case: Case) -> None:
 
 def test_window_in_error_names_both_ends() -> None:
     with pytest.raises(PlanError) as info:
-        plan_postgres("db", at(30), [backup("b1", 1, 2, 2, 2.5)], segments(1, 1, 9, 0), {}, SEG)
+        plan_postgres("db", at(30), [B1], LINE, {}, SEG)
     message = str(info.value)
     assert "2025-01-16T12:02:30Z" in message  # oldest backup end
     assert "2025-01-16T12:08:00Z" in message  # newest archived segment

@@ -57,134 +57,104 @@ BATCHES = [batch(S, a, a + 9) for a in range(0, 100, 10)]
 
 @dataclass
 class Case:
-    name: str
     target: float
     snapshots: list[SnapshotPoint]
-    batches: list[BatchRef] = field(default_factory=lambda: BATCHES)
-    gaps: list[GapFact] = field(default_factory=list)
-    covered: float | None = 100
     # expectations: snapshot id, {stream: (after, reset, first IDs of the batches)}
     snapshot: str | None = None
     replays: dict[str, tuple[str, bool, list[str]]] = field(default_factory=dict)
+    batches: list[BatchRef] = field(default_factory=lambda: BATCHES)
+    gaps: list[GapFact] = field(default_factory=list)
+    covered: float | None = 100
     gap_count: int = 0
     warnings: int = 0
     error: str | None = None
 
 
-CASES = [
-    Case("no snapshot", 50, [], error="no snapshot"),
-    Case("before the oldest snapshot", 5, [snap("a", 10, {S: 9})], error="before the oldest"),
-    Case(
-        "after the newest archived point",
-        120,
-        [snap("a", 10, {S: 9})],
-        error="after the newest archived point",
+def on_s(after: float, *firsts: float) -> dict[str, tuple[str, bool, list[str]]]:
+    """The replay of s: after its entry at second `after`, the batches starting at firsts."""
+    return {S: (sid(after), False, [sid(f) for f in firsts])}
+
+
+def recreated(target: float, snapshot_at: float, replay: tuple[str, bool, list[str]]) -> Case:
+    """s recreated between seconds 30 and 60, its new entries archived from 61 on;
+    snapshot a taken at snapshot_at."""
+    return Case(
+        target,
+        [snap("a", snapshot_at, {S: snapshot_at})],
+        "a",
+        {S: replay},
+        batches=[batch(S, 0, 30), batch(S, 60, 90, archived=61)],
+        gaps=[gap(S, "recreated", 30, 60, detected=60.5)],
+    )
+
+
+A10 = snap("a", 10, {S: 10})
+AB = [A10, snap("b", 40, {S: 40})]
+# no tailer: snapshots alone, of no streams
+UNTAILED = {"batches": [], "covered": None}
+
+CASES = {
+    "no snapshot": Case(50, [], error="no snapshot"),
+    "before the oldest snapshot": Case(5, [snap("a", 10, {S: 9})], error="before the oldest"),
+    "after the newest archived point": Case(
+        120, [snap("a", 10, {S: 9})], error="after the newest archived point"
     ),
-    Case(
-        "at the snapshot instant: only the batch holding the target's millisecond",
-        10,
-        [snap("a", 10, {S: 10})],
-        snapshot="a",
-        replays={S: (sid(10), False, [sid(10)])},
+    "at the snapshot instant: only the batch holding the target's millisecond": Case(
+        10, [A10], "a", on_s(10, 10)
     ),
-    Case(
-        "between two snapshots: the older one, then entries after its copy",
-        34.5,
-        [snap("a", 10, {S: 10}), snap("b", 40, {S: 40})],
-        snapshot="a",
-        replays={S: (sid(10), False, [sid(10), sid(20), sid(30)])},
+    "between two snapshots: the older one, then entries after its copy": Case(
+        34.5, AB, "a", on_s(10, 10, 20, 30)
     ),
-    Case(
-        "after the newest snapshot: it, and only later batches",
-        55,
-        [snap("a", 10, {S: 10}), snap("b", 40, {S: 42})],
-        snapshot="b",
-        replays={S: (sid(42), False, [sid(40), sid(50)])},
+    "after the newest snapshot: it, and only later batches": Case(
+        55, [A10, snap("b", 40, {S: 42})], "b", on_s(42, 40, 50)
     ),
-    Case(
-        "a snapshot taken exactly at the target counts",
-        40,
-        [snap("a", 10, {S: 10}), snap("b", 40, {S: 40})],
-        snapshot="b",
-        replays={S: (sid(40), False, [sid(40)])},
+    "a snapshot taken exactly at the target counts": Case(40, AB, "b", on_s(40, 40)),
+    "no tailer: only snapshot instants are reachable": Case(
+        40, [snap("a", 10), snap("b", 40)], "b", **UNTAILED
     ),
-    Case(
-        "no tailer: only snapshot instants are reachable",
-        40,
-        [snap("a", 10), snap("b", 40)],
-        batches=[],
-        covered=None,
-        snapshot="b",
-    ),
-    Case(
-        "no tailer: after the newest snapshot is refused",
+    "no tailer: after the newest snapshot is refused": Case(
         41,
         [snap("a", 10), snap("b", 40)],
-        batches=[],
-        covered=None,
         error="recoverable window: 2025-01-16T12:00:10Z .. 2025-01-16T12:00:40Z",
+        **UNTAILED,
     ),
-    Case(
-        "a stream created after the snapshot starts at the snapshot",
+    "a stream created after the snapshot starts at the snapshot": Case(
         65,
         [snap("a", 50, {S: 50})],
+        "a",
+        on_s(50, 50, 60) | {N: (f"{T0_MS + 49_999}-{(1 << 64) - 1}", False, [sid(55)])},
         batches=[*BATCHES, batch(N, 20, 25), batch(N, 55, 70)],
-        snapshot="a",
-        replays={
-            S: (sid(50), False, [sid(50), sid(60)]),
-            N: (f"{T0_MS + 49_999}-{(1 << 64) - 1}", False, [sid(55)]),
-        },
     ),
-    Case(
-        "recreated after the snapshot and before the target: reset",
+    "recreated after the snapshot and before the target: reset": recreated(
+        80, 10, ("0-0", True, [sid(60)])
+    ),
+    "recreated after the target: the old stream goes on to the target": recreated(
+        45, 10, (sid(10), False, [sid(0)])
+    ),
+    "recreated before the snapshot: the snapshot holds the new stream": recreated(
+        80, 70, (sid(70), False, [sid(60)])
+    ),
+    "a trim gap inside the replayed range is reported": Case(
         80,
-        [snap("a", 10, {S: 10})],
-        batches=[batch(S, 0, 30), batch(S, 60, 90, archived=61)],
-        gaps=[gap(S, "recreated", 30, 60, detected=60.5)],
-        snapshot="a",
-        replays={S: ("0-0", True, [sid(60)])},
-    ),
-    Case(
-        "recreated after the target: the old stream goes on to the target",
-        45,
-        [snap("a", 10, {S: 10})],
-        batches=[batch(S, 0, 30), batch(S, 60, 90, archived=61)],
-        gaps=[gap(S, "recreated", 30, 60, detected=60.5)],
-        snapshot="a",
-        replays={S: (sid(10), False, [sid(0)])},
-    ),
-    Case(
-        "recreated before the snapshot: the snapshot holds the new stream",
-        80,
-        [snap("a", 70, {S: 70})],
-        batches=[batch(S, 0, 30), batch(S, 60, 90, archived=61)],
-        gaps=[gap(S, "recreated", 30, 60, detected=60.5)],
-        snapshot="a",
-        replays={S: (sid(70), False, [sid(60)])},
-    ),
-    Case(
-        "a trim gap inside the replayed range is reported",
-        80,
-        [snap("a", 10, {S: 10})],
+        [A10],
+        "a",
+        on_s(10, *range(10, 90, 10)),
         gaps=[gap(S, "trimmed", 30, 45, detected=46), gap(S, "trimmed", 2, 5, detected=6)],
-        snapshot="a",
-        replays={S: (sid(10), False, [sid(a) for a in range(10, 90, 10)])},
         gap_count=1,
     ),
-    Case(
-        "tailer behind the newest snapshot: entries missing are warned about",
+    "tailer behind the newest snapshot: entries missing are warned about": Case(
         45,
-        [snap("a", 10, {S: 10}), snap("b", 60, {S: 60})],
+        [A10, snap("b", 60, {S: 60})],
+        "a",
+        on_s(10, 10),
         batches=[batch(S, 0, 9), batch(S, 10, 19)],
         covered=20,
-        snapshot="a",
-        replays={S: (sid(10), False, [sid(10)])},
         warnings=1,
     ),
-]
+}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_plan(case: Case) -> None:
     covered = at(case.covered) if case.covered is not None else None
     if case.error:

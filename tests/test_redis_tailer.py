@@ -43,6 +43,13 @@ def ids_of(source: RedisSource) -> list[tuple[bytes, bytes]]:
     return [(stream, entry_id) for stream, entry_id, _ in source.archived()]
 
 
+def tail_until(source: RedisSource, repo: Repository, archived: int, **kw: float) -> TailThread:
+    """A tailer started on source, once `archived` entries are archived."""
+    tail = TailThread(repo, "cache", source.server.url, **kw)
+    wait_for_entries(source, archived)
+    return tail
+
+
 def test_sigkill_mid_batch_then_restart_archives_every_entry_once(source: RedisSource) -> None:
     c = source.client()
     args = ("--batch-count", "4", "--batch-seconds", "60")
@@ -74,17 +81,14 @@ def test_a_batch_stored_before_a_crash_is_kept_as_it_is(
     source: RedisSource, repo: Repository
 ) -> None:
     c = source.client()
-    url = source.server.url
     ids = [c.xadd(S, {"n": i}) for i in range(6)]
-    tail = TailThread(repo, "cache", url, batch_count=3, batch_seconds=60)
-    wait_for_entries(source, 6)
-    tail.stop()
+    tail_until(source, repo, 6, batch_count=3, batch_seconds=60).stop()
     # A crash after the record of the second batch, before its row.
     with repo.catalog.session() as s:
         s.execute(delete(StreamBatch).where(StreamBatch.first_id == ids[3].decode()))
     ids += [c.xadd(S, {"n": i}) for i in range(6, 8)]
 
-    tail = TailThread(repo, "cache", url, batch_count=100, batch_seconds=60)
+    tail = TailThread(repo, "cache", source.server.url, batch_count=100, batch_seconds=60)
     # The resumed position comes from the catalog: wait until the tailer has
     # actually read up to the last entry written, not just loaded its position.
     last = parse_id(ids[-1])
@@ -102,12 +106,9 @@ def test_entries_trimmed_before_they_were_shipped_are_a_gap(
     source: RedisSource, repo: Repository
 ) -> None:
     c = source.client()
-    url = source.server.url
     first = [c.xadd(S, {"n": i}) for i in range(3)]
     shipped_b = [c.xadd("cb:stream:b", {"n": i}) for i in range(3)]
-    tail = TailThread(repo, "cache", url, batch_seconds=0.05)
-    wait_for_entries(source, 6)
-    tail.stop()
+    tail_until(source, repo, 6, batch_seconds=0.05).stop()
 
     # While no tailer runs: entries of S come and are trimmed away unseen;
     # b is trimmed only below what was shipped, which loses nothing.
@@ -115,8 +116,7 @@ def test_entries_trimmed_before_they_were_shipped_are_a_gap(
     kept = [c.xadd(S, {"n": i}) for i in range(8, 10)]
     c.xtrim(S, maxlen=2, approximate=False)
     c.xtrim("cb:stream:b", maxlen=1, approximate=False)
-    tail = TailThread(repo, "cache", url, batch_seconds=0.05)
-    wait_for_entries(source, 8)
+    tail = tail_until(source, repo, 8, batch_seconds=0.05)
 
     # And while it runs: entries added and trimmed in one transaction.
     with c.pipeline(transaction=True) as p:
@@ -145,10 +145,8 @@ def test_a_recreated_stream_is_a_gap_and_is_followed_from_its_start(
     source: RedisSource, repo: Repository
 ) -> None:
     c = source.client()
-    url = source.server.url
     old = [c.xadd(S, {"n": i}) for i in range(3)]
-    tail = TailThread(repo, "cache", url, batch_seconds=0.05)
-    wait_for_entries(source, 3)
+    tail = tail_until(source, repo, 3, batch_seconds=0.05)
     with c.pipeline(transaction=True) as p:
         p.delete(S)
         p.xadd(S, {"n": "new"}, id="1-1")

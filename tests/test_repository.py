@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
+from archiver.filecopy import Copier
 from catalog.db.engine import HEAD_REVISION, Catalog
 from catalog.db.models import Base
 from catalog.errors import (
@@ -240,9 +240,23 @@ CHANGE_AT = 20 * MiB + 700_000  # straddles the boundary between chunks 20 and 2
 CHANGE_LEN = 500_000  # 1% of the file, in one place
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "pool"])
+def write_by_put_chunk(repo: Repository, path: Path) -> list[Chunk]:
+    """One chunk at a time, as a Redis snapshot stores what it captured."""
+    data = path.read_bytes()
+    return [repo.put_chunk(data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
+
+
+def write_by_copier(repo: Repository, path: Path) -> list[Chunk]:
+    """In parallel from the file, as a base backup copies a relation file."""
+    with Copier(repo, set(), CHUNK, sealers=2, writers=2) as copier:
+        chunks = copier.copy(path, path.stat().st_size).chunks()
+    assert chunks is not None
+    return chunks
+
+
+@pytest.mark.parametrize("writer", [write_by_put_chunk, write_by_copier], ids=["serial", "pool"])
 def test_second_write_of_a_one_percent_change_stores_only_the_changed_chunks(
-    repo: Repository, tmp_path: Path, workers: int
+    repo: Repository, tmp_path: Path, writer: Callable[[Repository, Path], list[Chunk]]
 ) -> None:
     original = random.Random(42).randbytes(SIZE)
     changed = (
@@ -252,21 +266,15 @@ def test_second_write_of_a_one_percent_change_stores_only_the_changed_chunks(
     )
     assert len(changed) == SIZE
     data_file = tmp_path / "relation.bin"
-    pool = ThreadPoolExecutor(max_workers=workers) if workers else None
 
     def write(content: bytes) -> list[Chunk]:
         data_file.write_bytes(content)
-        with open(data_file, "rb") as reader:
-            return repo.write_stream(reader, chunk_size=CHUNK, pool=pool)
+        return writer(repo, data_file)
 
-    try:
-        first = write(original)
-        after_first = stored_bytes(repo)
-        second = write(changed)
-        after_second = stored_bytes(repo)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    first = write(original)
+    after_first = stored_bytes(repo)
+    second = write(changed)
+    after_second = stored_bytes(repo)
 
     assert len(first) == len(second) == SIZE // CHUNK
     assert sum(c.stored_size for c in first) == after_first
@@ -283,9 +291,9 @@ def test_second_write_of_a_one_percent_change_stores_only_the_changed_chunks(
     assert added <= 2 * (CHUNK + 1024)
     assert len(list(repo.store.list("objects/"))) == len(first) + len(touched)
 
-    restored = b"".join(repo.read_chunks(c.oid for c in second))
+    restored = b"".join(repo.get_chunk(c.oid) for c in second)
     assert restored == changed
-    assert b"".join(repo.read_chunks(c.oid for c in first)) == original
+    assert b"".join(repo.get_chunk(c.oid) for c in first) == original
 
 
 # -- catalog URLs that cannot work -----------------------------------------------------------

@@ -145,22 +145,20 @@ def test_timeline_one_history_is_answered_not_archived_at_once(tmp_path: Path) -
     from tests.servers import PITR_BIN
 
     dest = tmp_path / "RECOVERYHISTORY"
-    result = subprocess.run(
-        [str(PITR_BIN), "--config", str(tmp_path / "absent.toml"), "wal-fetch"]
-        + ["--source", "db", "00000001.history", str(dest)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def fetch(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(PITR_BIN), "--config", str(tmp_path / "absent.toml"), "wal-fetch"]
+            + ["--source", "db", name, str(dest)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    result = fetch("00000001.history")
     assert result.returncode == 1, result.stderr
     assert not dest.exists()
-    other = subprocess.run(
-        [str(PITR_BIN), "--config", str(tmp_path / "absent.toml"), "wal-fetch"]
-        + ["--source", "db", "00000002.history", str(dest)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    other = fetch("00000002.history")
     assert other.returncode == 128  # any other name goes to the store (here: no config)
 
 

@@ -1,4 +1,4 @@
-"""TIME forms of INTERFACE.md and durations."""
+"""TIME forms of docs/reference.md and durations."""
 
 from __future__ import annotations
 

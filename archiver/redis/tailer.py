@@ -153,6 +153,21 @@ class StreamTailer:
         """One atomic look at every stream; returns how many entries came."""
         streams = list(self.streams.values())
         readable = [s for s in streams if not s.wrong_type]
+        replies = self._look(streams, readable)
+        now_ms = time_reply_ms(replies[0])
+        got, drained = _read_reply(replies[-1]) if readable else ({}, True)
+        total = 0
+        for s, info in zip(streams, replies[1 : 1 + len(streams)], strict=True):
+            taken, caught_up = self._take(s, info, got.get(s.name, []))
+            total += taken
+            drained = drained and caught_up
+        if drained:
+            self._drained_ms = now_ms - 1
+        return total
+
+    def _look(self, streams: list[StreamState], readable: list[StreamState]) -> list[Any]:
+        """The server's time, XINFO of every stream and XREAD of the readable
+        ones, in one transaction; errors come back in place of their reply."""
         tx = self.client.pipeline(transaction=True)
         tx.time()
         for s in streams:
@@ -162,47 +177,29 @@ class StreamTailer:
             tx.execute_command(
                 "XREAD", "COUNT", self.batch_count, "STREAMS", *[s.name for s in readable], *ids
             )
-        replies = tx.execute(raise_on_error=False)
-        now_ms = time_reply_ms(replies[0])
-        got: dict[bytes, list[Any]] = {}
-        drained = True
-        if readable:
-            if not isinstance(replies[-1], Exception):
-                got = dict(_pairs(replies[-1]))
-            elif "wrongtype" in str(replies[-1]).lower():
-                drained = False  # a name changed type: XINFO below tells which
-            else:
-                raise replies[-1]
-        total = 0
-        for s, info in zip(streams, replies[1 : 1 + len(streams)], strict=True):
-            entries = got.get(s.name, [])
-            if isinstance(info, Exception):
-                text = str(info).lower()
-                if "no such key" not in text and "wrongtype" not in text:
-                    raise info
-                s.missing = True
-                s.wrong_type = "wrongtype" in text
-                continue
-            s.wrong_type = False
-            if not check_stream(s, info, entries, self._flush_stream, self._gap):
-                drained = False  # its position was reset: read it again next round
-                continue
-            for raw_id, fields in entries:
-                s.buffer.append((raw_id, list(fields)))
-                s.read = parse_id(raw_id)
-                s.history = True
-            if s.buffer and not s.opened:
-                s.opened = time.monotonic()
-            if len(entries) >= self.batch_count:
-                drained = False
-                if s.counter is not None:
-                    s.counter += len(entries)
-            else:
-                s.counter = s.added  # read up to the stream's end: in step with it
-            total += len(entries)
-        if drained:
-            self._drained_ms = now_ms - 1
-        return total
+        return list(tx.execute(raise_on_error=False))
+
+    def _take(self, s: StreamState, info: Any, entries: list[Any]) -> tuple[int, bool]:
+        """Buffer what one stream gave this round: how many entries, and
+        whether the stream has nothing more to read right now."""
+        if isinstance(info, Exception):
+            _mark_unreadable(s, info)
+            return 0, True
+        s.wrong_type = False
+        if not check_stream(s, info, entries, self._flush_stream, self._gap):
+            return 0, False  # its position was reset: read it again next round
+        for raw_id, fields in entries:
+            s.buffer.append((raw_id, list(fields)))
+            s.read = parse_id(raw_id)
+            s.history = True
+        if s.buffer and not s.opened:
+            s.opened = time.monotonic()
+        caught_up = len(entries) < self.batch_count
+        if caught_up:
+            s.counter = s.added  # read up to the stream's end: in step with it
+        elif s.counter is not None:
+            s.counter += len(entries)
+        return len(entries), caught_up
 
     def _wait(self, stop: threading.Event) -> None:
         """Block until an entry arrives, a batch is due or it is time to look again."""
@@ -281,6 +278,25 @@ class StreamTailer:
             s.shipped = s.read = pos
             s.counter = counter
             s.history = True
+
+
+def _read_reply(reply: Any) -> tuple[dict[bytes, list[Any]], bool]:
+    """The entries of an XREAD reply by stream, and False when the read
+    failed because a name changed type (XINFO tells which)."""
+    if not isinstance(reply, Exception):
+        return dict(_pairs(reply)), True
+    if "wrongtype" in str(reply).lower():
+        return {}, False
+    raise reply
+
+
+def _mark_unreadable(s: StreamState, error: Exception) -> None:
+    """Note a stream XINFO could not describe: gone, or no longer a stream."""
+    text = str(error).lower()
+    if "no such key" not in text and "wrongtype" not in text:
+        raise error
+    s.missing = True
+    s.wrong_type = "wrongtype" in text
 
 
 def _pairs(reply: Any) -> Iterable[tuple[bytes, list[Any]]]:

@@ -14,16 +14,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pitr.context import AppContext
-from pitr.output import OUTPUT_CHOICE
+from pitr.output import report_command
 
 if TYPE_CHECKING:
     from recovery.integrity import ReportedSource
 
 
-@click.command(name="check")
-@click.option("--source", "source_name", metavar="NAME", help="Only this source.")
-@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
-@click.pass_obj
+@report_command("check")
 def command(app: AppContext, source_name: str | None, output: str) -> None:
     """Continuity of WAL chains and stream batches, missing objects."""
     from recovery.integrity import check_archive
@@ -50,14 +47,10 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
 def chosen_sources(app: AppContext, source_name: str | None) -> list[ReportedSource]:
     """(name, kind, the kind's reports) of the sources asked about."""
     from pitr import kinds
-    from pitr.config import ConfigError
-    from recovery.status import known_sources
 
-    configured = {s.name: s.kind for s in app.config.sources.values()}
-    sources = known_sources(app.repo(), configured, source_name)
-    if source_name is not None and not sources:
-        raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
-    return [(name, kind, kinds.get(kind).reports) for name, kind, _ in sources]
+    return [
+        (name, kind, kinds.get(kind).reports) for name, kind, _ in app.known_sources(source_name)
+    ]
 
 
 def exit_code(report: Any) -> int:
@@ -72,10 +65,7 @@ def exit_code(report: Any) -> int:
 
 def report_json(report: Any) -> dict[str, Any]:
     """The JSON shared by check and verify."""
-    from pitr.timeparse import format_utc
-
-    def piece(p: Any) -> dict[str, Any]:
-        return {"from": format_utc(p.start), "to": format_utc(p.end), "detail": p.detail}
+    from pitr.output import piece_json, window_json
 
     return {
         "ok": not report.bad and not report.problems,
@@ -85,10 +75,8 @@ def report_json(report: Any) -> dict[str, Any]:
             {
                 "name": s.name,
                 "kind": s.kind,
-                "recoverable_from": format_utc(s.coverage.recoverable_from),
-                "recoverable_to": format_utc(s.coverage.recoverable_to),
-                "gaps": [piece(g) for g in s.coverage.gaps],
-                "lost": [piece(p) for p in s.lost],
+                **window_json(s.coverage, s.coverage.gaps),
+                "lost": [piece_json(p) for p in s.lost],
                 "problems": [
                     {"type": p.type, "detail": p.detail, **dict(p.extra)} for p in s.problems
                 ],

@@ -16,30 +16,21 @@ from typing import Any
 import click
 
 from pitr.context import AppContext
-from pitr.output import OUTPUT_CHOICE, duration_option
+from pitr.output import duration, output_option, source_option
 
 
 @click.command(name="expire")
 @click.option("--keep", type=click.IntRange(min=1), metavar="N", help="Keep the N newest backups.")
-@click.option(
-    "--keep-within",
-    metavar="DURATION",
-    callback=duration_option,
-    help="Keep every backup finished within DURATION (e.g. 7d).",
-)
-@click.option(
+@duration("--keep-within", "Keep every backup finished within DURATION (e.g. 7d).")
+@duration(
     "--grace",
-    metavar="DURATION",
+    "Leave unreferenced objects younger than this (writers not yet committed).",
     default="1h",
     show_default=True,
-    callback=duration_option,
-    help="Leave unreferenced objects younger than this (writers not yet committed).",
 )
-@click.option(
-    "--source", "source_name", metavar="NAME", help="Apply retention to this source only."
-)
+@source_option("Apply retention to this source only.")
 @click.option("--dry-run", is_flag=True, help="Print what would be removed, change nothing.")
-@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
+@output_option()
 @click.pass_obj
 def command(
     app: AppContext,

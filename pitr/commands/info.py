@@ -8,28 +8,21 @@ from typing import Any
 import click
 
 from pitr.context import AppContext
-from pitr.output import OUTPUT_CHOICE
+from pitr.output import report_command
 
 
-@click.command(name="info")
-@click.option("--source", "source_name", metavar="NAME", help="Only this source.")
-@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
-@click.pass_obj
+@report_command("info")
 def command(app: AppContext, source_name: str | None, output: str) -> None:
     """Sources, backups, recoverable windows and sizes."""
     from catalog import reports
     from pitr import kinds
-    from pitr.config import ConfigError
-    from recovery.status import known_sources, source_status
+    from recovery.status import source_status
 
     repo = app.repo()
-    configured = {s.name: s.kind for s in app.config.sources.values()}
     statuses = [
-        source_status(repo, name, kind, kinds.get(kind).reports, is_configured)
-        for name, kind, is_configured in known_sources(repo, configured, source_name)
+        source_status(repo, name, kind, kinds.get(kind).reports, configured)
+        for name, kind, configured in app.known_sources(source_name)
     ]
-    if source_name is not None and not statuses:
-        raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
     with repo.catalog.session() as s:
         totals = reports.repository_totals(s)
     doc = {
@@ -49,6 +42,7 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
 
 
 def source_json(st: Any) -> dict[str, Any]:
+    from pitr.output import window_json
     from pitr.timeparse import format_utc
 
     return {
@@ -71,12 +65,7 @@ def source_json(st: Any) -> dict[str, Any]:
             }
             for b in st.backups
         ],
-        "recoverable_from": format_utc(st.coverage.recoverable_from),
-        "recoverable_to": format_utc(st.coverage.recoverable_to),
-        "gaps": [
-            {"from": format_utc(g.start), "to": format_utc(g.end), "detail": g.detail}
-            for g in st.gaps
-        ],
+        **window_json(st.coverage, st.gaps),
         "last_archived_at": format_utc(st.last_archived_at),
         "archive": st.totals,
         "notes": st.notes,

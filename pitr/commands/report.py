@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from pitr.context import AppContext
-from pitr.output import duration_option
+from pitr.output import duration, output_option, source_option
 
 
 @click.group(name="report")
@@ -33,25 +33,13 @@ class Rpo:
 
 
 @command.command(name="rpo")
-@click.option("--source", "source_name", metavar="NAME", help="Only this source.")
-@click.option(
-    "--max-lag",
-    metavar="DURATION",
-    callback=duration_option,
-    help="Fail (exit 3) when a source's newest archived fact is older (e.g. 5m).",
-)
-@click.option(
+@source_option()
+@duration("--max-lag", "Fail (exit 3) when a source's newest archived fact is older (e.g. 5m).")
+@duration(
     "--max-backup-age",
-    metavar="DURATION",
-    callback=duration_option,
-    help="Fail (exit 3) when a source's newest backup or snapshot is older (e.g. 26h).",
+    "Fail (exit 3) when a source's newest backup or snapshot is older (e.g. 26h).",
 )
-@click.option(
-    "--output",
-    type=click.Choice(["table", "json", "prometheus"]),
-    default="table",
-    show_default=True,
-)
+@output_option("prometheus")
 @click.pass_obj
 def rpo(
     app: AppContext,
@@ -62,14 +50,10 @@ def rpo(
 ) -> None:
     """Recovery point report: last archived, lag, recoverable window and gaps."""
     from pitr import kinds
-    from pitr.config import ConfigError
-    from recovery.status import known_sources, source_status
+    from recovery.status import source_status
 
     repo = app.repo()
-    configured = {s.name: s.kind for s in app.config.sources.values()}
-    sources = known_sources(repo, configured, source_name)
-    if source_name is not None and not sources:
-        raise ConfigError(f"unknown source {source_name!r}: not in the config nor the catalog")
+    sources = app.known_sources(source_name)
     now = datetime.now(UTC)
     rows = [
         assess(
@@ -106,22 +90,32 @@ def assess(
         None if last is None else (now - last).total_seconds(),
         None if backup is None else (now - backup).total_seconds(),
     )
-    if max_lag is not None:
-        if r.lag is None:
-            r.problems.append("nothing archived yet")
-        elif r.lag > max_lag.total_seconds():
-            r.problems.append(
-                f"last archived {_ago(r.lag)} ago, over --max-lag {_ago(max_lag.total_seconds())}"
-            )
-    if max_backup_age is not None:
-        if r.backup_age is None:
-            r.problems.append("no backup yet")
-        elif r.backup_age > max_backup_age.total_seconds():
-            r.problems.append(
-                f"newest backup finished {_ago(r.backup_age)} ago, over --max-backup-age "
-                f"{_ago(max_backup_age.total_seconds())}"
-            )
+    over = (
+        _over(r.lag, max_lag, "nothing archived yet", "last archived", "--max-lag"),
+        _over(
+            r.backup_age,
+            max_backup_age,
+            "no backup yet",
+            "newest backup finished",
+            "--max-backup-age",
+        ),
+    )
+    r.problems += [problem for problem in over if problem]
     return r
+
+
+def _over(
+    age: float | None, limit: timedelta | None, none: str, what: str, option: str
+) -> str | None:
+    """What is wrong with an age against its limit: `none` when there is
+    nothing to measure; None within the limit or with no limit."""
+    if limit is None:
+        return None
+    if age is None:
+        return none
+    if age > limit.total_seconds():
+        return f"{what} {_ago(age)} ago, over {option} {_ago(limit.total_seconds())}"
+    return None
 
 
 def _ago(seconds: float) -> str:
@@ -131,6 +125,7 @@ def _ago(seconds: float) -> str:
 
 
 def rpo_json(r: Rpo) -> dict[str, Any]:
+    from pitr.output import window_json
     from pitr.timeparse import format_utc
 
     st = r.status
@@ -139,12 +134,7 @@ def rpo_json(r: Rpo) -> dict[str, Any]:
         "kind": st.kind,
         "last_archived_at": format_utc(st.last_archived_at),
         "lag_seconds": None if r.lag is None else round(r.lag, 3),
-        "recoverable_from": format_utc(st.coverage.recoverable_from),
-        "recoverable_to": format_utc(st.coverage.recoverable_to),
-        "gaps": [
-            {"from": format_utc(g.start), "to": format_utc(g.end), "detail": g.detail}
-            for g in st.gaps
-        ],
+        **window_json(st.coverage, st.gaps),
         "last_backup_at": format_utc(st.last_backup_at),
         "backup_age_seconds": None if r.backup_age is None else round(r.backup_age, 3),
         "ok": r.ok,

@@ -9,24 +9,25 @@ import click
 
 from pitr.config import ConfigError
 from pitr.context import AppContext
+from pitr.output import F, source_option
+
+# name, type, default, help of the options that size a stream's batches (the
+# daemon's tailers take the defaults)
+BATCH_OPTIONS = (
+    ("--batch-count", click.IntRange(1), 1000, "Close a stream's batch after this many entries."),
+    ("--batch-seconds", click.FloatRange(0.01), 1.0, "Close a batch this long after it opens."),
+)
+
+
+def batch_options(f: F) -> F:
+    for name, kind, default, help_text in reversed(BATCH_OPTIONS):
+        f = click.option(name, type=kind, default=default, show_default=True, help=help_text)(f)
+    return f
 
 
 @click.command(name="tail")
-@click.option("--source", "source_name", metavar="NAME", help="Redis source of the config.")
-@click.option(
-    "--batch-count",
-    type=click.IntRange(1),
-    default=1000,
-    show_default=True,
-    help="Close a batch after this many entries of a stream.",
-)
-@click.option(
-    "--batch-seconds",
-    type=click.FloatRange(0.01),
-    default=1.0,
-    show_default=True,
-    help="Close a batch this long after its first entry.",
-)
+@source_option("Redis source of the config.")
+@batch_options
 @click.pass_obj
 def command(
     app: AppContext, source_name: str | None, batch_count: int, batch_seconds: float

@@ -13,16 +13,16 @@ import sys
 import click
 
 from pitr.context import AppContext
-from pitr.output import OUTPUT_CHOICE
+from pitr.output import output_option, source_option
 
 
 @click.command(name="verify")
 @click.option("--read-data", is_flag=True, help="Read every object back and re-hash it.")
-@click.option("--source", "source_name", metavar="NAME", help="Only objects of this source.")
+@source_option("Only objects of this source.")
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel reads."
 )
-@click.option("--output", "output", type=OUTPUT_CHOICE, default="table", show_default=True)
+@output_option()
 @click.pass_obj
 def command(
     app: AppContext, read_data: bool, source_name: str | None, workers: int, output: str
