@@ -140,9 +140,10 @@ JSON_BUILDERS = {
     "pitr/commands/verify.py": ("command",),
     "pitr/commands/expire.py": ("_json",),
     "catalog/reports.py": ("wal_totals", "stream_totals", "repository_totals"),
-    "recovery/status.py": ("source_status",),  # identity
+    "recovery/postgres/report.py": ("status",),  # identity
 }
-PROBLEMS = "recovery/integrity.py"  # Problem(source, type, detail, extra): check's problems
+# Problem(source, type, detail, extra): check's problems, by kind
+PROBLEMS = ("recovery/postgres/continuity.py", "recovery/redis/continuity.py")
 
 
 def functions(path: str) -> dict[str, ast.FunctionDef]:
@@ -167,7 +168,7 @@ def literal_keys(node: ast.AST, named: dict[str, ast.Dict] | None = None) -> set
 
 def problem_fields() -> set[str]:
     fields: set[str] = set()
-    for fn in functions(PROBLEMS).values():
+    for fn in (f for path in PROBLEMS for f in functions(path).values()):
         named = {
             t.id: n.value
             for n in ast.walk(fn)
