@@ -64,7 +64,8 @@ class LazyGroup(click.Group):
             if e.name != f"pitr.commands.{module}":
                 raise
             return _not_built(name)
-        return mod.command
+        command: click.Command = mod.command
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Summaries come from a table so that --help imports no command module.

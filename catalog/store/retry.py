@@ -46,7 +46,7 @@ class RetryingStore(ObjectStore):
 
     def delay(self, failures: int) -> float:
         """Backoff before the next attempt: half fixed, half random ("equal jitter")."""
-        cap = min(self.max_delay, self.base_delay * 2 ** (failures - 1))
+        cap = min(self.max_delay, self.base_delay * 2.0 ** (failures - 1))
         return cap / 2 + self._rng.uniform(0, cap / 2)
 
     def _gave_up(self, error: TransientStorageError) -> StorageError:
