@@ -64,7 +64,7 @@ class Codec:
         return d
 
     def object_id(self, plaintext: bytes | memoryview) -> str:
-        return self._hasher(plaintext).hexdigest()
+        return str(self._hasher(plaintext).hexdigest())
 
     def _hasher(self, data: bytes | memoryview = b"") -> Hasher:
         """SHA-256, keyed when the repository is encrypted; fed data so far."""

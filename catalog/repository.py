@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from catalog.codec import Codec
 from catalog.errors import FormatError, IntegrityError, ObjectNotFound
 from catalog.keys import check_key
-from catalog.store import ObjectStore, open_store
+from catalog.store import ObjectStore, StoreOptions, open_store
 
 if TYPE_CHECKING:
     from catalog.db.engine import Catalog
@@ -41,14 +41,24 @@ def object_key(oid: str) -> str:
     return f"objects/{oid[:2]}/{oid}"
 
 
-def read_meta(url: str, *, endpoint_url: str | None = None) -> dict[str, Any] | None:
+class OpenOptions(TypedDict, total=False):
+    """How a repository is reached and read, the same for opening and
+    creating one: its store's options, the zstd level of new objects, and
+    the key of an encrypted repository."""
+
+    store: StoreOptions
+    compression_level: int
+    key: bytes | None
+
+
+def read_meta(url: str, store: StoreOptions | None = None) -> dict[str, Any] | None:
     """The repository file of the store at url, None if there is none yet:
     what a caller needs to derive the key before opening the repository."""
-    store = open_store(url, endpoint_url=endpoint_url)
+    opened = open_store(url, store)
     try:
-        return _read_meta(store, url)
+        return _read_meta(opened, url)
     finally:
-        store.close()
+        opened.close()
 
 
 def _read_meta(store: ObjectStore, url: str) -> dict[str, Any] | None:
@@ -98,21 +108,22 @@ class Repository:
         url: str,
         catalog_url: str,
         *,
-        endpoint_url: str | None = None,
-        compression_level: int = 3,
-        key: bytes | None = None,
         lazy_catalog: bool = False,
+        **options: Unpack[OpenOptions],
     ) -> Repository:
         """Open an existing repository; FormatError if there is none or it is newer.
         With lazy_catalog, the catalog is opened (and its schema checked) on first use."""
-        store = open_store(url, endpoint_url=endpoint_url)
-        meta = _read_meta(store, url)
-        if meta is None:
-            raise FormatError(f"{url}: is not a pitr repository (run pitr init)")
-        check_key(meta, key, url)
-        repo = cls(store, catalog_url, Codec(compression_level, key))
-        if not lazy_catalog:
-            repo.catalog  # noqa: B018 - opens it and checks the schema now
+        store = open_store(url, options.get("store"))
+        try:
+            meta = _read_meta(store, url)
+            if meta is None:
+                raise FormatError(f"{url}: is not a pitr repository (run pitr init)")
+            repo = cls._checked(store, meta, url, catalog_url, options)
+            if not lazy_catalog:
+                repo.catalog  # noqa: B018 - opens it and checks the schema now
+        except BaseException:
+            store.close()
+            raise
         return repo
 
     @classmethod
@@ -121,18 +132,17 @@ class Repository:
         url: str,
         catalog_url: str,
         *,
-        endpoint_url: str | None = None,
-        compression_level: int = 3,
-        key: bytes | None = None,
         extra_meta: dict[str, Any] | None = None,
         encryption: dict[str, Any] | None = None,
+        **options: Unpack[OpenOptions],
     ) -> tuple[Repository, bool]:
         """Create the repository and catalog if needed; (repo, created).
 
         encryption (from catalog.keys.new_encryption) makes a new repository
-        encrypted, and key must be its key. An existing repository stays what
-        it is; the key must fit it, checked before the catalog is touched."""
-        store = open_store(url, endpoint_url=endpoint_url)
+        encrypted, and options' key must be its key. An existing repository
+        stays what it is; the key must fit it, checked before the catalog is
+        touched."""
+        store = open_store(url, options.get("store"))
         meta = {
             "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(),
@@ -140,19 +150,32 @@ class Repository:
         }
         if encryption is not None:
             meta["encryption"] = encryption
-        created = store.put_if_absent(REPO_CONFIG_KEY, json.dumps(meta, indent=2).encode())
-        stored = _read_meta(store, url)
-        check_key(meta if stored is None else stored, key, url)
-        from catalog.db.engine import Catalog
+        try:
+            created = store.put_if_absent(REPO_CONFIG_KEY, json.dumps(meta, indent=2).encode())
+            repo = cls._checked(store, _read_meta(store, url) or meta, url, catalog_url, options)
+            from catalog.db.engine import Catalog
 
-        Catalog(catalog_url).upgrade()
-        return cls.open(
-            url,
-            catalog_url,
-            endpoint_url=endpoint_url,
-            compression_level=compression_level,
-            key=key,
-        ), created
+            Catalog(catalog_url).upgrade()
+            repo.catalog  # noqa: B018 - opens it and checks the schema now
+        except BaseException:
+            store.close()
+            raise
+        return repo, created
+
+    @classmethod
+    def _checked(
+        cls,
+        store: ObjectStore,
+        meta: dict[str, Any],
+        url: str,
+        catalog_url: str,
+        options: OpenOptions,
+    ) -> Repository:
+        """The repository on an opened store whose file says meta, once the
+        key is known to fit it (KeyError_ otherwise)."""
+        key = options.get("key")
+        check_key(meta, key, url)
+        return cls(store, catalog_url, Codec(options.get("compression_level", 3), key))
 
     @property
     def encrypted(self) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 XLOG_BLCKSZ = 8192
@@ -25,24 +25,40 @@ HISTORY_RE = re.compile(r"^([0-9A-F]{8})\.history$")
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+DEFAULT_SEG_SIZE = 16 << 20
+MIN_SEG_SIZE = 1 << 20  # initdb --wal-segsize=1: names reach furthest within a log
+
+
 @dataclass(frozen=True)
 class WalName:
     name: str
     kind: str  # segment | partial | backup | history
     timeline: int
     segno: int | None  # None for .history (segment number for a given segment size)
+    # The two numbers the name itself holds (log, segment in log), so that
+    # the segment number for another segment size needs no second parse.
+    parts: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+
+    def sized(self, seg_size: int) -> WalName | None:
+        """This name read for a cluster of seg_size segments; None when such a
+        cluster has no file of this name."""
+        if self.parts is None:
+            return self
+        log, seg = self.parts
+        per_log = 0x100000000 // seg_size
+        if seg >= per_log:
+            return None
+        return replace(self, segno=log * per_log + seg)
 
 
-def parse_wal_name(name: str, seg_size: int = 16 << 20) -> WalName | None:
-    """Classify an archive file name; None if it is not one PostgreSQL archives."""
+def parse_wal_name(name: str, seg_size: int = DEFAULT_SEG_SIZE) -> WalName | None:
+    """Classify an archive file name; None if it is not one PostgreSQL archives
+    (for seg_size: MIN_SEG_SIZE accepts a name of any size, to be sized later)."""
     for kind, pattern in (("segment", SEGMENT_RE), ("partial", PARTIAL_RE), ("backup", BACKUP_RE)):
         m = pattern.match(name)
         if m:
             tli, log, seg = (int(g, 16) for g in m.groups())
-            per_log = 0x100000000 // seg_size
-            if seg >= per_log:
-                return None
-            return WalName(name, kind, tli, log * per_log + seg)
+            return WalName(name, kind, tli, None, (log, seg)).sized(seg_size)
     m = HISTORY_RE.match(name)
     if m and int(m.group(1), 16) > 0:
         return WalName(name, "history", int(m.group(1), 16), None)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from catalog.store import StoreOptions, schemes
+from catalog.store.registry import one_of
 from pitr.configfile import ConfigError, find_config_path, read_toml, repository_url
 from pitr.kinds.base import SourceConfig
 from pitr.timeparse import parse_duration
@@ -27,6 +29,11 @@ class RepositoryConfig:
     endpoint_url: str | None = None
     compression_level: int = 3
     key_file: str | None = None
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """What the store backend is given besides the URL."""
+        return StoreOptions(endpoint_url=self.endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,6 @@ class Config:
         raise ConfigError(f"the configuration has {len(candidates)} {what}: name one with --source")
 
 
-REPO_SCHEMES = {"file", "s3", "memory"}
 REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
 
 
@@ -83,10 +89,8 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None)
     url = repository_url(data, env)
     if not url:
         raise ConfigError(f"{where}: [repository] url is required")
-    if urlparse(url).scheme not in REPO_SCHEMES:
-        raise ConfigError(
-            f"{where}: repository url {url!r} must be a path, file://, s3:// or memory://"
-        )
+    if urlparse(url).scheme not in schemes():
+        raise ConfigError(f"{where}: repository url {url!r} must be {_repository_forms()}")
     catalog = env.get("PITR_CATALOG") or repo.get("catalog") or _default_catalog(url, where)
     level = repo.get("compression_level", 3)
     if not isinstance(level, int) or not 1 <= level <= 22:
@@ -135,6 +139,11 @@ def _no_unknown(table: dict[str, Any], allowed: set[str], at: str) -> None:
     for key in table:
         if key not in allowed:
             raise ConfigError(f"{at}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+
+
+def _repository_forms() -> str:
+    """'a path, file://, s3:// or memory://': the registered store schemes."""
+    return one_of(["a path", *(f"{scheme}://" for scheme in schemes())])
 
 
 def _default_catalog(url: str, where: str) -> str:

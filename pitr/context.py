@@ -12,7 +12,7 @@ from pitr.config import Config, ConfigError, SourceConfig, load_config
 PASSPHRASE_ENV = "PITR_PASSPHRASE"
 
 if TYPE_CHECKING:
-    from catalog.repository import Repository
+    from catalog.repository import OpenOptions, Repository
 
 
 class AppContext:
@@ -62,7 +62,7 @@ class AppContext:
         from catalog.repository import read_meta
 
         rc = self.config.repository
-        meta = read_meta(rc.url, endpoint_url=rc.endpoint_url)
+        meta = read_meta(rc.url, rc.store_options)
         if meta is None:
             raise FormatError(f"{rc.url}: is not a pitr repository (run pitr init)")
         self._key = key_from_meta(meta, passphrase, rc.url)
@@ -78,12 +78,15 @@ class AppContext:
             self._repo = Repository.open(
                 rc.url,
                 rc.catalog,
-                endpoint_url=rc.endpoint_url,
-                compression_level=rc.compression_level,
-                key=self.repository_key(),
                 lazy_catalog=lazy_catalog,
+                **self.open_options(self.repository_key()),
             )
         return self._repo
+
+    def open_options(self, key: bytes | None) -> OpenOptions:
+        """How the configured repository is opened (or created) with key."""
+        rc = self.config.repository
+        return {"store": rc.store_options, "compression_level": rc.compression_level, "key": key}
 
     def known_sources(self, only: str | None = None) -> list[tuple[str, str, bool]]:
         """(name, kind, configured) of the sources of the config and of the

@@ -50,6 +50,28 @@ def config_socket_path(identity: str) -> str:
     return os.path.join(_runtime_dir(), f"pitr-c{digest}.sock")
 
 
+def socket_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the socket at path (a link is followed); None when
+    there is none, which tells "no daemon" without a connect."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st.st_mode & 0o170000 == 0o140000 else None  # S_IFSOCK
+
+
+def request_line(fields: dict[str, str]) -> bytes:
+    """One request as the JSON line the daemon reads; json is imported only
+    for a text that UTF-8 cannot carry as it is (an undecodable path)."""
+    body = ", ".join(f"{json_string(k)}: {json_string(v)}" for k, v in fields.items())
+    try:
+        return ("{" + body + "}\n").encode()
+    except UnicodeEncodeError:
+        import json
+
+        return json.dumps(fields).encode() + b"\n"
+
+
 def ask(path: str, request: dict[str, Any], timeout: float = 600) -> dict[str, Any] | None:
     """The daemon's answer, or None when no daemon listens (or it went away
     before answering): the caller then does the work itself."""

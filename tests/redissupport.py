@@ -59,7 +59,7 @@ class RedisSource:
     @contextmanager
     def repo(self) -> Iterator[Repository]:
         rc = load_config(str(self.config), env={}).repository
-        repo = Repository.open(rc.url, rc.catalog, endpoint_url=rc.endpoint_url)
+        repo = Repository.open(rc.url, rc.catalog, store=rc.store_options)
         try:
             yield repo
         finally:
@@ -79,7 +79,7 @@ class RedisSource:
 
 def archived_entries_of(config: Path, source: str) -> list[tuple[bytes, bytes, list[bytes]]]:
     rc = load_config(str(config), env={}).repository
-    repo = Repository.open(rc.url, rc.catalog, endpoint_url=rc.endpoint_url)
+    repo = Repository.open(rc.url, rc.catalog, store=rc.store_options)
     try:
         with repo.catalog.session() as s:
             src = get_source(s, source)

@@ -208,6 +208,16 @@ def test_config_mistakes_are_named(tmp_path: Path, body: str, message: str) -> N
     assert "\n" not in str(info.value)
 
 
+def test_a_repository_url_of_no_known_scheme_names_the_forms(tmp_path: Path) -> None:
+    path = write(tmp_path / "ftp.toml", "ftp://host/repo")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), {})
+    assert str(info.value) == (
+        f"config {path}: repository url 'ftp://host/repo' "
+        "must be a path, file://, s3:// or memory://"
+    )
+
+
 def test_missing_repository_url(tmp_path: Path) -> None:
     path = tmp_path / "nourl.toml"
     path.write_text(POSTGRES)

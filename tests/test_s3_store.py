@@ -12,11 +12,11 @@ import boto3
 import pytest
 
 from catalog.errors import ObjectNotFound, StorageError, TransientStorageError
-from catalog.store import open_store
-from catalog.store.faulty import FaultyStore
+from catalog.store import StoreOptions, open_store
 from catalog.store.memory import MemoryStore
 from catalog.store.retry import RetryingStore
 from catalog.store.s3 import S3Store
+from tests.faultystore import FaultyStore
 from tests.servers import S3Bucket, S3Server, free_port
 
 MiB = 1024 * 1024
@@ -44,7 +44,8 @@ def data_for(i: int) -> bytes:
 
 
 def test_open_store_gives_a_retrying_s3_store(s3_bucket: S3Bucket) -> None:
-    store = open_store(f"s3://{s3_bucket.bucket}/base/", endpoint_url=s3_bucket.endpoint_url)
+    options = StoreOptions(endpoint_url=s3_bucket.endpoint_url)
+    store = open_store(f"s3://{s3_bucket.bucket}/base/", options)
     assert isinstance(store, RetryingStore)
     assert isinstance(store.inner, S3Store)
     assert store.url == f"s3://{s3_bucket.bucket}/base"
@@ -170,10 +171,14 @@ def test_boto3_is_not_imported_for_the_store_package() -> None:
         "import sys, catalog.store\n"
         "from catalog.store import open_store\n"
         "open_store('memory://x')\n"
-        "from catalog.store import retry, faulty\n"
+        "from catalog.store import retry\n"
+        "import tests.faultystore\n"
         "print('boto3' in sys.modules, 'botocore' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where tests/ is
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     assert out.stdout.split() == ["False", "False"]
 
 

@@ -11,11 +11,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import ParseResult
 
 import pytest
 
 from catalog.errors import ObjectNotFound
-from catalog.store import ObjectStore, open_store
+from catalog.store import ObjectStore, StoreOptions, open_store, register, registry, schemes
 from catalog.store.local import TMP_DIR, LocalStore
 from catalog.store.memory import MemoryStore
 
@@ -31,7 +32,8 @@ def _local(request: pytest.FixtureRequest) -> ObjectStore:
 
 def _s3(request: pytest.FixtureRequest) -> ObjectStore:
     bucket = request.getfixturevalue("s3_bucket")
-    return open_store(f"s3://{bucket.bucket}/repo", endpoint_url=bucket.endpoint_url)
+    options = StoreOptions(endpoint_url=bucket.endpoint_url)
+    return open_store(f"s3://{bucket.bucket}/repo", options)
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], ObjectStore]] = {
@@ -179,6 +181,43 @@ def test_concurrent_put_if_absent_of_one_key(store: ObjectStore) -> None:
     assert keys(store, "objects/cc/") == {"objects/cc/contended"}
     stored = store.get("objects/cc/contended")
     assert stored in {f"writer {i}".encode() * 1000 for i in range(writers)}
+
+
+# -- backends by scheme ---------------------------------------------------------
+
+
+def test_an_unknown_scheme_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError) as info:
+        open_store("ftp://host/repo")
+    assert str(info.value) == "repository url 'ftp://host/repo': scheme must be file, s3 or memory"
+    assert schemes() == ("file", "s3", "memory")
+
+
+def test_open_store_picks_the_backend_of_the_scheme(tmp_path: Path) -> None:
+    local = open_store((tmp_path / "a b").as_uri())
+    assert isinstance(local, LocalStore) and local.root == tmp_path / "a b"
+    memory = open_store("memory://scratch")
+    assert isinstance(memory, MemoryStore) and memory.url == "memory://scratch"
+
+
+def test_a_scheme_is_one_registration_given_its_url_and_the_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))  # undone afterwards
+    seen: list[tuple[str, str, StoreOptions]] = []
+
+    @register("probe")
+    def probe(url: ParseResult, options: StoreOptions) -> ObjectStore:
+        seen.append((url.netloc, url.path, options))
+        return MemoryStore(url.geturl())
+
+    options = StoreOptions(endpoint_url="http://127.0.0.1:9")
+    assert open_store("probe://box/some/where", options).url == "probe://box/some/where"
+    assert open_store("probe://box").url == "probe://box"
+    assert seen == [("box", "/some/where", options), ("box", "", StoreOptions())]
+    assert schemes()[-1] == "probe"
+    with pytest.raises(ValueError, match="registered twice"):
+        register("probe")(probe)
 
 
 # -- local backend only ---------------------------------------------------------

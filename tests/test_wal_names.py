@@ -3,6 +3,7 @@
 import pytest
 
 from catalog.wal import (
+    MIN_SEG_SIZE,
     HistoryEntry,
     format_lsn,
     parse_history,
@@ -61,3 +62,17 @@ def test_lsn_round_trip() -> None:
 def test_history_file() -> None:
     text = "1\t0/3000000\tno recovery target specified\n\n2\t0/50000A0\tbefore 2025-01-16\n"
     assert parse_history(text) == [HistoryEntry(1, 0x3000000), HistoryEntry(2, 0x50000A0)]
+
+
+def test_a_name_parsed_once_is_read_for_any_segment_size() -> None:
+    # 1 MiB segments: 4096 per log, so the name's segment field goes past 0xFF.
+    wal = parse_wal_name("000000010000000200000100", MIN_SEG_SIZE)
+    assert wal is not None and wal.segno == 2 * 4096 + 0x100
+    assert wal.sized(16 << 20) is None  # no 16 MiB cluster has this file
+    assert wal.sized(1 << 20) == wal
+    assert wal.sized(64 << 20) is None  # 64 per log
+    backup = parse_wal_name("000000010000000200000010.00000028.backup", MIN_SEG_SIZE)
+    assert backup is not None
+    assert (backup.sized(16 << 20) or backup).segno == 2 * 256 + 0x10
+    history = parse_wal_name("00000003.history", MIN_SEG_SIZE)
+    assert history is not None and history.sized(16 << 20) == history

@@ -17,8 +17,16 @@ from pathlib import Path
 from archiver.buffers import thread_buffer
 from archiver.errors import BadInput, WalIntegrityError
 from catalog.repository import Chunk, Repository
-from catalog.wal import LONG_HEADER, WalName, parse_wal_name, read_long_header
+from catalog.wal import (
+    DEFAULT_SEG_SIZE,
+    LONG_HEADER,
+    MIN_SEG_SIZE,
+    WalName,
+    parse_wal_name,
+    read_long_header,
+)
 
+HEADED = ("segment", "partial")  # the files that begin with a long page header
 WHOLE_MAX = 64 << 20  # files up to this size are sealed in one piece (16 MiB segments)
 BLOCK = 256 << 10  # larger ones in blocks, hashed and compressed while in the CPU cache
 
@@ -42,14 +50,20 @@ class StoredWal:
 
 
 def store_wal(repo: Repository, path: str | Path) -> StoredWal:
+    """The file's name is parsed here once: a segment's is then read for the
+    segment size its header gives, other files' for the default size (the
+    committer sizes a .backup file's name for the source's clusters)."""
     path = Path(path)
-    wal = parse_wal_name(path.name)
+    wal = parse_wal_name(path.name, MIN_SEG_SIZE)
+    if wal is not None and wal.kind not in HEADED:
+        wal = wal.sized(DEFAULT_SEG_SIZE)
     if wal is None:
         raise BadInput(f"wal-push {path}: {path.name!r} is not a WAL file name")
     try:
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
-            header = _check_header(wal, os.pread(f.fileno(), LONG_HEADER, 0), st.st_size, path)
+            head = os.pread(f.fileno(), LONG_HEADER, 0)
+            wal, header = _check_header(wal, head, st.st_size, path)
             oid, stored = _seal_file(repo, f, st, path)
     except FileNotFoundError:
         raise BadInput(f"wal-push {path}: no such file") from None
@@ -93,11 +107,14 @@ def _check_unchanged(f: FileIO, st: os.stat_result, n: int, path: Path) -> None:
         raise BadInput(f"wal-push {path}: the file changed while it was read")
 
 
-def _check_header(wal: WalName, head: bytes, size: int, path: Path) -> tuple[str, int, int] | None:
-    """Refuse what is not the segment its name says; return the cluster it
-    comes from (None for .history and .backup files: they carry no header)."""
-    if wal.kind not in ("segment", "partial"):
-        return None
+def _check_header(
+    wal: WalName, head: bytes, size: int, path: Path
+) -> tuple[WalName, tuple[str, int, int] | None]:
+    """Refuse what is not the segment its name says; return the name read for
+    the cluster's segment size, and the cluster it comes from (None for
+    .history and .backup files: they carry no header)."""
+    if wal.kind not in HEADED:
+        return wal, None
     try:
         header = read_long_header(head)
     except ValueError as e:
@@ -112,10 +129,10 @@ def _check_header(wal: WalName, head: bytes, size: int, path: Path) -> tuple[str
             f"{header.seg_size} bytes (truncated?)"
         )
     # Names encode segment numbers for the cluster's segment size.
-    named = parse_wal_name(wal.name, header.seg_size)
+    named = wal.sized(header.seg_size)
     if named is None or header.pageaddr != (named.segno or 0) * header.seg_size:
         raise WalIntegrityError(
             f"wal-push {path}: its first page is at {header.pageaddr:#x}, "
             f"not where {wal.name} begins (renamed or damaged file)"
         )
-    return str(header.system_identifier), header.pg_version, header.seg_size
+    return named, (str(header.system_identifier), header.pg_version, header.seg_size)

@@ -21,7 +21,6 @@ from catalog.db.models import Source, WalFile
 from catalog.queries import ensure_source, record_objects
 from catalog.records import IdentityRecord, WalRecord
 from catalog.repository import Chunk, Repository
-from catalog.wal import parse_wal_name
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,8 @@ def push_wal(
     wal, oid = stored.wal, stored.chunk.oid
     with repo.catalog.session() as s:
         src = ensure_source(s, source, "postgres")
-        if src.wal_segment_size and src.wal_segment_size != 16 << 20:
-            wal = parse_wal_name(wal.name, src.wal_segment_size) or wal
+        if src.wal_segment_size:  # the name as the source's clusters read it
+            wal = wal.sized(src.wal_segment_size) or wal
         row = s.scalars(
             select(WalFile).where(WalFile.source_id == src.id, WalFile.name == wal.name)
         ).one_or_none()

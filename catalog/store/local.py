@@ -12,18 +12,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from catalog.durable import fsync_dir, synced_temp
 from catalog.errors import ObjectNotFound, StorageError
 from catalog.store.base import ObjectInfo, ObjectStore, check_key
 
 TMP_DIR = ".tmp"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(ObjectStore):
@@ -42,22 +35,13 @@ class LocalStore(ObjectStore):
         try:
             tmp_dir.mkdir(parents=True, exist_ok=True)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tmp_dir / f"{uuid.uuid4().hex}.tmp"
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.link(tmp, path)
-                written = True
+                with synced_temp(tmp_dir / f"{uuid.uuid4().hex}.tmp", data) as tmp:
+                    os.link(tmp, path)  # refuses a name that exists
             except FileExistsError:
-                written = False
-            finally:
-                # Also after a failed write (disk full), so no temp file is left.
-                tmp.unlink(missing_ok=True)
-            if written:
-                fsync_dir(path.parent)
-            return written
+                return False
+            fsync_dir(path.parent)
+            return True
         except OSError as e:
             raise StorageError(f"put {key}: {e.strerror or e}") from e
 

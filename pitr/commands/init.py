@@ -26,12 +26,7 @@ def command(app: AppContext, encrypt: bool) -> None:
         key, encryption = _key_and_encryption(app, encrypt)
         try:
             repo, created = Repository.init(
-                rc.url,
-                rc.catalog,
-                endpoint_url=rc.endpoint_url,
-                compression_level=rc.compression_level,
-                key=key,
-                encryption=encryption,
+                rc.url, rc.catalog, encryption=encryption, **app.open_options(key)
             )
             break
         except KeyError_:
@@ -60,7 +55,7 @@ def _key_and_encryption(app: AppContext, encrypt: bool) -> tuple[bytes | None, A
     from catalog.repository import read_meta
 
     rc = app.config.repository
-    existing = read_meta(rc.url, endpoint_url=rc.endpoint_url)
+    existing = read_meta(rc.url, rc.store_options)
     if existing is not None:
         if encrypt and not is_encrypted(existing):
             raise KeyError_(

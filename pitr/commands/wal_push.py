@@ -1,13 +1,12 @@
 """pitr wal-push: the archive_command shim.
 
 With a daemon running, the segment is usually archived already and the
-daemon only confirms it; without one, this process pushes it itself.
+daemon only confirms it; without one, this process pushes it itself. The
+daemon is asked through pitr.walpush_door, which the console script's fast
+path used already: a push it asked in vain is not asked again here.
 """
 
 from __future__ import annotations
-
-import os
-import sys
 
 import click
 
@@ -20,17 +19,13 @@ from pitr.context import AppContext
 @click.pass_obj
 def command(app: AppContext, source_name: str | None, path: str) -> None:
     """archive_command: archive one WAL file (%p). Exits 0 only once it is durable."""
-    from pitr.daemon_client import ask, socket_path
+    from pitr.walpush_door import PushRequest, ask_daemon, exit_with
 
     src = app.source(source_name, "postgres")
-    url = app.config.repository.url
-    request = {"op": "push", "repository": url, "source": src.name, "path": os.path.abspath(path)}
-    answer = ask(socket_path(url), request)
+    request = PushRequest(app.config_path, source_name, path)
+    answer = ask_daemon(request)
     if answer is not None:
-        if answer.get("ok"):
-            return
-        click.echo(f"pitr: {answer.get('error', 'the daemon refused')}", err=True)
-        sys.exit(int(answer.get("exit_code", 5)))
+        exit_with(answer)
 
     from archiver.postgres.walpush import push_wal
 

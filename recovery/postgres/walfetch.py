@@ -14,6 +14,7 @@ import os
 import uuid
 from pathlib import Path
 
+from catalog.durable import synced_temp
 from catalog.errors import ObjectNotFound
 from catalog.records import wal_key
 from catalog.repository import Repository
@@ -36,12 +37,5 @@ def fetch_wal(repo: Repository, source: str, name: str, dest: str | Path) -> boo
 def write_atomically(dest: Path, data: bytes) -> None:
     """Temp file in the destination's directory, fsync, rename."""
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.pitr-tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with synced_temp(tmp, data):
         os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
