@@ -9,33 +9,51 @@ time, which for a base backup is the whole backup.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from catalog.db.models import Backup, BackupObject, StoredObject, StreamBatch, WalFile
+from catalog.db.models import (
+    Backup,
+    BackupObject,
+    SqliteBatch,
+    StoredObject,
+    StreamBatch,
+    WalFile,
+)
 from catalog.repository import Repository, object_key
 from catalog.store import ObjectInfo
 
 _BATCH = 500
 
 
+# The catalog table of every fact that references one object, by record type.
+OBJECT_FACTS: dict[str, type[WalFile | StreamBatch | SqliteBatch]] = {
+    "wal": WalFile,
+    "stream_batch": StreamBatch,
+    "sqlite_batch": SqliteBatch,
+}
+
+
 def referenced_oids(
     session: Session,
     *,
-    skip_wal: Collection[int] = (),
     skip_backups: Collection[str] = (),
-    skip_batches: Collection[int] = (),
+    skip_facts: Mapping[str, Collection[int]] | None = None,
 ) -> set[str]:
     """Every object a catalog row references, leaving out the rows named
-    (those about to be removed, for a dry run)."""
-    skip_w, skip_b, skip_s = set(skip_wal), set(skip_backups), set(skip_batches)
-    refs = {
-        oid for wid, oid in session.execute(select(WalFile.id, WalFile.oid)) if wid not in skip_w
-    }
+    (backups by id, other facts by record type and row id: those about to
+    be removed, for a dry run)."""
+    skip_b = set(skip_backups)
+    refs: set[str] = set()
+    for record_type, model in OBJECT_FACTS.items():
+        skip = set((skip_facts or {}).get(record_type, ()))
+        refs |= {
+            oid for fid, oid in session.execute(select(model.id, model.oid)) if fid not in skip
+        }
     refs |= {
         oid
         for bid, oid in session.execute(select(Backup.id, Backup.manifest_oid))
@@ -45,11 +63,6 @@ def referenced_oids(
         oid
         for bid, oid in session.execute(select(BackupObject.backup_id, BackupObject.oid))
         if bid not in skip_b
-    }
-    refs |= {
-        oid
-        for sid, oid in session.execute(select(StreamBatch.id, StreamBatch.oid))
-        if sid not in skip_s
     }
     return refs
 
@@ -70,16 +83,13 @@ def find_garbage(
     now: datetime,
     grace: timedelta,
     *,
-    skip_wal: Collection[int] = (),
     skip_backups: Collection[str] = (),
-    skip_batches: Collection[int] = (),
+    skip_facts: Mapping[str, Collection[int]] | None = None,
 ) -> Garbage:
     # List first, read references second: a row committed in between counts.
     listed = list(repo.store.list("objects/"))
     with repo.catalog.session() as s:
-        refs = referenced_oids(
-            s, skip_wal=skip_wal, skip_backups=skip_backups, skip_batches=skip_batches
-        )
+        refs = referenced_oids(s, skip_backups=skip_backups, skip_facts=skip_facts)
         rows = set(s.scalars(select(StoredObject.oid)))
     cutoff = now.timestamp() - grace.total_seconds()
     garbage = Garbage()

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from catalog.errors import FormatError
 
 if TYPE_CHECKING:  # SQLAlchemy loads only when a row is made: wal-fetch never needs it
-    from catalog.db.models import Backup, Base, StreamBatch, StreamGap, WalFile
+    from catalog.db.models import (
+        Backup,
+        Base,
+        SqliteBatch,
+        SqliteGap,
+        StreamBatch,
+        StreamGap,
+        WalFile,
+    )
 
 R = TypeVar("R", bound="Record")
 
@@ -146,6 +154,7 @@ class BackupRecord(Record):
     KINDS: ClassVar[dict[str, tuple[str, str]]] = {
         "pg_base": ("backups", "postgres"),
         "redis_snapshot": ("snapshots", "redis"),
+        "sqlite_base": ("bases", "sqlite"),
     }
     id: str
     kind: str
@@ -267,8 +276,103 @@ def gap_key(source: str, stream: bytes, from_id: str) -> str:
     return record_key(source, "gaps", f"{stream.hex()}/{from_id}")
 
 
+@dataclass(frozen=True)
+class SqliteBatchRecord(Record):
+    """Committed frames of one SQLite database, consecutive in its generation."""
+
+    TYPE: ClassVar[str] = "sqlite_batch"
+    SOURCE_KIND: ClassVar[str] = "sqlite"
+    db: str  # the database file's name
+    generation: str
+    gfirst: int  # frames numbered from the generation's start, first..last
+    glast: int
+    cycle: str  # catalog.sqliteformat.Cycle.label() of the WAL they were read from
+    first_frame: int  # their frame numbers in that WAL
+    last_frame: int
+    last_cksum: str  # the last frame's checksum (hex): where a restarted archiver resumes
+    first_seen: datetime  # when the archiver saw the first and last commit
+    last_seen: datetime
+    commits: int
+    oid: str
+    size: int
+    archived_at: datetime
+
+    @property
+    def key(self) -> str:
+        return sqlite_batch_key(self.source, self.db, self.generation, self.gfirst)
+
+    def row(self, source_id: int) -> SqliteBatch:
+        from catalog.db.models import SqliteBatch
+
+        return SqliteBatch(
+            source_id=source_id,
+            db=self.db,
+            generation=self.generation,
+            gfirst=self.gfirst,
+            glast=self.glast,
+            cycle=self.cycle,
+            first_frame=self.first_frame,
+            last_frame=self.last_frame,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            commits=self.commits,
+            oid=self.oid,
+            size=self.size,
+            archived_at=self.archived_at,
+        )
+
+
+def sqlite_batch_key(source: str, db: str, generation: str, gfirst: int) -> str:
+    return record_key(source, "sqlite", f"{db}/{generation}/{gfirst:012d}")
+
+
+@dataclass(frozen=True)
+class SqliteGapRecord(Record):
+    """Commits of a SQLite database possibly missed between from_time and
+    to_time; the generation named starts after them."""
+
+    TYPE: ClassVar[str] = "sqlite_gap"
+    SOURCE_KIND: ClassVar[str] = "sqlite"
+    db: str
+    generation: str
+    from_time: datetime  # the newest instant known archived before the gap
+    to_time: datetime  # the new generation's base copy
+    detail: str
+    detected_at: datetime
+
+    @property
+    def key(self) -> str:
+        return sqlite_gap_key(self.source, self.db, self.generation)
+
+    def row(self, source_id: int) -> SqliteGap:
+        from catalog.db.models import SqliteGap
+
+        return SqliteGap(
+            source_id=source_id,
+            db=self.db,
+            generation=self.generation,
+            from_time=self.from_time,
+            to_time=self.to_time,
+            detail=self.detail,
+            detected_at=self.detected_at,
+        )
+
+
+def sqlite_gap_key(source: str, db: str, generation: str) -> str:
+    return record_key(source, "sqlite-gaps", f"{db}/{generation}")
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
-    t.TYPE: t for t in (IdentityRecord, WalRecord, BackupRecord, BatchRecord, GapRecord)
+    t.TYPE: t
+    for t in (
+        IdentityRecord,
+        WalRecord,
+        BackupRecord,
+        BatchRecord,
+        GapRecord,
+        SqliteBatchRecord,
+        SqliteGapRecord,
+    )
 }
 
 

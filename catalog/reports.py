@@ -19,6 +19,7 @@ from catalog.db.models import (
     Backup,
     BackupObject,
     Source,
+    SqliteBatch,
     StoredObject,
     StreamBatch,
     StreamGap,
@@ -187,7 +188,7 @@ def object_refs(session: Session, only: set[str] | None = None) -> dict[str, lis
     ):
         if sid in names:
             refs[oid].append(Ref(names[sid], "wal", name))
-    kinds = {"pg_base": "backup", "redis_snapshot": "snapshot"}
+    kinds = {"pg_base": "backup", "redis_snapshot": "snapshot", "sqlite_base": "base_copy"}
     backup_rows = session.execute(
         select(Backup.id, Backup.source_id, Backup.kind, Backup.manifest_oid)
     )
@@ -211,6 +212,19 @@ def object_refs(session: Session, only: set[str] | None = None) -> dict[str, lis
     ):
         if sid in names:
             refs[oid].append(Ref(names[sid], "stream_batch", f"{stream} {first}..{last}"))
+    for sid, db, generation, gfirst, glast, oid in session.execute(
+        select(
+            SqliteBatch.source_id,
+            SqliteBatch.db,
+            SqliteBatch.generation,
+            SqliteBatch.gfirst,
+            SqliteBatch.glast,
+            SqliteBatch.oid,
+        )
+    ):
+        if sid in names:
+            name = f"{db} {generation} {gfirst}..{glast}"
+            refs[oid].append(Ref(names[sid], "sqlite_batch", name))
     return dict(refs)
 
 

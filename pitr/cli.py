@@ -36,7 +36,7 @@ SUMMARIES = {
     "archive-command": "Print the archive_command line for a source.",
     "wal-fetch": "restore_command: fetch one archived WAL file.",
     "backup": "Take a PostgreSQL base backup or a Redis keyspace snapshot.",
-    "tail": "Follow Redis streams and archive their entries.",
+    "tail": "Capture a Redis or SQLite source in the foreground.",
     "daemon": "Run all continuous work of the config.",
     "restore": "Restore sources to an instant.",
     "info": "Sources, backups, recoverable windows and sizes.",

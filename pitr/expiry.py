@@ -12,8 +12,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
-from catalog.db.models import Backup, BackupObject, StreamBatch, StreamGap, WalFile
-from catalog.gc import Garbage, find_garbage, referenced_oids, remove_garbage
+from catalog.db.models import (
+    Backup,
+    BackupObject,
+    SqliteBatch,
+    SqliteGap,
+    StreamBatch,
+    StreamGap,
+    WalFile,
+)
+from catalog.gc import OBJECT_FACTS, Garbage, find_garbage, referenced_oids, remove_garbage
 from catalog.repository import Repository
 from recovery.retention import SourceExpiry
 
@@ -21,10 +29,10 @@ _BATCH = 500
 
 
 # The catalog table of each expirable record type.
-_MODELS: dict[str, type[WalFile | StreamBatch | StreamGap]] = {
-    "wal": WalFile,
-    "stream_batch": StreamBatch,
+_MODELS: dict[str, type[WalFile | StreamBatch | StreamGap | SqliteBatch | SqliteGap]] = {
+    **OBJECT_FACTS,
     "stream_gap": StreamGap,
+    "sqlite_gap": SqliteGap,
 }
 
 
@@ -51,9 +59,8 @@ def garbage(
         repo,
         now,
         grace,
-        skip_wal={f.id for p in plans for f in p.of_type("wal")},
         skip_backups={bid for p in plans for bid, _ in p.removed},
-        skip_batches={f.id for p in plans for f in p.of_type("stream_batch")},
+        skip_facts={t: {f.id for p in plans for f in p.of_type(t)} for t in OBJECT_FACTS},
     )
 
 

@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from catalog.errors import FormatError, StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
+# Revisions this pitr brings forward by itself when it opens the catalog:
+# their migrations only add tables.
+OLDER_REVISIONS = ("0001",)
 UPGRADE_WAIT = 15.0  # seconds a losing concurrent upgrade waits for the winner
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -109,6 +112,9 @@ class Catalog:
 
     def check_schema(self) -> None:
         rev = self.revision()
+        if rev in OLDER_REVISIONS:
+            self.upgrade()
+            rev = self.revision()
         if rev is None:
             raise FormatError(f"catalog {self.safe_url}: has no schema (run pitr init)")
         if rev != HEAD_REVISION:

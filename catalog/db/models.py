@@ -151,3 +151,40 @@ class StreamGap(Base):
     to_id: Mapped[str] = mapped_column(String(48))  # first entry shipped after it
     detail: Mapped[str] = mapped_column(Text)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqliteBatch(Base):
+    """Consecutive committed frames of one SQLite database, in one object."""
+
+    __tablename__ = "sqlitedb_batches"
+    __table_args__ = (UniqueConstraint("source_id", "db", "generation", "gfirst"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    db: Mapped[str] = mapped_column(String(255))  # the file's name
+    generation: Mapped[str] = mapped_column(String(32))
+    gfirst: Mapped[int] = mapped_column(BigInteger)  # frames numbered across the generation
+    glast: Mapped[int] = mapped_column(BigInteger)
+    cycle: Mapped[str] = mapped_column(String(32))  # the WAL cycle the frames were read from
+    first_frame: Mapped[int] = mapped_column(BigInteger)
+    last_frame: Mapped[int] = mapped_column(BigInteger)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    commits: Mapped[int] = mapped_column(Integer)
+    oid: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SqliteGap(Base):
+    """Commits of a SQLite database that may be missing: the archiver could
+    not prove continuity, and a new generation starts after."""
+
+    __tablename__ = "sqlitedb_gaps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    db: Mapped[str] = mapped_column(String(255))
+    generation: Mapped[str] = mapped_column(String(32))  # the one that starts after the gap
+    from_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    to_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

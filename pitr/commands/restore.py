@@ -30,8 +30,15 @@ from pitr.timeparse import format_utc, parse_time
 @click.option(
     "--redis-url", metavar="URL", help="Redis to restore into (default: the source's url)."
 )
+@click.option(
+    "--into",
+    metavar="PATH",
+    help="Where to write a SQLite source: a file, or a directory for several databases.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
-@click.option("--force", is_flag=True, help="Replace existing data (PostgreSQL's is set aside).")
+@click.option(
+    "--force", is_flag=True, help="Replace existing data (PostgreSQL's and SQLite's is set aside)."
+)
 @click.pass_obj
 def command(
     app: AppContext,
@@ -39,6 +46,7 @@ def command(
     source_name: str | None,
     pgdata: str | None,
     redis_url: str | None,
+    into: str | None,
     dry_run: bool,
     force: bool,
 ) -> None:
@@ -53,7 +61,9 @@ def command(
     sources = [app.source(source_name)] if source_name else list(app.config.sources.values())
     if not sources:
         raise ConfigError("the configuration has no sources to restore")
-    request = RestoreRequest(target, force, {"pgdata": pgdata, "redis_url": redis_url})
+    request = RestoreRequest(
+        target, force, {"pgdata": pgdata, "redis_url": redis_url, "into": into}
+    )
     for option, value in request.into.items():
         takers = [s for s in sources if kinds.get(s.kind).into_option == option]
         if value and len(takers) > 1:

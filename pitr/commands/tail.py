@@ -1,4 +1,5 @@
-"""pitr tail: follow a Redis source's streams in the foreground."""
+"""pitr tail: a source's continuous capture in the foreground (Redis
+streams, SQLite commits), until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import threading
 
 import click
 
-from pitr.config import ConfigError
 from pitr.context import AppContext
 from pitr.output import F, source_option
 
-# name, type, default, help of the options that size a stream's batches (the
-# daemon's tailers take the defaults)
+# name, type, default, help of the options that size a Redis stream's
+# batches (the daemon's tailers take the defaults)
 BATCH_OPTIONS = (
     ("--batch-count", click.IntRange(1), 1000, "Close a stream's batch after this many entries."),
     ("--batch-seconds", click.FloatRange(0.01), 1.0, "Close a batch this long after it opens."),
@@ -26,23 +26,17 @@ def batch_options(f: F) -> F:
 
 
 @click.command(name="tail")
-@source_option("Redis source of the config.")
+@source_option("Redis or SQLite source of the config.")
 @batch_options
 @click.pass_obj
 def command(
     app: AppContext, source_name: str | None, batch_count: int, batch_seconds: float
 ) -> None:
-    """Archive the entries of the source's streams until SIGINT or SIGTERM,
-    then ship what is buffered and exit 0."""
-    from pitr.kinds.redis import RedisConfig
+    """Archive what the source commits until SIGINT or SIGTERM, then ship
+    what is buffered and exit 0."""
+    from pitr import kinds
 
-    src = app.source(source_name, "redis")
-    assert isinstance(src, RedisConfig)  # app.source checked the kind
-    if not src.streams:
-        raise ConfigError(f"source {src.name!r} has no streams patterns to tail")
-    from archiver.redis.tailer import StreamTailer
-    from catalog.redisformat import safe_url
-
+    src = app.source(source_name)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -54,21 +48,6 @@ def command(
     def log(message: str) -> None:
         click.echo(message, err=True)
 
-    tailer = StreamTailer(
-        app.repo(),
-        src.name,
-        src.url,
-        src.streams,
-        batch_count=batch_count,
-        batch_seconds=batch_seconds,
-        log=log,
-    )
-    log(
-        f"tail {src.name}: following streams {', '.join(src.streams)} on {safe_url(src.url)}; "
-        "stop with SIGINT or SIGTERM"
-    )
-    stats = tailer.run(stop)
-    click.echo(
-        f"tail {src.name}: stopped; shipped {stats.entries} entries in {stats.batches} batches "
-        f"from {stats.streams} streams, {stats.gaps} gaps recorded"
-    )
+    options = {"batch_count": batch_count, "batch_seconds": batch_seconds}
+    summary = kinds.get(src.kind).tail(app, src, stop, log, options)
+    click.echo(f"tail {src.name}: stopped; {summary}")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 KINDS = {
     "postgres": "pitr.kinds.postgres",
     "redis": "pitr.kinds.redis",
+    "sqlite": "pitr.kinds.sqlite",
 }
 
 

@@ -10,6 +10,7 @@ a kind's name.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -71,6 +72,21 @@ class Capture(Protocol):
         """Flush what is buffered and stop; return when done."""
 
 
+class ThreadCapture:
+    """A capture that is one loop, run(stop), in a thread of the daemon."""
+
+    def __init__(self, run: Callable[[threading.Event], object], name: str) -> None:
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=run, args=(self.stopping,), name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(60)
+
+
 class SourceKind(Protocol):
     @property
     def name(self) -> str: ...
@@ -93,6 +109,12 @@ class SourceKind(Protocol):
 
     def capture(self, app: AppContext, src: Any, log: Log) -> Capture | None:
         """The daemon's continuous capture of the source; None when it has none."""
+
+    def tail(
+        self, app: AppContext, src: Any, stop: threading.Event, log: Log, options: dict[str, Any]
+    ) -> str:
+        """`pitr tail`: the capture in the foreground until stop is set; what
+        it shipped, in a line. ConfigError for a kind that has none."""
 
     def plan_restore(self, app: AppContext, src: Any, request: RestoreRequest) -> RestoreJob:
         """The plan of a restore to request.target; PlanError (exit 3) with the

@@ -8,12 +8,14 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
 
+from pitr.configfile import ConfigError
 from pitr.kinds.base import Log, RestoreRequest, SourceConfig, SourceKind, required_text
 from pitr.timeparse import format_utc
 
@@ -73,6 +75,19 @@ class PostgresKind:
         tag = mark_tag(app.config.repository.url, src.name)
         log(f"pushing WAL ahead from {src.pgdata}/pg_wal")
         return WalPusher(app.repo(), src.name, src.pgdata, tag)
+
+    def tail(
+        self,
+        app: AppContext,
+        src: PostgresConfig,
+        stop: threading.Event,
+        log: Log,
+        options: dict[str, Any],
+    ) -> NoReturn:
+        raise ConfigError(
+            f"source {src.name!r} is a postgres source: its WAL is archived by "
+            "archive_command (pitr wal-push) and pitr daemon, not pitr tail"
+        )
 
     def plan_restore(
         self, app: AppContext, src: PostgresConfig, request: RestoreRequest

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
-from pitr.kinds.base import Log, RestoreRequest, SourceConfig, SourceKind, patterns, required_text
+from pitr.configfile import ConfigError
+from pitr.kinds.base import (
+    Log,
+    RestoreRequest,
+    SourceConfig,
+    SourceKind,
+    ThreadCapture,
+    patterns,
+    required_text,
+)
 
 if TYPE_CHECKING:
     from pitr.context import AppContext
@@ -65,14 +74,47 @@ class RedisKind:
             f"taken {format_utc(r.started_at)}, {taken.seconds:.1f}s"
         )
 
-    def capture(self, app: AppContext, src: RedisConfig, log: Log) -> StreamCapture | None:
+    def capture(self, app: AppContext, src: RedisConfig, log: Log) -> ThreadCapture | None:
         from archiver.redis.tailer import StreamTailer
 
         if not src.streams:
             log("no streams patterns, nothing to tail")
             return None
         log(f"tailing streams {', '.join(src.streams)}")
-        return StreamCapture(StreamTailer(app.repo(), src.name, src.url, src.streams, log=log))
+        tailer = StreamTailer(app.repo(), src.name, src.url, src.streams, log=log)
+        return ThreadCapture(tailer.run, "pitr-tail")
+
+    def tail(
+        self,
+        app: AppContext,
+        src: RedisConfig,
+        stop: threading.Event,
+        log: Log,
+        options: dict[str, Any],
+    ) -> str:
+        from archiver.redis.tailer import StreamTailer
+        from catalog.redisformat import safe_url
+
+        if not src.streams:
+            raise ConfigError(f"source {src.name!r} has no streams patterns to tail")
+        tailer = StreamTailer(
+            app.repo(),
+            src.name,
+            src.url,
+            src.streams,
+            batch_count=options["batch_count"],
+            batch_seconds=options["batch_seconds"],
+            log=log,
+        )
+        log(
+            f"tail {src.name}: following streams {', '.join(src.streams)} on "
+            f"{safe_url(src.url)}; stop with SIGINT or SIGTERM"
+        )
+        stats = tailer.run(stop)
+        return (
+            f"shipped {stats.entries} entries in {stats.batches} batches "
+            f"from {stats.streams} streams, {stats.gaps} gaps recorded"
+        )
 
     def plan_restore(
         self, app: AppContext, src: RedisConfig, request: RestoreRequest
@@ -101,24 +143,6 @@ class RedisKind:
             f"{a['stream_batches']} batches, {human_bytes(a['stream_stored_bytes'])} stored, "
             f"{a['stream_gaps']} recorded gaps"
         )
-
-
-class StreamCapture:
-    """The stream tailer, run in a thread of the daemon."""
-
-    def __init__(self, tailer: Any) -> None:
-        self.tailer = tailer
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(
-            target=tailer.run, args=(self.stopping,), name="pitr-tail", daemon=True
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(60)
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""What SQLite capture writes: frame batches, gaps and a heartbeat per
+database. Each fact goes to the store as a record first and to the catalog
+second (a catalog rebuild reads the records), and a row is only added when
+absent, so writing a fact twice after a crash changes nothing.
+
+  records/<source>/sqlite/<db>/<generation>/<first frame>   a batch of frames
+  records/<source>/sqlite-gaps/<db>/<generation>            commits possibly missed
+  records/<source>/bases/<id>                               a base copy
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.db.models import Backup, RepoMeta, SqliteBatch
+from catalog.queries import ensure_source, record_objects
+from catalog.records import SqliteBatchRecord, SqliteGapRecord
+from catalog.repository import Repository
+from catalog.sqliteformat import Batch, Cycle, caught_up_key, encode_batch
+
+KIND = "sqlite"
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a database is archived: every frame up to `frame` of `cycle`
+    (frame `gpos` of the generation), the newest commit seen at `seen`."""
+
+    generation: str
+    gpos: int
+    cycle: Cycle | None  # None: no WAL frames were in use
+    frame: int
+    cksum: bytes  # the stored checksum of that frame (b"" at frame 0)
+    seen: datetime
+
+    def gframe(self, frame: int) -> int:
+        """The generation's number for a frame of the same cycle."""
+        return self.gpos + frame - self.frame
+
+
+class SqliteArchive:
+    """Capture's writes for one source."""
+
+    def __init__(self, repo: Repository, source: str) -> None:
+        self.repo = repo
+        self.source = source
+        self._source_id: int | None = None
+
+    def _src(self, session: Session) -> int:
+        if self._source_id is None:
+            self._source_id = ensure_source(session, self.source, KIND).id
+        return self._source_id
+
+    def ship(self, db: str, pos: Position, cycle: Cycle, batch: Batch, cksum: bytes) -> Position:
+        """Archive frames pos.frame+1.. of cycle as one batch; the new position."""
+        chunk = self.repo.put_chunk(encode_batch(batch))
+        last = pos.frame + len(batch.frames)
+        seen = [datetime.fromtimestamp(us / 1e6, UTC) for _, us in batch.commits]
+        now = datetime.now(UTC)
+        fact = SqliteBatchRecord(
+            self.source,
+            db,
+            pos.generation,
+            gfirst=pos.gpos + 1,
+            glast=pos.gframe(last),
+            cycle=cycle.label(),
+            first_frame=pos.frame + 1,
+            last_frame=last,
+            last_cksum=cksum.hex(),
+            first_seen=seen[0] if seen else now,
+            last_seen=seen[-1] if seen else now,
+            commits=len(batch.commits),
+            oid=chunk.oid,
+            size=chunk.size,
+            archived_at=now,
+        )
+        self.repo.put_fact(fact)
+        with self.repo.catalog.session() as s:
+            row = fact.row(self._src(s))
+            there = s.scalars(
+                select(SqliteBatch.id).where(
+                    SqliteBatch.source_id == row.source_id,
+                    SqliteBatch.db == db,
+                    SqliteBatch.generation == fact.generation,
+                    SqliteBatch.gfirst == fact.gfirst,
+                )
+            ).first()
+            if there is None:
+                s.add(row)
+            record_objects(s, [chunk])
+        return Position(pos.generation, fact.glast, cycle, last, cksum, fact.last_seen)
+
+    def gap(self, db: str, generation: str, since: datetime, until: datetime, why: str) -> None:
+        fact = SqliteGapRecord(self.source, db, generation, since, until, why, datetime.now(UTC))
+        if self.repo.put_fact(fact) is not None:
+            return  # recorded by an earlier run
+        with self.repo.catalog.session() as s:
+            s.add(fact.row(self._src(s)))
+
+    def heartbeat(self, db: str, generation: str, at: datetime) -> None:
+        """Every commit of the generation up to `at` is archived."""
+        value = json.dumps({"generation": generation, "at": at.isoformat()})
+        with self.repo.catalog.session() as s:
+            self._src(s)
+            s.merge(RepoMeta(key=caught_up_key(self.source, db), value=value))
+
+    def resume_point(self, db: str) -> Position | None:
+        """Where the newest generation of the database ends, as archived."""
+        with self.repo.catalog.session() as s:
+            src = self._src(s)
+            batch = s.scalars(
+                select(SqliteBatch)
+                .where(SqliteBatch.source_id == src, SqliteBatch.db == db)
+                .order_by(SqliteBatch.archived_at.desc(), SqliteBatch.glast.desc())
+                .limit(1)
+            ).first()
+            bases = [
+                b
+                for b in s.scalars(
+                    select(Backup).where(Backup.source_id == src, Backup.kind == "sqlite_base")
+                )
+                if b.details.get("db") == db and b.details.get("generation")
+            ]
+        base = max(bases, key=lambda b: b.started_at, default=None)
+        if batch is not None and (base is None or batch.generation >= base.details["generation"]):
+            record = SqliteBatchRecord.from_json(self.repo.get_record(self._batch_key(batch)))
+            return Position(
+                record.generation,
+                record.glast,
+                Cycle.from_label(record.cycle),
+                record.last_frame,
+                bytes.fromhex(record.last_cksum),
+                record.last_seen,
+            )
+        if base is None:
+            return None
+        d = base.details
+        cycle = Cycle.from_label(d["cycle"]) if d.get("cycle") else None
+        return Position(
+            d["generation"], 0, cycle, d["frame"], bytes.fromhex(d["cksum"]), base.started_at
+        )
+
+    def _batch_key(self, row: SqliteBatch) -> str:
+        from catalog.records import sqlite_batch_key
+
+        return sqlite_batch_key(self.source, row.db, row.generation, row.gfirst)

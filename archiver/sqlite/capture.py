@@ -1,0 +1,155 @@
+"""The capture loop of a SQLite source: one shipper per database, woken by
+file-system events on the databases' directories (watchdog), with a slow
+poll as a fallback for file systems that send none."""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archiver.errors import BadInput
+from archiver.sqlite.live import read_header, require_wal
+from archiver.sqlite.shipper import DbShipper
+from catalog.repository import Repository
+
+POLL_SECONDS = 1.0
+RESCAN_SECONDS = 10.0  # how often the patterns are matched again for new databases
+
+Log = Callable[[str], None]
+
+
+def resolve(patterns: Iterable[str], *, strict: bool = True) -> dict[str, Path]:
+    """Database name (the file's name) -> path, for every file the patterns
+    match. strict: BadInput (exit 2) for a pattern that matches nothing."""
+    found: dict[str, Path] = {}
+    for pattern in patterns:
+        pattern = os.path.expanduser(pattern)
+        if glob.has_magic(pattern):
+            matches = [m for m in sorted(glob.glob(pattern)) if _is_database(m)]
+            if strict and not matches:
+                raise BadInput(f"{pattern}: matches no file")
+        else:  # a plain path: read_header says what is wrong with it
+            matches = [pattern] if strict or os.path.exists(pattern) else []
+        for match in matches:
+            path = Path(match).absolute()
+            other = found.get(path.name)
+            if other is not None and other != path:
+                raise BadInput(
+                    f"{other} and {path}: two databases of one source share the name {path.name}"
+                )
+            found[path.name] = path
+    return found
+
+
+def _is_database(path: str) -> bool:
+    return os.path.isfile(path) and not path.endswith(("-wal", "-shm", "-journal"))
+
+
+def check_databases(dbs: dict[str, Path], need_wal: bool) -> None:
+    """BadInput for a file that is not a SQLite database (in WAL mode, if asked)."""
+    for path in dbs.values():
+        header = read_header(path)
+        if need_wal:
+            require_wal(path, header)
+
+
+@dataclass
+class CaptureStats:
+    databases: int = 0
+    commits: int = 0
+    batches: int = 0
+    gaps: int = 0
+
+
+class SqliteCapture:
+    def __init__(
+        self,
+        repo: Repository,
+        source: str,
+        patterns: Iterable[str],
+        log: Log,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.repo = repo
+        self.source = source
+        self.patterns = tuple(patterns)
+        self.log = log
+        self.poll_seconds = poll_seconds
+        self.shippers: dict[str, DbShipper] = {}
+        self.wake = threading.Event()
+        self._rescanned = 0.0
+        check_databases(resolve(self.patterns), need_wal=True)
+
+    def run(self, stop: threading.Event) -> CaptureStats:
+        """Capture until stop is set; then ship what is committed and return."""
+        observer = self._observer()
+        try:
+            while not stop.is_set():
+                if time.monotonic() - self._rescanned >= RESCAN_SECONDS:
+                    self._rescan(observer)
+                for shipper in list(self.shippers.values()):
+                    self._poll(shipper)
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
+        finally:
+            observer.stop()
+            for shipper in self.shippers.values():
+                shipper.stop()
+        stats = CaptureStats(len(self.shippers))
+        for s in self.shippers.values():
+            stats.commits += s.commits
+            stats.batches += s.batches
+            stats.gaps += s.gaps
+        return stats
+
+    def _poll(self, shipper: DbShipper) -> None:
+        try:
+            shipper.poll()
+        except Exception as e:  # one database's trouble must not stop the others
+            self.log(f"{shipper.db}: {e}")
+            shipper.close()
+
+    def _rescan(self, observer: Any) -> None:
+        self._rescanned = time.monotonic()
+        for name, path in resolve(self.patterns, strict=False).items():
+            if name in self.shippers:
+                continue
+            shipper = DbShipper(self.repo, self.source, name, path, self.log)
+            try:
+                shipper.start()
+            except BadInput as e:
+                self.log(str(e))
+                continue
+            self.shippers[name] = shipper
+            directory = str(path.parent)
+            if directory not in self._watched:
+                observer.schedule(self._handler, directory, recursive=False)
+                self._watched.add(directory)
+
+    def _observer(self) -> Any:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        wake = self.wake
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if str(event.src_path).endswith("-wal") or event.event_type in (
+                    "created",
+                    "deleted",
+                    "moved",
+                ):
+                    wake.set()
+
+        self._handler = Wake()
+        self._watched: set[str] = set()
+        observer = Observer()
+        observer.daemon = True
+        observer.start()
+        return observer

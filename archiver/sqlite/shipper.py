@@ -1,0 +1,258 @@
+"""Continuous capture of one SQLite database: every committed frame of its
+WAL shipped in order, with the instant it was seen committed.
+
+The shipper holds a read transaction at all times (see live.py), reads the
+committed frame count from the WAL index, and ships what is new. It runs
+the checkpoints that keep the WAL bounded itself, in a way that cannot lose
+a frame: with the write lock taken for a moment, it ships the last frames,
+lets go of its snapshot, checkpoints, and takes a new snapshot before the
+application may write again. SQLite then restarts the WAL with the next
+checkpoint sequence and salt, which is the one restart the shipper accepts
+as continuous.
+
+Anything else (the WAL restarted or truncated behind its back, the file
+replaced or deleted, a restart of the archiver it cannot verify) starts a
+new generation: a fresh base copy, and a gap from the newest archived
+commit to that copy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from archiver.sqlite.archive import Position, SqliteArchive
+from archiver.sqlite.basecopy import take_base_copy
+from archiver.sqlite.live import LiveDatabase
+from catalog.repository import Repository
+from catalog.sqliteformat import FRAME_HEADER, Batch, Cycle, WalIndex, parse_frame
+
+MAX_BATCH_BYTES = 8 << 20
+CHECKPOINT_FRAMES = 1000  # SQLite's own autocheckpoint threshold
+CHECKPOINT_EVERY = 1.0  # seconds between checkpoint attempts
+HEARTBEAT_EVERY = 1.0
+
+Log = Callable[[str], None]
+
+
+class Discontinuity(Exception):
+    """The WAL no longer continues what is archived (the message says why)."""
+
+
+def new_generation_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+
+
+class DbShipper:
+    def __init__(
+        self,
+        repo: Repository,
+        source: str,
+        db: str,
+        path: Path,
+        log: Log,
+        checkpoint_frames: int = CHECKPOINT_FRAMES,
+    ) -> None:
+        self.repo = repo
+        self.source = source
+        self.db = db
+        self.path = path
+        self.log = log
+        self.checkpoint_frames = checkpoint_frames
+        self.archive = SqliteArchive(repo, source)
+        self.live: LiveDatabase | None = None
+        self.pos: Position | None = None
+        self.commits = self.batches = self.gaps = 0
+        self._beat = self._checkpointed = 0.0
+
+    # -- opening -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the database; resume where its archive ends when that can be
+        proved, else begin a new generation."""
+        self.live = LiveDatabase(self.path)
+        self.live.hold()
+        prior = self.archive.resume_point(self.db)
+        if prior is None:
+            self._new_generation(None, "")
+            return
+        why = self._continues(self.live, prior)
+        if why is None:
+            self.pos = prior
+            self.log(f"{self.db}: resuming generation {prior.generation} at frame {prior.gpos}")
+        else:
+            self._new_generation(prior, why)
+
+    @staticmethod
+    def _continues(live: LiveDatabase, prior: Position) -> str | None:
+        """Why the WAL on disk does not provably continue prior; None when it does."""
+        index = live.index()
+        cycle = live.wal_cycle()
+        lost = "the WAL was checkpointed while the archiver was not running"
+        if prior.cycle is None or prior.frame == 0 or index is None:
+            return lost
+        if cycle != prior.cycle or index.salts != prior.cycle.salts:
+            return lost
+        if index.max_frame < prior.frame:
+            return "the WAL was truncated while the archiver was not running"
+        _, salts, cksum = parse_frame(live.read_frames(prior.frame, prior.frame), live.page_size)
+        if salts != prior.cycle.salts or cksum != prior.cksum:
+            return lost
+        return None
+
+    def _new_generation(self, prior: Position | None, why: str) -> None:
+        assert self.live is not None
+        generation = new_generation_id()
+        taken, pos = take_base_copy(self.repo, self.source, self.db, self.live, generation)
+        self.pos = pos
+        if prior is not None:
+            self.archive.gap(self.db, generation, prior.seen, pos.seen, why)
+            self.gaps += 1
+            self.log(f"{self.db}: gap recorded ({why}); new generation {generation}")
+        else:
+            self.log(f"{self.db}: generation {generation} starts with base copy {taken.id}")
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
+            self.live = None
+
+    # -- shipping ----------------------------------------------------------
+
+    def poll(self) -> int:
+        """Ship what was committed since the last poll; the commits shipped."""
+        if self.live is None:
+            if not self.path.exists():
+                return 0
+            self._reopen("the database file was deleted")
+        assert self.live is not None
+        why = self.live.changed()
+        if why is not None:
+            self.close()
+            if self.path.exists():
+                self._reopen(why)
+            else:
+                self.log(f"{self.db}: {why}; waiting for it to come back")
+            return 0
+        try:
+            shipped = self._ship_committed()
+            if self._checkpoint_due():
+                shipped += self._checkpoint()
+        except Discontinuity as e:
+            self._restart_generation(str(e))
+            return 0
+        return shipped
+
+    def _reopen(self, why: str) -> None:
+        prior = self.pos
+        self.live = LiveDatabase(self.path)
+        self.live.hold()
+        self._new_generation(prior, why)
+
+    def _restart_generation(self, why: str) -> None:
+        assert self.live is not None
+        prior = self.pos
+        self.live.release()
+        self.live.hold()
+        self._new_generation(prior, why)
+
+    def _ship_committed(self) -> int:
+        assert self.live is not None and self.pos is not None
+        index = self.live.index()
+        seen_us = time.time_ns() // 1000
+        if index is None or index.max_frame == 0:
+            self._heartbeat(seen_us)
+            return 0
+        cycle = self._cycle(index)
+        if index.max_frame < self.pos.frame:
+            raise Discontinuity("the WAL was truncated behind the archiver")
+        shipped = 0
+        while self.pos.frame < index.max_frame:
+            shipped += self._ship_batch(cycle, index, seen_us)
+        self._heartbeat(seen_us)
+        return shipped
+
+    def _cycle(self, index: WalIndex) -> Cycle:
+        """The WAL cycle of the committed frames, checked against ours."""
+        assert self.live is not None and self.pos is not None
+        cycle = self.live.wal_cycle()
+        if cycle is None or cycle.salts != index.salts:
+            raise Discontinuity("the WAL header does not match its index")
+        pos = self.pos
+        if pos.cycle is None and pos.frame == 0:
+            pass  # no frames were in use when the snapshot began: any first cycle continues it
+        elif pos.cycle != cycle:
+            if pos.cycle is None or not cycle.follows(pos.cycle):
+                raise Discontinuity("the WAL was restarted behind the archiver")
+            pos = Position(pos.generation, pos.gpos, cycle, 0, b"", pos.seen)
+        self.pos = Position(pos.generation, pos.gpos, cycle, pos.frame, pos.cksum, pos.seen)
+        return cycle
+
+    def _ship_batch(self, cycle: Cycle, index: WalIndex, seen_us: int) -> int:
+        assert self.live is not None and self.pos is not None
+        size = FRAME_HEADER + self.live.page_size
+        first = self.pos.frame + 1
+        last = min(index.max_frame, first + max(1, MAX_BATCH_BYTES // size) - 1)
+        raw = self.live.read_frames(first, last)
+        frames, commits, cksum = [], [], b""
+        for i in range(last - first + 1):
+            frame, salts, cksum = parse_frame(raw[i * size : (i + 1) * size], self.live.page_size)
+            if salts != cycle.salts:
+                raise Discontinuity("a committed WAL frame has foreign salts")
+            frames.append(frame)
+            if frame.commit_pages:
+                commits.append((i, seen_us))
+        if last == index.max_frame and cksum != index.frame_cksum:
+            raise Discontinuity("the newest WAL frame does not match the WAL index")
+        batch = Batch(self.live.page_size, frames, commits)
+        self.pos = self.archive.ship(self.db, self.pos, cycle, batch, cksum)
+        self.commits += len(commits)
+        self.batches += 1
+        return len(commits)
+
+    def _heartbeat(self, seen_us: int, force: bool = False) -> None:
+        assert self.pos is not None
+        now = time.monotonic()
+        if force or now - self._beat >= HEARTBEAT_EVERY:
+            at = datetime.fromtimestamp(seen_us / 1e6, UTC)
+            self.archive.heartbeat(self.db, self.pos.generation, at)
+            self._beat = now
+
+    # -- checkpoints -------------------------------------------------------
+
+    def _checkpoint_due(self) -> bool:
+        assert self.pos is not None
+        if self.pos.frame < self.checkpoint_frames:
+            return False
+        return time.monotonic() - self._checkpointed >= CHECKPOINT_EVERY
+
+    def _checkpoint(self) -> int:
+        """Backfill the WAL so that SQLite can restart it, losing nothing."""
+        assert self.live is not None
+        self._checkpointed = time.monotonic()
+        self.live.checkpoint()  # what our snapshot allows, blocking nobody
+        try:
+            self.live.writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return 0  # the application is writing: next time
+        try:
+            shipped = self._ship_committed()  # nothing can be committed meanwhile
+            self.live.release()
+            self.live.reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.live.hold()
+        finally:
+            self.live.writer.execute("ROLLBACK")
+        return shipped
+
+    def stop(self) -> None:
+        """Ship what is committed, then let go of the database."""
+        if self.live is not None and self.live.changed() is None:
+            try:
+                self._ship_committed()
+                self._heartbeat(time.time_ns() // 1000, force=True)
+            except Discontinuity:
+                pass  # the next start finds it too and records the gap
+        self.close()

@@ -1,0 +1,220 @@
+"""The SQLite source kind: every commit of one or several databases captured
+from their WAL as it happens, base copies (archiver/sqlite), and restore of
+the databases to one instant (recovery/sqlite)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import click
+
+from pitr.configfile import ConfigError
+from pitr.kinds.base import (
+    Log,
+    RestoreRequest,
+    SourceConfig,
+    SourceKind,
+    ThreadCapture,
+    patterns,
+    required_text,
+)
+
+if TYPE_CHECKING:
+    from pitr.context import AppContext
+    from recovery.reporting import KindReports
+    from recovery.sqlite.plan import DbPlan
+
+
+@dataclass(frozen=True)
+class SqliteConfig(SourceConfig):
+    KIND: ClassVar[str] = "sqlite"
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"path", "paths"}
+    paths: tuple[str, ...] = ()  # files or glob patterns
+
+    @property
+    def several(self) -> bool:
+        """Restores go into a directory (one file per database), not a file."""
+        return len(self.paths) > 1 or any(_has_magic(p) for p in self.paths)
+
+
+def _has_magic(pattern: str) -> bool:
+    import glob
+
+    return glob.has_magic(pattern)
+
+
+class SqliteKind:
+    name = "sqlite"
+    config = SqliteConfig
+    into_option = "into"
+
+    @property
+    def reports(self) -> KindReports:
+        from recovery.sqlite.report import SqliteReports
+
+        return SqliteReports()
+
+    def parse(self, name: str, raw: dict[str, Any], at: str) -> SqliteConfig:
+        if ("path" in raw) == ("paths" in raw):
+            raise ConfigError(f"{at}: a sqlite source needs path or paths (one of them)")
+        if "path" in raw:
+            return SqliteConfig(name, paths=(required_text(raw, "path", at, self.name),))
+        found = patterns(raw["paths"], f"{at}: paths")
+        if not found:
+            raise ConfigError(f"{at}: paths is empty")
+        return SqliteConfig(name, paths=found)
+
+    def backup(self, app: AppContext, src: SqliteConfig, log: Log, progress: bool) -> None:
+        from archiver.sqlite.basecopy import take_base_copy
+        from archiver.sqlite.capture import resolve
+        from archiver.sqlite.live import LiveDatabase
+        from pitr.timeparse import format_utc
+        from pitr.units import human_bytes
+
+        repo = app.repo()
+        dbs = resolve(src.paths)
+        opened = {name: LiveDatabase(path, need_wal=False) for name, path in dbs.items()}
+        try:
+            for name, live in opened.items():
+                live.hold()
+                taken, _ = take_base_copy(repo, src.name, name, live)
+                live.release()
+                r = taken.record
+                log(
+                    f"base copy {r.id} of {src.name}/{name}: {r.details['pages']} pages, "
+                    f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the "
+                    f"store, as of {format_utc(r.started_at)}, {taken.seconds:.1f}s"
+                )
+        finally:
+            for live in opened.values():
+                live.close()
+
+    def capture(self, app: AppContext, src: SqliteConfig, log: Log) -> ThreadCapture:
+        from archiver.sqlite.capture import SqliteCapture
+
+        capture = SqliteCapture(app.repo(), src.name, src.paths, log)
+        log(f"capturing {', '.join(src.paths)}")
+        return ThreadCapture(capture.run, f"pitr-sqlite-{src.name}")
+
+    def tail(
+        self,
+        app: AppContext,
+        src: SqliteConfig,
+        stop: threading.Event,
+        log: Log,
+        options: dict[str, Any],
+    ) -> str:
+        from archiver.sqlite.capture import SqliteCapture
+
+        capture = SqliteCapture(app.repo(), src.name, src.paths, log)
+        log(f"tail {src.name}: capturing {', '.join(src.paths)}; stop with SIGINT or SIGTERM")
+        stats = capture.run(stop)
+        return (
+            f"shipped {stats.commits} commits of {stats.databases} databases in "
+            f"{stats.batches} batches, {stats.gaps} gaps recorded"
+        )
+
+    def plan_restore(
+        self, app: AppContext, src: SqliteConfig, request: RestoreRequest
+    ) -> SqliteRestoreJob:
+        from catalog.queries import get_source
+        from recovery.errors import PlanError
+        from recovery.sqlite.facts import load_sqlite
+        from recovery.sqlite.plan import plan_db
+        from recovery.sqlite.restore import exact_plan
+
+        repo = app.repo()
+        with repo.catalog.session() as s:
+            source = get_source(s, src.name)
+            dbs = {} if source is None else load_sqlite(s, source.id, src.name)
+        if not dbs:
+            raise PlanError(f"{src.name}: nothing archived yet (no base copy)")
+        plans = [exact_plan(repo, plan_db(facts, request.target)) for facts in dbs.values()]
+        into = request.into.get(self.into_option)
+        return SqliteRestoreJob(src, plans, into, request.force)
+
+    def archive_summary(self, totals: dict[str, Any]) -> str | None:
+        from pitr.units import human_bytes
+
+        if not totals:
+            return None
+        return (
+            f"databases: {totals['databases']}, {totals['commits']} commits in "
+            f"{totals['batches']} batches, {human_bytes(totals['stored_bytes'])} stored, "
+            f"{totals['generations']} generations, {totals['gaps']} recorded gaps"
+        )
+
+
+@dataclass
+class SqliteRestoreJob:
+    src: SqliteConfig
+    plans: list[DbPlan]
+    into: str | None
+    force: bool
+
+    def destination(self, db: str) -> Path:
+        from archiver.sqlite.capture import resolve
+
+        if self.into is None:
+            live = resolve(self.src.paths, strict=False)
+            if db in live:
+                return live[db]
+            # a database gone from disk goes back where its pattern points
+            first = Path(self.src.paths[0]).expanduser().absolute()
+            return first if not self.src.several else first.parent / db
+        into = Path(self.into).expanduser().absolute()
+        return into / db if self.src.several else into
+
+    def describe(self) -> list[str]:
+        lines: list[str] = []
+        for plan in self.plans:
+            lines.extend(f"{self.src.name} (sqlite): {line}" for line in plan.describe())
+            lines.append(f"{self.src.name} (sqlite): {plan.db} -> {self.destination(plan.db)}")
+        return lines
+
+    def check_target(self) -> None:
+        """TargetNotEmpty (exit 3): a destination exists and --force is not
+        given, or the database is restored in place while a process has it open."""
+        from recovery.errors import RestoreInputError, TargetNotEmpty
+        from recovery.sqlite.inplace import opened_by
+
+        if self.into is not None and self.src.several:
+            into = Path(self.into)
+            if into.exists() and not into.is_dir():
+                raise RestoreInputError(f"--into {into}: is not a directory ({self.src.name} "
+                                        "has several databases)")  # fmt: skip
+        for plan in self.plans:
+            path = self.destination(plan.db)
+            if not path.exists():
+                continue
+            if not self.force:
+                raise TargetNotEmpty(
+                    f"{path}: exists; restore elsewhere with --into, or replace it with "
+                    "--force (the old file is set aside)"
+                )
+            holders = opened_by(path)
+            if holders:
+                raise TargetNotEmpty(
+                    f"{path}: is open ({', '.join(holders)}); stop the application "
+                    "(and pitr daemon) before restoring in place"
+                )
+
+    def execute(self, app: AppContext) -> None:
+        from recovery.sqlite.restore import write_database
+
+        repo = app.repo()
+        for plan in self.plans:
+            path = self.destination(plan.db)
+            w = write_database(repo, plan, path)
+            aside = f"; the old file is now {w.set_aside[0]}" if w.set_aside else ""
+            click.echo(
+                f"{self.src.name}: restored {plan.db} to {w.path} ({w.pages} pages, "
+                f"{w.commits} commits replayed on base copy {plan.base.id}), "
+                f"integrity_check ok{aside}"
+            )
+
+
+KIND: SourceKind = SqliteKind()

@@ -1,0 +1,67 @@
+"""Restoring a SQLite database over the live one: only when no process has
+it open, and the old file with its -wal and -shm set aside, never deleted."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
+
+COMPANIONS = ("", "-wal", "-shm", "-journal")
+# Every connection holds a shared lock on this byte of the -shm file for as
+# long as it has the database open in WAL mode (SQLite's "DMS" slot).
+SHM_DMS_BYTE = 128 + 8
+
+
+def opened_by(path: Path) -> list[str]:
+    """Who has the database open: "pid N" for processes found in /proc, or a
+    note when only the -shm lock shows it."""
+    names = {os.path.realpath(f"{path}{s}") for s in COMPANIONS}
+    found: list[str] = []
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in names:
+                    found.append(f"pid {pid}")
+                    break
+            except OSError:
+                continue
+    if not found and _shm_locked(Path(f"{path}-shm")):
+        found.append("a process this user cannot see")
+    return found
+
+
+def _shm_locked(shm: Path) -> bool:
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, SHM_DMS_BYTE, 1, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        return bool(struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def set_aside(path: Path) -> list[Path]:
+    """Rename the database and its companions out of the way; the new names."""
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    moved: list[Path] = []
+    for suffix in COMPANIONS:
+        old = Path(f"{path}{suffix}")
+        if old.exists():
+            new = Path(f"{path}.pitr-replaced-{stamp}{suffix}")
+            os.rename(old, new)
+            moved.append(new)
+    return moved
