@@ -95,6 +95,8 @@ def _json(plans: list[Any], found: Any, dry_run: bool, grace: timedelta) -> dict
                 "removed_wal": [f.name for f in p.of_type("wal")],
                 "removed_stream_batches": len(p.of_type("stream_batch")),
                 "removed_stream_gaps": len(p.of_type("stream_gap")),
+                "removed_sqlite_batches": len(p.of_type("sqlite_batch")),
+                "removed_sqlite_gaps": len(p.of_type("sqlite_gap")),
             }
             for p in plans
             if p.kind
@@ -129,6 +131,11 @@ def _print(plans: list[Any], doc: dict[str, Any]) -> None:
             click.echo(
                 f"  {verb} {s['removed_stream_batches']} stream batches and "
                 f"{s['removed_stream_gaps']} recorded gaps"
+            )
+        if s["removed_sqlite_batches"] or s["removed_sqlite_gaps"]:
+            click.echo(
+                f"  {verb} {s['removed_sqlite_batches']} frame batches and "
+                f"{s['removed_sqlite_gaps']} recorded gaps"
             )
     o = doc["objects"]
     click.echo(
