@@ -19,7 +19,19 @@ from archiver.sqlite.shipper import DbShipper
 from catalog.repository import Repository
 
 POLL_SECONDS = 1.0
-RESCAN_SECONDS = 10.0  # how often the patterns are matched again for new databases
+RESCAN_SECONDS = 10.0
+# A writer appends its frames to the -wal file (which wakes us) before it
+# marks them committed in the -shm index (which does not, and may follow an
+# fsync): after a wake-up, look again a few times before going back to sleep.
+RECHECK_DELAYS = (
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+)  # how often the patterns are matched again for new databases
 
 Log = Callable[[str], None]
 
@@ -89,14 +101,17 @@ class SqliteCapture:
     def run(self, stop: threading.Event) -> CaptureStats:
         """Capture until stop is set; then ship what is committed and return."""
         observer = self._observer()
+        delays: list[float] = []
         try:
             while not stop.is_set():
                 if time.monotonic() - self._rescanned >= RESCAN_SECONDS:
                     self._rescan(observer)
                 for shipper in list(self.shippers.values()):
                     self._poll(shipper)
-                self.wake.wait(self.poll_seconds)
+                woken = self.wake.wait(delays.pop(0) if delays else self.poll_seconds)
                 self.wake.clear()
+                if woken:
+                    delays = list(RECHECK_DELAYS)
         finally:
             observer.stop()
             for shipper in self.shippers.values():

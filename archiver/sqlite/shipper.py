@@ -28,6 +28,7 @@ from archiver.sqlite.archive import Position, SqliteArchive
 from archiver.sqlite.basecopy import take_base_copy
 from archiver.sqlite.live import LiveDatabase
 from catalog.repository import Repository
+from catalog.sqlitefiles import remove_stale_wal
 from catalog.sqliteformat import FRAME_HEADER, Batch, Cycle, WalIndex, parse_frame
 
 MAX_BATCH_BYTES = 8 << 20
@@ -132,6 +133,9 @@ class DbShipper:
         why = self.live.changed()
         if why is not None:
             self.close()
+            if self.pos is not None and self.pos.cycle is not None:
+                if remove_stale_wal(self.path, self.pos.cycle.salts):
+                    self.log(f"{self.db}: removed the WAL the replaced file left behind")
             if self.path.exists():
                 self._reopen(why)
             else:

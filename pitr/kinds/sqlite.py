@@ -5,7 +5,9 @@ the databases to one instant (recovery/sqlite)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +27,7 @@ from pitr.kinds.base import (
 if TYPE_CHECKING:
     from pitr.context import AppContext
     from recovery.reporting import KindReports
+    from recovery.sqlite.facts import DbFacts
     from recovery.sqlite.plan import DbPlan
 
 
@@ -123,16 +126,22 @@ class SqliteKind:
         from catalog.queries import get_source
         from recovery.errors import PlanError
         from recovery.sqlite.facts import load_sqlite
-        from recovery.sqlite.plan import plan_db
+        from recovery.sqlite.plan import plan_caught_up
         from recovery.sqlite.restore import exact_plan
 
         repo = app.repo()
-        with repo.catalog.session() as s:
-            source = get_source(s, src.name)
-            dbs = {} if source is None else load_sqlite(s, source.id, src.name)
+
+        def load() -> dict[str, DbFacts]:
+            with repo.catalog.session() as s:
+                source = get_source(s, src.name)
+                return {} if source is None else load_sqlite(s, source.id, src.name)
+
+        dbs = load()
         if not dbs:
             raise PlanError(f"{src.name}: nothing archived yet (no base copy)")
-        plans = [exact_plan(repo, plan_db(facts, request.target)) for facts in dbs.values()]
+        plans = [
+            exact_plan(repo, plan_caught_up(partial(_one, load, db), request.target)) for db in dbs
+        ]
         into = request.into.get(self.into_option)
         return SqliteRestoreJob(src, plans, into, request.force)
 
@@ -146,6 +155,10 @@ class SqliteKind:
             f"{totals['batches']} batches, {human_bytes(totals['stored_bytes'])} stored, "
             f"{totals['generations']} generations, {totals['gaps']} recorded gaps"
         )
+
+
+def _one(load: Callable[[], dict[str, DbFacts]], db: str) -> DbFacts:
+    return load()[db]
 
 
 @dataclass
@@ -178,8 +191,8 @@ class SqliteRestoreJob:
     def check_target(self) -> None:
         """TargetNotEmpty (exit 3): a destination exists and --force is not
         given, or the database is restored in place while a process has it open."""
+        from catalog.sqlitefiles import opened_by
         from recovery.errors import RestoreInputError, TargetNotEmpty
-        from recovery.sqlite.inplace import opened_by
 
         if self.into is not None and self.src.several:
             into = Path(self.into)

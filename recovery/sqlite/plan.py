@@ -10,12 +10,17 @@ and a target in it is refused with the window.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from recovery.coverage import Coverage, Piece, fmt, merge
 from recovery.errors import PlanError
 from recovery.sqlite.facts import BaseRef, BatchRef, DbFacts
+
+# How far past the capture's heartbeat a target may lie and still be waited for.
+CATCH_UP = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,23 @@ def plan_db(facts: DbFacts, target: datetime) -> DbPlan:
     while used and not used[-1].commits:
         used.pop()
     return DbPlan(facts.db, base, used, target, last)
+
+
+def plan_caught_up(load: Callable[[], DbFacts], target: datetime) -> DbPlan:
+    """plan_db, except that a recent target a running capture has not reached
+    yet (such as "now") is waited for, a few seconds at most."""
+    deadline = time.monotonic() + CATCH_UP.total_seconds()
+    facts = load()
+    while True:
+        try:
+            return plan_db(facts, target)
+        except PlanError:
+            beat = max(facts.caught_up.values(), default=None)
+            running = beat is not None and beat >= target - CATCH_UP
+            if not running or target > datetime.now(UTC) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+        facts = load()
 
 
 def _window(facts: DbFacts) -> str:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.repository import Repository
+from catalog.sqlitefiles import set_aside
 from catalog.sqliteformat import Batch, decode_batch
 from recovery.errors import RecoveryError
-from recovery.sqlite.inplace import set_aside
 from recovery.sqlite.plan import DbPlan
 
 

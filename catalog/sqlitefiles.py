@@ -1,5 +1,7 @@
-"""Restoring a SQLite database over the live one: only when no process has
-it open, and the old file with its -wal and -shm set aside, never deleted."""
+"""A SQLite database's files on disk: who has them open, and moving them
+aside. Restores in place only when no process has the database open and
+set the old files aside, never delete them; capture removes a WAL that was
+left behind by a database file replaced under it."""
 
 from __future__ import annotations
 
@@ -65,3 +67,21 @@ def set_aside(path: Path) -> list[Path]:
             os.rename(old, new)
             moved.append(new)
     return moved
+
+
+def remove_stale_wal(path: Path, salts: bytes) -> bool:
+    """Remove the -wal (and -shm) at path when they are the WAL of a database
+    file that was renamed over: its header still carries the salts the old
+    file's WAL had, and no process has the files open. SQLite would apply
+    those frames to the new file on its next open. True when removed."""
+    wal = Path(f"{path}-wal")
+    try:
+        with open(wal, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return False
+    if head[16:24] != salts or opened_by(path):
+        return False
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True
