@@ -174,7 +174,13 @@ def encode_batch(batch: Batch) -> bytes:
 
 
 def decode_batch(data: bytes | memoryview) -> Batch:
-    view = memoryview(data)
+    try:
+        return _decode_batch(memoryview(data))
+    except struct.error as e:
+        raise ValueError(f"SQLite frame batch is truncated: {e}") from None
+
+
+def _decode_batch(view: memoryview) -> Batch:
     if bytes(view[:8]) != BATCH_MAGIC:
         raise ValueError("not a SQLite frame batch")
     page_size, count, commits = struct.unpack(">III", view[8:20])

@@ -6,14 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import struct
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from catalog.db.models import SqliteBatch
 from catalog.sqliteformat import (
     Batch,
     Frame,
@@ -133,9 +137,13 @@ def test_bad_input_is_one_line_and_a_documented_exit_code(tmp_path: Path) -> Non
     assert "PRAGMA journal_mode=WAL" in result.stderr
     for s, _ in cases:
         assert not list((s.dir / "repo").rglob("records/app/*"))
-    assert "base copy" in journal.pitr("backup", "--source", journal.name).stdout
-    journal.restore(time.time(), tmp_path / "back.db")
+    # A copy on its own restores to its instant (printed), and no later one.
+    taken = journal.pitr("backup", "--source", journal.name).stdout
+    instant = datetime.fromisoformat(re.search(r"as of (\S+),", taken)[1]).timestamp()
+    journal.restore(instant, tmp_path / "back.db")
     assert rows(tmp_path / "back.db") == set()
+    later = journal.restore(instant + 1, tmp_path / "later.db", check=3)
+    assert "after the newest archived commit" in later.stderr
 
 
 def test_reports_check_verify_rebuild_and_expire_know_sqlite(
@@ -151,24 +159,40 @@ def test_reports_check_verify_rebuild_and_expire_know_sqlite(
     source.pitr("backup", "--source", source.name)
     info = json.loads(source.pitr("info", "--output", "json").stdout)
     [entry] = info["sources"]
-    assert entry["kind"] == "sqlite" and entry["totals"]["commits"] == 6
+    assert entry["kind"] == "sqlite" and entry["archive"]["commits"] == 6
+    assert entry["identity"] == {"databases": ["app.db"]}
     assert entry["recoverable_from"] and entry["recoverable_to"]
-    rpo = json.loads(source.pitr("report", "rpo", "--output", "json").stdout)
-    assert rpo["sources"][0]["lag_seconds"] < 60
-    assert source.pitr("check", "--output", "json").returncode == 0
-    source.pitr("verify")
-    before = entry["recoverable_from"], entry["recoverable_to"]
+    [rpo] = json.loads(source.pitr("report", "rpo", "--output", "json").stdout)
+    assert rpo["kind"] == "sqlite" and rpo["lag_seconds"] < 60
+    assert json.loads(source.pitr("check", "--output", "json").stdout)["ok"] is True
+    source.pitr("verify", "--read-data")
+    # Rebuilt from the store alone, the catalog restores the same instants.
     source.pitr("catalog", "rebuild", "--force")
     again = json.loads(source.pitr("info", "--output", "json").stdout)["sources"][0]
-    assert (again["recoverable_from"], again["recoverable_to"]) == before
+    assert again["recoverable_from"] == entry["recoverable_from"]
+    assert datetime.fromisoformat(again["recoverable_to"]).timestamp() >= history[-1].after
     [at] = midpoints(history, [3])
     source.restore(at, tmp_path / "rebuilt.db")
     assert rows(tmp_path / "rebuilt.db") == expected(history, at)
-    # A lost batch object: verify says what it costs.
-    objects = sorted((source.dir / "repo" / "objects").rglob("*"), key=os.path.getmtime)
-    batch_files = [p for p in objects if p.is_file()]
-    expire = json.loads(
-        source.pitr("expire", "--keep", "1", "--dry-run", "--output", "json").stdout
-    )
-    assert expire["sources"][0]["kind"] == "sqlite"
-    assert batch_files
+    # A lost batch object: verify names it and the instants it costs.
+    with source.repo() as repo, repo.catalog.session() as s:
+        oid = s.scalars(select(SqliteBatch.oid).order_by(SqliteBatch.gfirst)).all()[3]
+    [path] = (source.dir / "repo" / "objects").rglob(oid)
+    saved = path.read_bytes()
+    path.unlink()
+    damaged = json.loads(source.pitr("verify", "--output", "json", check=4).stdout)
+    [bad] = damaged["bad_objects"]
+    assert bad["oid"] == oid and bad["refs"][0]["kind"] == "sqlite_batch"
+    assert damaged["sources"][0]["lost"]
+    path.write_bytes(saved)
+    # Keeping one base copy (the backup, taken with no WAL in use: on its own)
+    # lets the capture's generation go, batches and all.
+    plan = json.loads(source.pitr("expire", "--keep", "1", "--output", "json").stdout)
+    [expired] = plan["sources"]
+    assert expired["kind"] == "sqlite" and len(expired["removed_backups"]) == 1
+    assert expired["removed_sqlite_batches"] == 6
+    assert source.restore(at, tmp_path / "gone.db", check=3).returncode == 3
+    kept = json.loads(source.pitr("info", "--output", "json").stdout)["sources"][0]
+    end = datetime.fromisoformat(kept["recoverable_to"]).timestamp()
+    source.restore(end, tmp_path / "kept.db")
+    assert rows(tmp_path / "kept.db") == expected(history, end)

@@ -133,9 +133,9 @@ class DbShipper:
         why = self.live.changed()
         if why is not None:
             self.close()
-            if self.pos is not None and self.pos.cycle is not None:
-                if remove_stale_wal(self.path, self.pos.cycle.salts):
-                    self.log(f"{self.db}: removed the WAL the replaced file left behind")
+            cycle = self.pos.cycle if self.pos is not None else None
+            if cycle is not None and remove_stale_wal(self.path, cycle.salts):
+                self.log(f"{self.db}: removed the WAL the replaced file left behind")
             if self.path.exists():
                 self._reopen(why)
             else:
