@@ -19,19 +19,12 @@ from archiver.sqlite.shipper import DbShipper
 from catalog.repository import Repository
 
 POLL_SECONDS = 1.0
-RESCAN_SECONDS = 10.0
+RESCAN_SECONDS = 10.0  # how often the patterns are matched again for new databases
 # A writer appends its frames to the -wal file (which wakes us) before it
 # marks them committed in the -shm index (which does not, and may follow an
 # fsync): after a wake-up, look again a few times before going back to sleep.
-RECHECK_DELAYS = (
-    0.002,
-    0.005,
-    0.01,
-    0.02,
-    0.05,
-    0.1,
-    0.2,
-)  # how often the patterns are matched again for new databases
+RECHECK_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+WAKING_EVENTS = frozenset({"modified", "created", "deleted", "moved"})
 
 Log = Callable[[str], None]
 
@@ -155,11 +148,9 @@ class SqliteCapture:
 
         class Wake(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                if str(event.src_path).endswith("-wal") or event.event_type in (
-                    "created",
-                    "deleted",
-                    "moved",
-                ):
+                # Writes and renames only: our own reads open and close the
+                # files too, and must not wake us.
+                if event.event_type in WAKING_EVENTS:
                     wake.set()
 
         self._handler = Wake()
