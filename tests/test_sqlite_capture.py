@@ -151,7 +151,7 @@ def test_reports_check_verify_rebuild_and_expire_know_sqlite(
 ) -> None:
     proc = source.tail()
     try:
-        source.write(6, "--sleep", "0.25", "0.3")
+        source.write(6, "--sleep", "0.35", "0.4")
         history = commits(source.log())
         source.wait_archived(history[-1].after)
     finally:
@@ -196,3 +196,31 @@ def test_reports_check_verify_rebuild_and_expire_know_sqlite(
     end = datetime.fromisoformat(kept["recoverable_to"]).timestamp()
     source.restore(end, tmp_path / "kept.db")
     assert rows(tmp_path / "kept.db") == expected(history, end)
+
+
+def test_the_held_snapshot_survives_reads_and_a_second_copy_in_the_same_process(
+    source: SqliteSource,
+) -> None:
+    """POSIX locks belong to the process: a descriptor of the -shm or the
+    database closed anywhere in it would drop the read lock that pins the WAL."""
+    from archiver.sqlite.live import LiveDatabase
+
+    source.write(5)
+    live = LiveDatabase(source.db)
+    live.hold()
+    try:
+        for _ in range(20):
+            assert live.index() is not None
+            live.read_pages(1, 1)
+        other = LiveDatabase(source.db, need_wal=False)  # as a scheduled backup would
+        other.hold()
+        other.release()
+        other.close()
+        source.write(5, name="more")
+        app = sqlite3.connect(source.db, timeout=0.2)
+        busy, _, _ = app.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        app.close()
+        assert busy == 1, "the WAL was truncated under a held snapshot"
+        assert os.path.getsize(f"{source.db}-wal") > 0
+    finally:
+        live.close()

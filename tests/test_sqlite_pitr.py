@@ -4,13 +4,17 @@ archiver crashes, replaced and deleted files."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.servers import PITR_BIN, clean_env, wait_until
 from tests.sqlitesupport import (
     SqliteSource,
     commits,
@@ -34,7 +38,7 @@ def test_restores_between_commits_return_exactly_what_was_committed(
     try:
         # Large rows: the WAL passes the checkpoint threshold and restarts
         # several times while the writer runs.
-        source.write(60, "--sleep", "0.25", "0.3", "--payload", "120000")
+        source.write(60, "--sleep", "0.35", "0.4", "--payload", "120000")
         history = commits(source.log())
         source.wait_archived(history[-1].after)
         # "now", while capture runs: row for row the live database
@@ -58,14 +62,14 @@ def test_archiver_killed_while_the_writer_checkpoints_records_a_gap(
     source: SqliteSource, tmp_path: Path
 ) -> None:
     proc = source.tail()
-    source.write(5, "--sleep", "0.25", "0.3")
+    source.write(5, "--sleep", "0.35", "0.4")
     source.wait_archived(commits(source.log())[-1].after)
     proc.kill9()
     # The application goes on and truncates the WAL while nobody archives it.
-    source.write(5, "--sleep", "0.25", "0.3", "--truncate-every", "2")
+    source.write(5, "--sleep", "0.35", "0.4", "--truncate-every", "2")
     proc = source.tail()
     try:
-        source.write(5, "--sleep", "0.25", "0.3")
+        source.write(5, "--sleep", "0.35", "0.4")
         history = commits(source.log())
         source.wait_archived(history[-1].after)
     finally:
@@ -90,7 +94,7 @@ def test_database_replaced_or_recreated_under_the_archiver(
 ) -> None:
     proc = source.tail()
     try:
-        source.write(4, "--sleep", "0.25", "0.3", name="old")
+        source.write(4, "--sleep", "0.35", "0.4", name="old")
         source.wait_archived(commits(source.log("old"))[-1].after)
         if how == "replaced":
             other = tmp_path / "other.db"
@@ -101,9 +105,10 @@ def test_database_replaced_or_recreated_under_the_archiver(
                 Path(f"{source.db}{suffix}").unlink(missing_ok=True)
             source.write(0, name="new")
         time.sleep(0.5)
-        source.write(4, "--sleep", "0.25", "0.3", name="new")
+        source.write(4, "--sleep", "0.35", "0.4", name="new")
         history = commits(source.log("old"), source.log("other"), source.log("new"))
-        source.wait_archived(history[-1].after)
+        late = history[-1].after + 0.3
+        source.wait_archived(late)
     finally:
         code, out, err = proc.stop()
     assert code == 0, err
@@ -112,7 +117,7 @@ def test_database_replaced_or_recreated_under_the_archiver(
     [early] = midpoints(old, [2])
     source.restore(early, tmp_path / "early.db")
     assert rows(tmp_path / "early.db") == {("old", 0), ("old", 1), ("old", 2)}
-    source.restore(history[-1].after + 0.05, tmp_path / "late.db")
+    source.restore(late, tmp_path / "late.db")
     assert rows(tmp_path / "late.db") == rows(source.db)
     assert not any(name == "old" for name, _ in rows(source.db))
 
@@ -142,7 +147,7 @@ def test_in_place_restore_waits_for_the_application_to_close(
 ) -> None:
     proc = source.tail()
     try:
-        source.write(6, "--sleep", "0.25", "0.3")
+        source.write(6, "--sleep", "0.35", "0.4")
         history = commits(source.log())
         source.wait_archived(history[-1].after)
     finally:
@@ -169,8 +174,8 @@ def test_several_databases_restored_together_into_a_directory(tmp_path: Path) ->
         source.write(0, name=name, db=tmp_path / "dbs" / f"{name}.db")
     proc = source.tail()
     try:
-        one = source.writer(6, "--sleep", "0.2", "0.3", name="a", db=tmp_path / "dbs" / "a.db")
-        two = source.writer(6, "--sleep", "0.2", "0.3", name="b", db=tmp_path / "dbs" / "b.db")
+        one = source.writer(6, "--sleep", "0.35", "0.4", name="a", db=tmp_path / "dbs" / "a.db")
+        two = source.writer(6, "--sleep", "0.35", "0.4", name="b", db=tmp_path / "dbs" / "b.db")
         one.wait()
         two.wait()
         history = commits(source.log("a"), source.log("b"))
@@ -183,3 +188,39 @@ def test_several_databases_restored_together_into_a_directory(tmp_path: Path) ->
     want = expected(history, at)
     assert rows(tmp_path / "out" / "a.db") == {r for r in want if r[0] == "a"}
     assert rows(tmp_path / "out" / "b.db") == {r for r in want if r[0] == "b"}
+
+
+def test_the_daemon_captures_and_copies_taken_beside_it_join_its_generation(
+    source: SqliteSource, tmp_path: Path
+) -> None:
+    with source.config.open("a") as f:
+        f.write('backup_every = "2s"\n')
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - closed below
+    daemon = subprocess.Popen(
+        [str(PITR_BIN), "--config", str(source.config), "daemon"],
+        stdout=log,
+        stderr=log,
+        env=clean_env(),
+    )
+    started = time.time()
+    try:
+        wait_until(lambda: source.based_after(started), 60, "the daemon's base copy", 0.1)
+        source.write(15, "--sleep", "0.35", "0.4")
+        taken = source.pitr("backup", "--source", source.name).stdout.split()[2]
+        source.write(15, "--sleep", "0.35", "0.4")
+        history = commits(source.log())
+        source.wait_archived(history[-1].after)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+    assert daemon.returncode == 0, (tmp_path / "daemon.log").read_text()
+    info = json.loads(source.pitr("info", "--output", "json").stdout)["sources"][0]
+    # the generation's own copy (which the schedule counts as a backup) and ours
+    assert len(info["backups"]) == 2
+    assert info["gaps"] == []
+    for at in midpoints(history, [1, 13, 28]):
+        out = source.restore(at, tmp_path / "out.db", "--force").stdout
+        assert rows(tmp_path / "out.db") == expected(history, at)
+    # a copy taken beside the daemon joins its generation: later targets start there
+    assert f"base copy {taken}" in out

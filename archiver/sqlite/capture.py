@@ -89,7 +89,10 @@ class SqliteCapture:
         self.shippers: dict[str, DbShipper] = {}
         self.wake = threading.Event()
         self._rescanned = 0.0
+        self._watched: set[str] = set()
         check_databases(resolve(self.patterns), need_wal=True)
+        # Base copies now, before the daemon's scheduler looks for a recent one.
+        self._rescan()
 
     def run(self, stop: threading.Event) -> CaptureStats:
         """Capture until stop is set; then ship what is committed and return."""
@@ -98,7 +101,8 @@ class SqliteCapture:
         try:
             while not stop.is_set():
                 if time.monotonic() - self._rescanned >= RESCAN_SECONDS:
-                    self._rescan(observer)
+                    self._rescan()
+                self._watch(observer)
                 for shipper in list(self.shippers.values()):
                     self._poll(shipper)
                 woken = self.wake.wait(delays.pop(0) if delays else self.poll_seconds)
@@ -121,9 +125,9 @@ class SqliteCapture:
             shipper.poll()
         except Exception as e:  # one database's trouble must not stop the others
             self.log(f"{shipper.db}: {e}")
-            shipper.close()
+            shipper.close(f"capture stopped on an error ({e})")
 
-    def _rescan(self, observer: Any) -> None:
+    def _rescan(self) -> None:
         self._rescanned = time.monotonic()
         for name, path in resolve(self.patterns, strict=False).items():
             if name in self.shippers:
@@ -135,7 +139,10 @@ class SqliteCapture:
                 self.log(str(e))
                 continue
             self.shippers[name] = shipper
-            directory = str(path.parent)
+
+    def _watch(self, observer: Any) -> None:
+        for shipper in self.shippers.values():
+            directory = str(shipper.path.parent)
             if directory not in self._watched:
                 observer.schedule(self._handler, directory, recursive=False)
                 self._watched.add(directory)
@@ -154,7 +161,6 @@ class SqliteCapture:
                     wake.set()
 
         self._handler = Wake()
-        self._watched: set[str] = set()
         observer = Observer()
         observer.daemon = True
         observer.start()

@@ -33,7 +33,7 @@ from catalog.sqliteformat import FRAME_HEADER, Batch, Cycle, WalIndex, parse_fra
 
 MAX_BATCH_BYTES = 8 << 20
 CHECKPOINT_FRAMES = 1000  # SQLite's own autocheckpoint threshold
-CHECKPOINT_EVERY = 1.0  # seconds between checkpoint attempts
+CHECKPOINT_EVERY = 0.1  # seconds between checkpoint attempts
 HEARTBEAT_EVERY = 1.0
 
 Log = Callable[[str], None]
@@ -67,6 +67,7 @@ class DbShipper:
         self.live: LiveDatabase | None = None
         self.pos: Position | None = None
         self.commits = self.batches = self.gaps = 0
+        self.closed_because = ""
         self._beat = self._checkpointed = 0.0
 
     # -- opening -----------------------------------------------------------
@@ -116,7 +117,10 @@ class DbShipper:
         else:
             self.log(f"{self.db}: generation {generation} starts with base copy {taken.id}")
 
-    def close(self) -> None:
+    def close(self, why: str = "the database file was deleted") -> None:
+        """Let go of the database; the next poll opens it again, as a new
+        generation for `why`."""
+        self.closed_because = why
         if self.live is not None:
             self.live.close()
             self.live = None
@@ -128,11 +132,11 @@ class DbShipper:
         if self.live is None:
             if not self.path.exists():
                 return 0
-            self._reopen("the database file was deleted")
+            self._reopen(self.closed_because)
         assert self.live is not None
         why = self.live.changed()
         if why is not None:
-            self.close()
+            self.close(why)
             cycle = self.pos.cycle if self.pos is not None else None
             if cycle is not None and remove_stale_wal(self.path, cycle.salts):
                 self.log(f"{self.db}: removed the WAL the replaced file left behind")

@@ -2,9 +2,9 @@
 of instants it can reach.
 
 A generation is a base copy and the unbroken run of frame batches after
-it. A target is reached from the newest base copy at or before it in the
-generation whose window holds it: the frames after that copy, up to the
-last commit seen at or before the target. Between generations lies a gap,
+it. A target is reached from the newest base copy at or before it whose chain
+reaches it: the frames after that copy, up to the last commit seen at or
+before the target. Between generations lies a gap,
 and a target in it is refused with the window.
 """
 
@@ -71,14 +71,16 @@ def windows(facts: DbFacts) -> list[tuple[BaseRef, datetime]]:
 
 
 def coverage(facts: DbFacts) -> Coverage:
+    """Every base copy reaches the instants from its own to the end of its
+    chain; the window is their union, with the reason for every hole."""
     pieces: list[Piece] = []
-    spans = windows(facts)
-    for i, (base, reach) in enumerate(spans):
-        nxt = spans[i + 1][0].seen if i + 1 < len(spans) else None
-        end = reach if nxt is None else min(reach, nxt)
-        pieces.append(Piece(base.seen, end, True))
-        if nxt is not None and end < nxt:
-            pieces.append(Piece(end, nxt, False, _hole(facts, end, nxt)))
+    end: datetime | None = None
+    for base, reach in sorted(windows(facts), key=lambda w: w[0].seen):
+        if end is not None and base.seen > end:
+            pieces.append(Piece(end, base.seen, False, _hole(facts, end, base.seen)))
+        if end is None or reach > end:
+            pieces.append(Piece(base.seen if end is None else max(end, base.seen), reach, True))
+            end = reach
     return merge(pieces)
 
 
@@ -119,9 +121,14 @@ def plan_db(facts: DbFacts, target: datetime) -> DbPlan:
     candidates = [b for b in facts.bases if b.seen <= target]
     if not candidates:
         raise PlanError(f"{facts.db}: no base copy at or before {fmt(target)}{_window(facts)}")
-    base = candidates[-1]
-    run, reach = chain(facts, base)
-    if target > reach:
+    # The newest copy whose chain reaches the target (a copy taken on its
+    # own reaches only its instant).
+    for base in reversed(candidates):
+        run, reach = chain(facts, base)
+        if target <= reach:
+            break
+    else:
+        run, reach = chain(facts, candidates[-1])
         for gap in facts.gaps:
             if gap.since <= target <= gap.until:
                 raise PlanError(
