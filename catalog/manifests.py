@@ -13,91 +13,31 @@ Malformed input raises FormatError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from catalog.errors import FormatError
+from catalog.jsondoc import JsonDoc, JsonFields, dump_json, load_json
 
 if TYPE_CHECKING:
     from catalog.repository import Repository
 
 MANIFEST_FORMAT = 1  # the newest manifest format this pitr reads and writes
 
-JsonDoc = dict[str, object]  # a JSON object as json.loads returns it
 M = TypeVar("M", bound="Manifest")
 D = TypeVar("D", bound="Details")
 
-_REQUIRED = object()
 
-
-class _Doc:
-    """Typed reads of one JSON object's fields; a wrong or missing field
-    raises FormatError naming where it was read."""
-
-    def __init__(self, doc: object, where: str) -> None:
-        if not isinstance(doc, dict):
-            raise FormatError(f"{where}: not a JSON object")
-        self.doc = cast(JsonDoc, doc)
-        self.where = where
-
-    def _get(self, name: str, default: object, types: tuple[type, ...], what: str) -> object:
-        if name not in self.doc or (self.doc[name] is None and default is None):
-            if default is _REQUIRED:
-                raise FormatError(f"{self.where}: no {name!r}")
-            return default
-        value = self.doc[name]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise FormatError(f"{self.where}: {name!r} is not {what}")
-        return value
-
-    def text(self, name: str, default: object = _REQUIRED) -> str:
-        return cast(str, self._get(name, default, (str,), "text"))
-
-    def opt_text(self, name: str) -> str | None:
-        return cast("str | None", self._get(name, None, (str,), "text"))
-
-    def integer(self, name: str, default: object = _REQUIRED) -> int:
-        return cast(int, self._get(name, default, (int,), "an integer"))
-
-    def opt_integer(self, name: str) -> int | None:
-        return cast("int | None", self._get(name, None, (int,), "an integer"))
-
-    def when(self, name: str) -> datetime:
-        try:
-            return datetime.fromisoformat(self.text(name))
-        except ValueError as e:
-            raise FormatError(f"{self.where}: {name!r} is not an ISO time: {e}") from e
-
-    def texts(self, name: str, default: object = _REQUIRED) -> tuple[str, ...]:
-        items = cast("list[object]", self._get(name, default, (list, tuple), "a list"))
-        if not all(isinstance(v, str) for v in items):
-            raise FormatError(f"{self.where}: {name!r} holds something other than text")
-        return tuple(cast("list[str]", items))
-
-    def objects(self, name: str, default: object = _REQUIRED) -> list[object]:
-        return list(cast("list[object]", self._get(name, default, (list, tuple), "a list")))
-
-    def table(self, name: str, default: object = _REQUIRED) -> dict[str, object]:
-        return dict(cast(JsonDoc, self._get(name, default, (dict,), "a JSON object")))
-
-    def check_format(self) -> int:
-        version = self.integer("format", MANIFEST_FORMAT)
-        if version > MANIFEST_FORMAT:
-            raise FormatError(
-                f"{self.where}: manifest format {version}, written by a newer pitr "
-                f"(this one reads up to {MANIFEST_FORMAT})"
-            )
-        return version
-
-
-def _load(data: bytes | str, where: str) -> object:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FormatError(f"{where}: not JSON: {e}") from e
+def _check_format(d: JsonFields) -> int:
+    version = d.integer("format", MANIFEST_FORMAT)
+    if version > MANIFEST_FORMAT:
+        raise FormatError(
+            f"{d.where}: manifest format {version}, written by a newer pitr "
+            f"(this one reads up to {MANIFEST_FORMAT})"
+        )
+    return version
 
 
 # -- manifests ---------------------------------------------------------------------
@@ -119,11 +59,11 @@ class Manifest:
 
     def encode(self) -> bytes:
         """The manifest as it is stored: compact JSON."""
-        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+        return dump_json(self.to_json())
 
     @classmethod
     def parse(cls: type[M], data: bytes | str, where: str = "manifest") -> M:
-        return cls.from_json(_load(data, where), where)
+        return cls.from_json(load_json(data, where), where)
 
 
 @dataclass(frozen=True)
@@ -154,7 +94,7 @@ class FileEntry:
 
     @classmethod
     def from_json(cls, doc: object, where: str = "manifest entry") -> FileEntry:
-        d = _Doc(doc, where)
+        d = JsonFields(doc, where)
         return cls(
             d.text("path"),
             d.text("kind"),
@@ -216,11 +156,10 @@ class PgBackupManifest(Manifest):
 
     @classmethod
     def from_json(cls, doc: object, where: str = "manifest") -> PgBackupManifest:
-        d = _Doc(doc, where)
-        version = d.check_format()
+        d = JsonFields(doc, where)
+        version = _check_format(d)
         entries = tuple(
-            FileEntry.from_json(e, f"{where}: entry {i}")
-            for i, e in enumerate(d.objects("entries"))
+            FileEntry.from_json(e, f"{where}: entry {i}") for i, e in enumerate(d.array("entries"))
         )
         return cls(
             id=d.text("id"),
@@ -268,7 +207,7 @@ class StreamState:
 
     @classmethod
     def from_json(cls, doc: object, where: str = "stream") -> StreamState:
-        d = _Doc(doc, where)
+        d = JsonFields(doc, where)
         return cls(d.text("last_id"), d.opt_integer("entries_added"), d.opt_text("max_deleted_id"))
 
 
@@ -311,13 +250,10 @@ class SnapshotManifest(Manifest):
 
     @classmethod
     def from_json(cls, doc: object, where: str = "manifest") -> SnapshotManifest:
-        d = _Doc(doc, where)
-        version = d.check_format()
+        d = JsonFields(doc, where)
+        version = _check_format(d)
         if d.text("kind", cls.KIND) != cls.KIND:
             raise FormatError(f"{where}: a {d.doc['kind']!r} manifest, not a {cls.KIND!r} one")
-        types = d.table("types", {})
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in types.values()):
-            raise FormatError(f"{where}: 'types' holds something other than counts")
         return cls(
             id=d.text("id"),
             source=d.text("source"),
@@ -327,7 +263,7 @@ class SnapshotManifest(Manifest):
             patterns=d.texts("patterns"),
             keys=d.integer("keys"),
             expiring=d.integer("expiring"),
-            types=cast("dict[str, int]", types),
+            types=d.counts("types"),
             size_bytes=d.integer("size_bytes"),
             chunks=d.texts("chunks"),
             streams={
@@ -382,7 +318,7 @@ class PgBackupDetails(Details):
 
     @classmethod
     def from_json(cls, doc: object, where: str = "backup details") -> PgBackupDetails:
-        d = _Doc(doc or {}, where)
+        d = JsonFields(doc or {}, where)
         return cls(d.integer("files", 0), d.text("stop_segment", ""))
 
 
@@ -406,16 +342,13 @@ class SnapshotDetails(Details):
 
     @classmethod
     def from_json(cls, doc: object, where: str = "snapshot details") -> SnapshotDetails:
-        d = _Doc(doc or {}, where)
-        streams = d.table("streams", {})
-        if not all(isinstance(v, str) for v in streams.values()):
-            raise FormatError(f"{where}: 'streams' holds something other than stream IDs")
+        d = JsonFields(doc or {}, where)
         return cls(
             d.integer("keys", 0),
             d.integer("chunks", 0),
             d.text("redis_version", ""),
             d.integer("started_ms", 0),
-            cast("dict[str, str]", streams),
+            d.text_table("streams"),
         )
 
     @classmethod
