@@ -45,6 +45,9 @@ class JsonFields:
     def opt_integer(self, name: str) -> int | None:
         return cast("int | None", self._get(name, None, (int,), "an integer"))
 
+    def flag(self, name: str, default: object = _REQUIRED) -> bool:
+        return cast(bool, self._get(name, default, (bool,), "true or false"))
+
     def when(self, name: str) -> datetime:
         try:
             return datetime.fromisoformat(self.text(name))

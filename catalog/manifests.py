@@ -1,4 +1,4 @@
-"""Manifests and backup details, typed once.
+"""Manifests, typed once (a backup's details: catalog/details.py).
 
 A manifest is the JSON document a finished base backup (PostgreSQL) or
 keyspace snapshot (Redis) stores as an object of its own: what the backup
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 MANIFEST_FORMAT = 1  # the newest manifest format this pitr reads and writes
 
 M = TypeVar("M", bound="Manifest")
-D = TypeVar("D", bound="Details")
 
 
 def _check_format(d: JsonFields) -> int:
@@ -277,10 +276,32 @@ class SnapshotManifest(Manifest):
         return set(self.chunks)
 
 
+@dataclass(frozen=True)
+class SqliteBaseManifest(Manifest):
+    """The manifest of a SQLite base copy (backup kind sqlite_base): the
+    database's pages, in order, cut into chunks."""
+
+    page_size: int
+    pages: int
+    chunks: tuple[str, ...]
+
+    def to_json(self) -> JsonDoc:
+        return {"page_size": self.page_size, "pages": self.pages, "chunks": list(self.chunks)}
+
+    @classmethod
+    def from_json(cls, doc: object, where: str = "manifest") -> SqliteBaseManifest:
+        d = JsonFields(doc, where)
+        return cls(d.integer("page_size"), d.integer("pages"), d.texts("chunks"))
+
+    def objects(self) -> set[str]:
+        return set(self.chunks)
+
+
 # Each backup kind's manifest type (catalog.records.BackupRecord.KINDS).
 MANIFEST_TYPES: dict[str, type[Manifest]] = {
     "pg_base": PgBackupManifest,
     SnapshotManifest.KIND: SnapshotManifest,
+    "sqlite_base": SqliteBaseManifest,
 }
 
 
@@ -294,83 +315,3 @@ def manifest_type(kind: str) -> type[Manifest]:
 def read_manifest(repo: Repository, oid: str, cls: type[M]) -> M:
     """Fetch the manifest stored as object oid and parse it as a cls."""
     return cls.parse(repo.get_chunk(oid), f"manifest {oid[:16]}…")
-
-
-# -- details: the summary a backup record and its catalog row carry ----------------
-
-
-class Details:
-    def to_json(self) -> JsonDoc:
-        raise NotImplementedError
-
-    @classmethod
-    def from_json(cls: type[D], doc: object, where: str = "backup details") -> D:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class PgBackupDetails(Details):
-    files: int = 0
-    stop_segment: str = ""
-
-    def to_json(self) -> JsonDoc:
-        return {"files": self.files, "stop_segment": self.stop_segment}
-
-    @classmethod
-    def from_json(cls, doc: object, where: str = "backup details") -> PgBackupDetails:
-        d = JsonFields(doc or {}, where)
-        return cls(d.integer("files", 0), d.text("stop_segment", ""))
-
-
-@dataclass(frozen=True)
-class SnapshotDetails(Details):
-    keys: int = 0
-    chunks: int = 0
-    redis_version: str = ""
-    started_ms: int = 0
-    # stream label -> last ID contained in the snapshot (replay starts after it)
-    streams: Mapping[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> JsonDoc:
-        return {
-            "keys": self.keys,
-            "chunks": self.chunks,
-            "redis_version": self.redis_version,
-            "started_ms": self.started_ms,
-            "streams": dict(self.streams),
-        }
-
-    @classmethod
-    def from_json(cls, doc: object, where: str = "snapshot details") -> SnapshotDetails:
-        d = JsonFields(doc or {}, where)
-        return cls(
-            d.integer("keys", 0),
-            d.integer("chunks", 0),
-            d.text("redis_version", ""),
-            d.integer("started_ms", 0),
-            d.text_table("streams"),
-        )
-
-    @classmethod
-    def of(cls, manifest: SnapshotManifest) -> SnapshotDetails:
-        return cls(
-            manifest.keys,
-            len(manifest.chunks),
-            manifest.redis_version,
-            manifest.started_ms,
-            {label: s.last_id for label, s in manifest.streams.items()},
-        )
-
-
-DETAILS_TYPES: dict[str, type[Details]] = {
-    "pg_base": PgBackupDetails,
-    SnapshotManifest.KIND: SnapshotDetails,
-}
-
-
-def backup_details(kind: str, doc: object) -> Details:
-    """The typed details of a backup of this kind, from their JSON."""
-    cls = DETAILS_TYPES.get(kind)
-    if cls is None:
-        raise FormatError(f"no details type for backup kind {kind!r}")
-    return cls.from_json(doc, f"details of a {kind} backup")

@@ -25,7 +25,7 @@ from catalog.db.models import (
     StreamGap,
     WalFile,
 )
-from catalog.manifests import Details, backup_details
+from catalog.details import Details, backup_details
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
+from catalog.details import PgBackupDetails, SnapshotDetails, SqliteBaseDetails, backup_details
 from catalog.errors import FormatError
 from catalog.manifests import (
     FileEntry,
-    PgBackupDetails,
     PgBackupManifest,
-    SnapshotDetails,
     SnapshotManifest,
+    SqliteBaseManifest,
     StreamState,
-    backup_details,
     manifest_type,
     read_manifest,
 )
@@ -174,6 +173,36 @@ def test_details_in_the_stored_form() -> None:
     # A row without details (the column's default) reads as the readers defaulted it.
     assert SnapshotDetails.from_json(None) == SnapshotDetails.from_json({}) == SnapshotDetails()
     assert SnapshotDetails().keys == 0 and SnapshotDetails().streams == {}
+
+
+def test_a_sqlite_base_copy_manifest_and_details_in_the_stored_form() -> None:
+    # As archiver/sqlite/basecopy.py wrote them before manifests were typed.
+    doc = {"page_size": 4096, "pages": 3, "chunks": [A, B, A]}
+    m = SqliteBaseManifest.parse(stored(doc))
+    assert (m.page_size, m.pages, m.chunks) == (4096, 3, (A, B, A))
+    assert m.objects() == {A, B} and m.encode() == stored(doc)
+    assert SqliteBaseManifest.parse(m.encode()) == m
+    assert manifest_type("sqlite_base") is SqliteBaseManifest
+    details = {
+        "db": "main",
+        "generation": "g1",
+        "cycle": "1-deadbeef",
+        "frame": 12,
+        "cksum": "00ff",
+        "page_size": 4096,
+        "pages": 3,
+        "wal_mode": True,
+    }
+    d = SqliteBaseDetails.from_json(details)
+    assert d == SqliteBaseDetails("main", "g1", "1-deadbeef", 12, "00ff", 4096, 3, True)
+    assert json.dumps(d.to_json()) == json.dumps(details)
+    assert backup_details("sqlite_base", details) == d
+    assert SqliteBaseDetails.from_json({"db": "main"}) == SqliteBaseDetails("main")
+    for bad, why in [({"pages": 3}, "no 'db'"), ({"db": "m", "wal_mode": 1}, "'wal_mode'")]:
+        with pytest.raises(FormatError, match=why):
+            SqliteBaseDetails.from_json(bad)
+    with pytest.raises(FormatError, match="'chunks' holds something other than text"):
+        SqliteBaseManifest.from_json({"page_size": 4096, "pages": 1, "chunks": [None]})
 
 
 def test_snapshot_details_summarise_the_manifest() -> None:

@@ -26,7 +26,8 @@ from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegr
 from archiver.filecopy import Copier, FileCopy
 from archiver.postgres.files import Entry, walk_pgdata
 from catalog.db.models import WalFile
-from catalog.manifests import FileEntry, PgBackupDetails, PgBackupManifest
+from catalog.details import PgBackupDetails
+from catalog.manifests import FileEntry, PgBackupManifest
 from catalog.queries import ensure_source
 from catalog.records import BackupRecord
 from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository

@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from archiver.backups import Taken, commit_backup, objects_of_latest
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable
 from archiver.redis.keys import SORT_RUN, batches, fetch_keys, sorted_keys
-from catalog.manifests import SnapshotDetails, SnapshotManifest, StreamState
+from catalog.details import SnapshotDetails
+from catalog.manifests import SnapshotManifest, StreamState
 from catalog.records import BackupRecord
 from catalog.redisformat import (
     SNAPSHOT_MAGIC,

@@ -52,7 +52,7 @@ class PostgresKind:
 
     def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
         from archiver.postgres.backup import take_base_backup
-        from catalog.manifests import PgBackupDetails
+        from catalog.details import PgBackupDetails
         from pitr.progress import byte_progress
         from pitr.units import human_bytes
 

@@ -62,7 +62,7 @@ class RedisKind:
 
     def backup(self, app: AppContext, src: RedisConfig, log: Log, progress: bool) -> None:
         from archiver.redis.snapshot import take_snapshot
-        from catalog.manifests import SnapshotDetails
+        from catalog.details import SnapshotDetails
         from pitr.timeparse import format_utc
         from pitr.units import human_bytes
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, StreamBatch
-from catalog.manifests import SnapshotDetails
+from catalog.details import SnapshotDetails
 from recovery.redis.coverage import BatchRef, SnapshotRef
 
 

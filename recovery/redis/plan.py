@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, RepoMeta, Source, StreamBatch, StreamGap
-from catalog.manifests import SnapshotDetails
+from catalog.details import SnapshotDetails
 from catalog.redisformat import (
     GAP_RECREATED,
     GAP_TRIMMED,
