@@ -1,8 +1,9 @@
 """Backup details, typed once: the small summary a backup record carries
 (catalog.records.BackupRecord.details, as JSON) and its catalog row holds in
 backups.details. The JSON field names are a stored format: never rename
-one. Every field has the default its readers always took, so a row of an
-older pitr reads; a field of the wrong type raises FormatError.
+one. A field has the default its readers always took (only a SQLite base
+copy's db, which they always required, has none), so a row of an older pitr
+reads; a field of the wrong type or a missing db raises FormatError.
 """
 
 from __future__ import annotations
