@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, RepoMeta, SqliteBatch
+from catalog.details import SqliteBaseDetails
 from catalog.queries import ensure_source, record_objects
 from catalog.records import SqliteBatchRecord, SqliteGapRecord
 from catalog.repository import Repository
@@ -120,14 +121,15 @@ class SqliteArchive:
                 .limit(1)
             ).first()
             bases = [
-                b
+                (b.started_at, d)
                 for b in s.scalars(
                     select(Backup).where(Backup.source_id == src, Backup.kind == "sqlite_base")
                 )
-                if b.details.get("db") == db and b.details.get("generation")
+                for d in [SqliteBaseDetails.from_json(b.details)]
+                if d.db == db and d.generation
             ]
-        base = max(bases, key=lambda b: b.started_at, default=None)
-        if batch is not None and (base is None or batch.generation >= base.details["generation"]):
+        base = max(bases, key=lambda b: b[0], default=None)
+        if batch is not None and (base is None or batch.generation >= base[1].generation):
             record = SqliteBatchRecord.from_json(self.repo.get_record(self._batch_key(batch)))
             return Position(
                 record.generation,
@@ -139,11 +141,9 @@ class SqliteArchive:
             )
         if base is None:
             return None
-        d = base.details
-        cycle = Cycle.from_label(d["cycle"]) if d.get("cycle") else None
-        return Position(
-            d["generation"], 0, cycle, d["frame"], bytes.fromhex(d["cksum"]), base.started_at
-        )
+        started_at, d = base
+        cycle = Cycle.from_label(d.cycle) if d.cycle else None
+        return Position(d.generation, 0, cycle, d.frame, bytes.fromhex(d.cksum), started_at)
 
     def _batch_key(self, row: SqliteBatch) -> str:
         from catalog.records import sqlite_batch_key

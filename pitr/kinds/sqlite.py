@@ -74,6 +74,7 @@ class SqliteKind:
         from archiver.sqlite.basecopy import take_base_copy
         from archiver.sqlite.capture import resolve
         from archiver.sqlite.live import LiveDatabase
+        from catalog.details import SqliteBaseDetails
         from pitr.timeparse import format_utc
         from pitr.units import human_bytes
 
@@ -86,8 +87,9 @@ class SqliteKind:
                 taken, _ = take_base_copy(repo, src.name, name, live)
                 live.release()
                 r = taken.record
+                pages = SqliteBaseDetails.from_json(r.details).pages
                 log(
-                    f"base copy {r.id} of {src.name}/{name}: {r.details['pages']} pages, "
+                    f"base copy {r.id} of {src.name}/{name}: {pages} pages, "
                     f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the "
                     f"store, as of {format_utc(r.started_at)}, {taken.seconds:.1f}s"
                 )

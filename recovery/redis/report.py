@@ -16,8 +16,8 @@ from catalog.repository import Repository
 from recovery.coverage import Coverage, Piece
 from recovery.integrity import Problem
 from recovery.redis.continuity import stream_continuity
-from recovery.redis.coverage import SnapshotRef, redis_coverage
-from recovery.redis.facts import batch_refs, load_redis
+from recovery.redis.coverage import redis_coverage
+from recovery.redis.facts import batch_refs, load_redis, snapshot_ref
 from recovery.redis.retention import StreamFact, facts_to_expire
 from recovery.retention import (
     Candidate,
@@ -80,11 +80,7 @@ class RedisReports:
             ]
         if policy.empty:
             return unplanned(src.name, src.kind, rows)
-        snaps = {
-            b.id: SnapshotRef(b.id, b.started_at, dict((b.details or {}).get("streams", {})))
-            for b in rows
-            if b.kind == "redis_snapshot"
-        }
+        snaps = {b.id: snapshot_ref(b) for b in rows if b.kind == "redis_snapshot"}
         items = [Candidate(b.id, b.finished_at, b.started_at) for b in rows if b.id in snaps]
 
         def chosen(t: datetime) -> str | None:
