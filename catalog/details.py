@@ -95,9 +95,11 @@ class SqliteBaseDetails(Details):
     page_size: int = 0
     pages: int = 0
     wal_mode: bool = False
+    path: str = ""  # the file it was copied from ("" before pitr wrote it)
 
     def to_json(self) -> JsonDoc:
         return {
+            "path": self.path,
             "db": self.db,
             "generation": self.generation,
             "cycle": self.cycle,
@@ -120,6 +122,7 @@ class SqliteBaseDetails(Details):
             d.integer("page_size", 0),
             d.integer("pages", 0),
             d.flag("wal_mode", False),
+            d.text("path", ""),
         )
 
 

@@ -109,6 +109,7 @@ def take_base_copy(
             live.page_size,
             pages,
             live.header.wal_mode,
+            str(live.path),
         ).to_json(),
     )
     committed = commit_backup(repo, record, manifest, chunks)

@@ -170,24 +170,28 @@ class SqliteRestoreJob:
     into: str | None
     force: bool
 
-    def destination(self, db: str) -> Path:
+    def destination(self, plan: DbPlan) -> Path:
+        """Where a database is written: into --into (a file, or a directory
+        that gets the database's own name), else where it lives, else
+        where it was copied from."""
         from archiver.sqlite.capture import resolve
 
-        if self.into is None:
-            live = resolve(self.src.paths, strict=False)
-            if db in live:
-                return live[db]
-            # a database gone from disk goes back where its pattern points
-            first = Path(self.src.paths[0]).expanduser().absolute()
-            return first if not self.src.several else first.parent / db
-        into = Path(self.into).expanduser().absolute()
-        return into / db if self.src.several else into
+        if self.into is not None:
+            into = Path(self.into).expanduser().absolute()
+            return into / plan.db if self.src.several or into.is_dir() else into
+        live = resolve(self.src.paths, strict=False)
+        if plan.db in live:
+            return live[plan.db]
+        if plan.base.path:
+            return Path(plan.base.path)
+        first = Path(self.src.paths[0]).expanduser().absolute()
+        return first if not self.src.several else first.parent / plan.db
 
     def describe(self) -> list[str]:
         lines: list[str] = []
         for plan in self.plans:
             lines.extend(f"{self.src.name} (sqlite): {line}" for line in plan.describe())
-            lines.append(f"{self.src.name} (sqlite): {plan.db} -> {self.destination(plan.db)}")
+            lines.append(f"{self.src.name} (sqlite): {plan.db} -> {self.destination(plan)}")
         return lines
 
     def check_target(self) -> None:
@@ -202,7 +206,7 @@ class SqliteRestoreJob:
                 raise RestoreInputError(f"--into {into}: is not a directory ({self.src.name} "
                                         "has several databases)")  # fmt: skip
         for plan in self.plans:
-            path = self.destination(plan.db)
+            path = self.destination(plan)
             if not path.exists():
                 continue
             if not self.force:
@@ -222,7 +226,7 @@ class SqliteRestoreJob:
 
         repo = app.repo()
         for plan in self.plans:
-            path = self.destination(plan.db)
+            path = self.destination(plan)
             w = write_database(repo, plan, path)
             aside = f"; the old file is now {w.set_aside[0]}" if w.set_aside else ""
             click.echo(

@@ -31,6 +31,7 @@ class BaseRef:
     seen: datetime  # the instant the copy is of
     manifest_oid: str
     pages: int
+    path: str = ""  # the file it was copied from
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,9 @@ def load_sqlite(s: Session, source_id: int, source: str) -> dict[str, DbFacts]:
     ):
         d = SqliteBaseDetails.from_json(b.details)
         base = BaseRef(
-            b.id, d.db, d.generation, 0, d.cycle, d.frame, b.started_at, b.manifest_oid, d.pages
-        )
+            b.id, d.db, d.generation, 0, d.cycle, d.frame, b.started_at, b.manifest_oid, d.pages,
+            d.path,
+        )  # fmt: skip
         of(base.db).bases.append(base)
     for facts in dbs.values():
         facts.bases = sorted((_attach(b, facts.batches) for b in facts.bases), key=lambda b: b.seen)

@@ -14,7 +14,7 @@ from catalog.db.models import Backup, SqliteBatch, StoredObject
 from catalog.queries import SourceRow
 from catalog.records import sqlite_batch_key, sqlite_gap_key
 from catalog.repository import Repository
-from recovery.coverage import Coverage, Piece
+from recovery.coverage import Coverage
 from recovery.integrity import Problem
 from recovery.retention import (
     Candidate,
@@ -71,11 +71,7 @@ class SqliteReports:
         status.totals = _totals(repo, src, dbs)
         newest = status.totals.pop("newest_commit_seen")
         status.coverage = intersect([coverage(f) for f in dbs.values()])
-        status.lost = [
-            Piece(g.since, g.until, False, f"{f.db}: {g.detail}")
-            for f in dbs.values()
-            for g in f.gaps
-        ]
+        # Recorded gaps are holes of the coverage already (with their reason).
         # Idle databases: the capture's heartbeat says everything up to it is archived.
         beats = [t for f in dbs.values() for t in f.caught_up.values()]
         candidates = [newest, *beats, status.last_backup_at]
