@@ -126,7 +126,7 @@ def test_random_instants_of_a_multi_writer_history(source: SqliteSource, tmp_pat
     proc = source.tail()
     try:
         writers = [
-            source.writer(40, "--sleep", "0.05", "0.5", "--seed", str(i), name=f"w{i}")
+            source.writer(25, "--sleep", "0.1", "1.0", "--seed", str(i), name=f"w{i}")
             for i in range(3)
         ]
         for w in writers:
@@ -224,3 +224,39 @@ def test_the_daemon_captures_and_copies_taken_beside_it_join_its_generation(
         assert rows(tmp_path / "out.db") == expected(history, at)
     # a copy taken beside the daemon joins its generation: later targets start there
     assert f"base copy {taken}" in out
+
+
+def test_a_clean_restart_continues_and_downtime_commits_leave_only_their_instants(
+    source: SqliteSource, tmp_path: Path
+) -> None:
+    proc = source.tail()
+    source.write(4, "--sleep", "0.35", "0.4", name="a")
+    source.wait_archived(commits(source.log("a"))[-1].after)
+    code, out, err = proc.stop()
+    assert code == 0, err
+    # Nothing happened meanwhile: the same generation goes on, no gap.
+    proc = source.tail()
+    source.write(4, "--sleep", "0.35", "0.4", name="b")
+    source.wait_archived(commits(source.log("b"))[-1].after)
+    code, out, err = proc.stop()
+    assert "resuming generation" in err and "0 gaps recorded" in out
+    # The application keeps the database open and commits while nobody archives.
+    app = sqlite3.connect(source.db)
+    app.execute("SELECT count(*) FROM rows").fetchall()
+    source.write(3, "--sleep", "0.35", "0.4", name="c")
+    time.sleep(0.3)
+    proc = source.tail()
+    try:
+        source.write(3, "--sleep", "0.35", "0.4", name="d")
+        history = commits(*(source.log(n) for n in "abcd"))
+        source.wait_archived(history[-1].after)
+    finally:
+        code, out, err = proc.stop()
+        app.close()
+    assert "resuming generation" in err and "1 gaps recorded" in out
+    for at in midpoints(history, [1, 5, 12]):  # before, between the restarts, after
+        source.restore(at, tmp_path / "out.db", "--force")
+        assert rows(tmp_path / "out.db") == expected(history, at)
+    [down] = midpoints(history, [9])  # while the archiver was away
+    refused = source.restore(down, tmp_path / "down.db", check=3)
+    assert "instants unknown" in refused.stderr

@@ -44,6 +44,16 @@ class Position:
         return self.gpos + frame - self.frame
 
 
+@dataclass(frozen=True)
+class CleanStop:
+    """A capture that stopped with every frame up to gpos shipped and copied
+    into the database file, whose (device, inode, size, mtime in ns) were
+    `file` then. Finding the file so again proves nobody changed it since."""
+
+    gpos: int
+    file: tuple[int, ...]
+
+
 class SqliteArchive:
     """Capture's writes for one source."""
 
@@ -103,12 +113,36 @@ class SqliteArchive:
         with self.repo.catalog.session() as s:
             s.add(fact.row(self._src(s)))
 
-    def heartbeat(self, db: str, generation: str, at: datetime) -> None:
-        """Every commit of the generation up to `at` is archived."""
-        value = json.dumps({"generation": generation, "at": at.isoformat()})
+    def heartbeat(
+        self, db: str, generation: str, at: datetime, stopped: CleanStop | None = None
+    ) -> None:
+        """Every commit of the generation up to `at` is archived; stopped: the
+        capture ended cleanly, leaving the database file as described."""
+        beat: dict[str, object] = {"generation": generation, "at": at.isoformat()}
+        if stopped is not None:
+            beat["stopped"] = {"gpos": stopped.gpos, "file": list(stopped.file)}
         with self.repo.catalog.session() as s:
             self._src(s)
-            s.merge(RepoMeta(key=caught_up_key(self.source, db), value=value))
+            s.merge(RepoMeta(key=caught_up_key(self.source, db), value=json.dumps(beat)))
+
+    def caught_up(self, db: str, generation: str) -> datetime | None:
+        """The newest heartbeat of the generation."""
+        with self.repo.catalog.session() as s:
+            row = s.get(RepoMeta, caught_up_key(self.source, db))
+            beat = None if row is None else json.loads(row.value)
+        if not beat or beat["generation"] != generation:
+            return None
+        return datetime.fromisoformat(beat["at"])
+
+    def clean_stop(self, db: str) -> tuple[str, CleanStop] | None:
+        """The generation and clean stop the newest heartbeat records, if any."""
+        with self.repo.catalog.session() as s:
+            row = s.get(RepoMeta, caught_up_key(self.source, db))
+            beat = None if row is None else json.loads(row.value)
+        if not beat or "stopped" not in beat:
+            return None
+        stop = beat["stopped"]
+        return beat["generation"], CleanStop(int(stop["gpos"]), tuple(stop["file"]))
 
     def resume_point(self, db: str) -> Position | None:
         """Where the newest generation of the database ends, as archived."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from catalog import reports
-from catalog.db.models import Backup, StreamBatch, StreamGap
+from catalog.db.models import StreamBatch, StreamGap
 from catalog.queries import SourceRow
 from catalog.records import batch_key, gap_key
 from catalog.redisformat import from_ms, parse_id, stream_name
@@ -26,6 +26,7 @@ from recovery.retention import (
     SourceExpiry,
     select_backups,
     settle,
+    source_backups,
     unplanned,
 )
 from recovery.status import SourceStatus
@@ -69,8 +70,8 @@ class RedisReports:
     def plan_expiry(
         self, repo: Repository, src: SourceRow, policy: Policy, now: datetime
     ) -> SourceExpiry:
+        rows = source_backups(repo, src.id)
         with repo.catalog.session() as s:
-            rows = list(s.scalars(select(Backup).where(Backup.source_id == src.id)))
             stream_facts = [
                 StreamFact(b.id, "batch", b.stream, b.first_id, b.last_id, b.archived_at)
                 for b in s.scalars(select(StreamBatch).where(StreamBatch.source_id == src.id))

@@ -81,7 +81,19 @@ def coverage(facts: DbFacts) -> Coverage:
         if end is None or reach > end:
             pieces.append(Piece(base.seen if end is None else max(end, base.seen), reach, True))
             end = reach
-    return merge(pieces)
+    for gap in facts.gaps:  # instants inside a generation that cannot be restored
+        pieces = [q for p in pieces for q in _cut(p, gap.since, gap.until, facts.db, gap.detail)]
+    return merge(sorted(pieces, key=lambda p: p.start))
+
+
+def _cut(p: Piece, lo: datetime, hi: datetime, db: str, why: str) -> list[Piece]:
+    if not p.ok or p.end is None or hi <= p.start or lo >= p.end:
+        return [p]
+    out = [Piece(p.start, lo, True)] if lo > p.start else []
+    out.append(Piece(max(lo, p.start), min(hi, p.end), False, f"{db}: {why}"))
+    if hi < p.end:
+        out.append(Piece(hi, p.end, True))
+    return out
 
 
 def intersect(coverages: list[Coverage]) -> Coverage:
@@ -121,6 +133,12 @@ def plan_db(facts: DbFacts, target: datetime) -> DbPlan:
     candidates = [b for b in facts.bases if b.seen <= target]
     if not candidates:
         raise PlanError(f"{facts.db}: no base copy at or before {fmt(target)}{_window(facts)}")
+    for gap in facts.gaps:
+        if gap.since < target < gap.until:
+            raise PlanError(
+                f"{facts.db}: {fmt(target)} is in a gap from {fmt(gap.since)} to "
+                f"{fmt(gap.until)} ({gap.detail}){_window(facts)}"
+            )
     # The newest copy whose chain reaches the target (a copy taken on its
     # own reaches only its instant).
     for base in reversed(candidates):
@@ -129,12 +147,6 @@ def plan_db(facts: DbFacts, target: datetime) -> DbPlan:
             break
     else:
         run, reach = chain(facts, candidates[-1])
-        for gap in facts.gaps:
-            if gap.since <= target <= gap.until:
-                raise PlanError(
-                    f"{facts.db}: {fmt(target)} is in a gap from {fmt(gap.since)} to "
-                    f"{fmt(gap.until)} ({gap.detail}){_window(facts)}"
-                )
         raise PlanError(
             f"{facts.db}: {fmt(target)} is after the newest archived commit "
             f"({fmt(reach)}){_window(facts)}"
