@@ -98,8 +98,7 @@ class SqliteBaseDetails(Details):
     path: str = ""  # the file it was copied from ("" before pitr wrote it)
 
     def to_json(self) -> JsonDoc:
-        return {
-            "path": self.path,
+        doc: JsonDoc = {
             "db": self.db,
             "generation": self.generation,
             "cycle": self.cycle,
@@ -109,6 +108,9 @@ class SqliteBaseDetails(Details):
             "pages": self.pages,
             "wal_mode": self.wal_mode,
         }
+        if self.path:  # written since pitr records it; older copies have none
+            doc["path"] = self.path
+        return doc
 
     @classmethod
     def from_json(cls, doc: object, where: str = "base copy details") -> SqliteBaseDetails:

@@ -16,10 +16,12 @@ def postgres_running_in(directory: Path) -> bool:
     return str(directory) in out
 
 
-def test_demo_restores_both_servers_to_the_mark_and_cleans_up(shared_tmp: Path) -> None:
+def test_demo_restores_every_source_to_the_mark_and_cleans_up(shared_tmp: Path) -> None:
     work = shared_tmp / "demo"
     result = run_pitr(["demo", "--dir", str(work)], timeout=600)
-    assert "verified: 450 orders, 450 events, 43 keys as at the mark" in result.stdout
+    assert "verified: 450 orders, 450 events, 43 keys, 450 SQLite rows as at the mark" in (
+        result.stdout
+    )
     assert "the damage is gone" in result.stdout
     assert not work.exists()
     assert not postgres_running_in(work)

@@ -198,6 +198,8 @@ def test_a_sqlite_base_copy_manifest_and_details_in_the_stored_form() -> None:
     assert json.dumps(d.to_json()) == json.dumps(details)
     assert backup_details("sqlite_base", details) == d
     assert SqliteBaseDetails.from_json({"db": "main"}) == SqliteBaseDetails("main")
+    with_path = {**details, "path": "/srv/app/main.db"}  # written since pitr records it
+    assert SqliteBaseDetails.from_json(with_path).to_json() == with_path
     for bad, why in [({"pages": 3}, "no 'db'"), ({"db": "m", "wal_mode": 1}, "'wal_mode'")]:
         with pytest.raises(FormatError, match=why):
             SqliteBaseDetails.from_json(bad)
