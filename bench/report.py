@@ -299,7 +299,8 @@ def _sqlite_section(sq: dict[str, Any]) -> list[str]:
                 r["tool"],
                 r.get("seconds"),
                 _speed(lit, r, "seconds") if lit else "-",
-                " ".join(f"{t:.2f}" for t in r.get("runs_seconds", [])),
+                " ".join(f"{t:.2f}" for t in r.get("runs_seconds", []))
+                + "".join(f" failed after {t:.2f}" for t in r.get("failed_runs_seconds", [])),
                 r.get("rows_in_source"),
                 r.get("rows_restored"),
                 r.get("writer_tx_per_s"),

@@ -276,8 +276,12 @@ def _sqlite_phase(results: dict[str, Any], args: argparse.Namespace) -> None:
                 f"sqlite {row['tool']} {row['mode']} run {row['run']}: {row['lost']} of "
                 f"{row['commits']} commits never archived"
             )
+    if (results["sqlite"] or {}).get("restore_error"):
+        results["errors"].append(f"sqlite restore: {results['sqlite']['restore_error']}")
     for row in ((results["sqlite"] or {}).get("restore") or {}).get("tools", []):
-        if row.get("rows_restored") != row.get("rows_in_source"):
+        if row.get("error"):
+            results["errors"].append(f"sqlite restore {row['tool']}: {row['error']}")
+        elif row.get("rows_restored") != row.get("rows_in_source"):
             results["errors"].append(
                 f"sqlite restore {row['tool']}: {row.get('rows_restored')} rows restored, "
                 f"{row.get('rows_in_source')} in the source"

@@ -58,6 +58,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchError
+
 VENV_BIN = Path(sys.executable).parent
 LITESTREAM = VENV_BIN / "litestream"
 SOURCE = "app"
@@ -684,19 +686,27 @@ def restore_phase(
                 out = tool.base / "restored.db"
                 _remove_db(out)
                 time.sleep(3)
+                row = next(x for x in result["tools"] if x["tool"] == tool.name)
                 t0 = time.monotonic()
-                tool.restore(out, target)
+                try:
+                    tool.restore(out, target)
+                except BenchError as e:  # a failed restore is a figure too
+                    seconds = time.monotonic() - t0
+                    row.setdefault("failed_runs_seconds", []).append(round(seconds, 2))
+                    row["error"] = str(e).splitlines()[-1][-300:]
+                    log(f"sqlite restore: {tool.name} FAILED after {seconds:.1f}s: {row['error']}")
+                    _remove_db(out)
+                    continue
                 seconds = time.monotonic() - t0
                 n, top = rows(out)
-                row = next(x for x in result["tools"] if x["tool"] == tool.name)
                 row.setdefault("runs_seconds", []).append(round(seconds, 2))
                 row["rows_restored"] = n
                 row["max_id_restored"] = top
                 log(f"sqlite restore: {tool.name} {seconds:.1f}s, {n} rows")
                 _remove_db(out)
         for row in result["tools"]:
-            runs = sorted(row["runs_seconds"])
-            row["seconds"] = runs[len(runs) // 2]
+            runs = sorted(row.get("runs_seconds", []))
+            row["seconds"] = runs[len(runs) // 2] if runs else None
         return result
     finally:
         for tool, _, _ in ready:
@@ -726,7 +736,11 @@ def sqlite_benchmark(
             out["sessions"] = latency_and_throughput(root, seconds, repeat, log, tools)
             out["summary"] = summarise(out["sessions"])
         if "restore" in parts and commits > 0:
-            out["restore"] = restore_phase(root, db_mib, commits, repeat, log, tools[1:])
+            try:
+                out["restore"] = restore_phase(root, db_mib, commits, repeat, log, tools[1:])
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                out["restore_error"] = str(e)[-2000:]
+                log(f"sqlite restore failed: {e}")
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)
