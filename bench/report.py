@@ -304,6 +304,9 @@ def _sqlite_section(sq: dict[str, Any]) -> list[str]:
                 r.get("rows_in_source"),
                 r.get("rows_restored"),
                 r.get("writer_tx_per_s"),
+                f"{r['archived_when_writer_ended']}, {r['catch_up_seconds']}"
+                if "catch_up_seconds" in r
+                else "-",
                 r.get("start_seconds"),
                 r.get("archiver_peak_rss_mib"),
             ]
@@ -311,9 +314,10 @@ def _sqlite_section(sq: dict[str, Any]) -> list[str]:
         ]
         out += _table(
             ["tool", "restore s", "speed vs Litestream", "all runs (s)", "rows in source"]
-            + ["rows restored", "writer tx/s", "start s", "archiver peak RSS MiB"],
+            + ["rows restored", "writer tx/s", "archived at writer's end, catch-up s"]
+            + ["start s", "archiver peak RSS MiB"],
             rows,
-            {1, 2, 4, 5, 6, 7, 8},
+            {1, 2, 4, 5, 6, 7, 8, 9},
         )
         out.append("")
     return out

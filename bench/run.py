@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="commits archived on top of its base copy before the SQLite restores (0: none)",
     )
     p.add_argument(
+        "--sqlite-parts",
+        default="latency,restore",
+        help="parts of the sqlite phase: latency (with throughput), restore (with memory)",
+    )
+    p.add_argument(
         "--only",
         default=",".join(PHASES),
         help=f"comma-separated phases to run, of {', '.join(PHASES)}",
@@ -267,7 +272,12 @@ def _sqlite_phase(results: dict[str, Any], args: argparse.Namespace) -> None:
         results,
         "sqlite",
         lambda: sqlite_benchmark(
-            args.sqlite_seconds, args.sqlite_db_mib, args.sqlite_commits, args.repeat, log
+            args.sqlite_seconds,
+            args.sqlite_db_mib,
+            args.sqlite_commits,
+            args.repeat,
+            log,
+            tuple(x.strip() for x in args.sqlite_parts.split(",") if x.strip()),
         ),
     )
     for row in (results["sqlite"] or {}).get("sessions", []):

@@ -389,9 +389,9 @@ class Pitr(Tool):
     def arrivals_dir(self) -> Path | None:
         return self.generation_dir()
 
-    def catch_up(self, total: int, timeout: float = 600) -> int:
+    def catch_up(self, total: int, timeout: float = 600, stall: float = 5) -> int:
         """Wait until pitr has archived `total` commits, or has stopped
-        archiving for 5 s short of it; the commits archived."""
+        archiving for `stall` s short of it; the commits archived."""
         deadline = time.monotonic() + timeout
         last, since = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -401,7 +401,7 @@ class Pitr(Tool):
                 return now
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since > 5:
+            elif time.monotonic() - since > stall:
                 return now
             time.sleep(0.1)
         return self.archived()
@@ -664,8 +664,14 @@ def restore_phase(
             }
             count, _ = rows(db)
             if isinstance(tool, Pitr):
-                archived = tool.catch_up(tool.c0 + written.commits)
+                at_end = tool.archived() - tool.c0
+                t_end = time.monotonic()
+                archived = tool.catch_up(tool.c0 + written.commits, stall=60)
+                row["archived_when_writer_ended"] = at_end
+                row["catch_up_seconds"] = round(time.monotonic() - t_end, 1)
                 row["archived"] = archived - tool.c0
+                if archived - tool.c0 < written.commits:  # say why in the results
+                    row["archiver_log_tail"] = tool.proc.output()[-1500:]
                 row["archiver_peak_rss_mib"] = round((tool.peak_rss_kib() or 0) / 1024, 1)
                 target = tool.newest_seen()
                 tool.stop()
