@@ -4,13 +4,12 @@ then its catalog rows."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from typing import Any
 
 from sqlalchemy import select
 
 from catalog.db.models import Backup, BackupObject
+from catalog.manifests import Manifest
 from catalog.queries import ensure_source, record_objects
 from catalog.records import BackupRecord
 from catalog.repository import Chunk, Repository
@@ -29,11 +28,11 @@ class Taken:
 
 
 def commit_backup(
-    repo: Repository, record: BackupRecord, manifest: dict[str, Any], chunks: list[Chunk]
+    repo: Repository, record: BackupRecord, manifest: Manifest, chunks: list[Chunk]
 ) -> BackupRecord:
     """Store the manifest, then the record, then the rows; returns the record
     completed with the manifest's object id and the bytes the backup added."""
-    manifest_chunk = repo.put_chunk(json.dumps(manifest, separators=(",", ":")).encode())
+    manifest_chunk = repo.put_chunk(manifest.encode())
     record = replace(
         record,
         manifest_oid=manifest_chunk.oid,

@@ -7,14 +7,13 @@ turns the fact back into rows. Objects are listed from the store.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from catalog.db.models import BackupObject, Base, StoredObject
+from catalog.manifests import manifest_type, read_manifest
 from catalog.queries import ensure_source
 from catalog.records import BackupRecord, IdentityRecord, Record, parse_record
 from catalog.repository import Repository
@@ -57,17 +56,9 @@ def _load(repo: Repository, s: Session, record: Record) -> None:
     s.add(record.row(src.id))
     if isinstance(record, BackupRecord):
         s.flush()
-        manifest = json.loads(repo.get_chunk(record.manifest_oid))
-        oids = {record.manifest_oid} | manifest_objects(manifest)
+        manifest = read_manifest(repo, record.manifest_oid, manifest_type(record.kind))
+        oids = {record.manifest_oid} | manifest.objects()
         s.add_all(BackupObject(backup_id=record.id, oid=oid) for oid in oids)
-
-
-def manifest_objects(manifest: dict[str, Any]) -> set[str]:
-    """Objects a backup manifest references: file chunks (PostgreSQL) or
-    snapshot chunks (Redis)."""
-    oids = {oid for entry in manifest.get("entries", []) for oid in entry.get("chunks", [])}
-    oids.update(manifest.get("chunks", []))
-    return oids
 
 
 def rebuild_catalog(repo: Repository) -> RebuildResult:

@@ -328,13 +328,14 @@ def sqlite_batch_key(source: str, db: str, generation: str, gfirst: int) -> str:
 
 @dataclass(frozen=True)
 class SqliteGapRecord(Record):
-    """Commits of a SQLite database possibly missed between from_time and
-    to_time; the generation named starts after them."""
+    """Instants of a SQLite database that cannot be restored, from_time to
+    to_time: commits possibly missed (a new generation starts after), or
+    commits archived while their instants are unknown (the same goes on)."""
 
     TYPE: ClassVar[str] = "sqlite_gap"
     SOURCE_KIND: ClassVar[str] = "sqlite"
     db: str
-    generation: str
+    generation: str  # the generation after the gap
     from_time: datetime  # the newest instant known archived before the gap
     to_time: datetime  # the new generation's base copy
     detail: str
@@ -342,7 +343,7 @@ class SqliteGapRecord(Record):
 
     @property
     def key(self) -> str:
-        return sqlite_gap_key(self.source, self.db, self.generation)
+        return sqlite_gap_key(self.source, self.db, self.generation, self.from_time)
 
     def row(self, source_id: int) -> SqliteGap:
         from catalog.db.models import SqliteGap
@@ -358,8 +359,8 @@ class SqliteGapRecord(Record):
         )
 
 
-def sqlite_gap_key(source: str, db: str, generation: str) -> str:
-    return record_key(source, "sqlite-gaps", f"{db}/{generation}")
+def sqlite_gap_key(source: str, db: str, generation: str, since: datetime) -> str:
+    return record_key(source, "sqlite-gaps", f"{db}/{generation}/{since:%Y%m%dT%H%M%S%fZ}")
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

@@ -25,6 +25,7 @@ from catalog.db.models import (
     StreamGap,
     WalFile,
 )
+from catalog.details import Details, backup_details
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class BackupFact:
     timeline: int | None
     start_lsn: str | None
     stop_lsn: str | None
-    details: dict[str, Any]
+    details: Details  # PgBackupDetails | SnapshotDetails, by kind
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -88,7 +89,7 @@ def backups(session: Session, source_id: int) -> list[BackupFact]:
             b.timeline,
             b.start_lsn,
             b.stop_lsn,
-            dict(b.details or {}),
+            backup_details(b.kind, b.details),
         )
         for b in rows
     ]

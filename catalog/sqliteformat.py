@@ -61,8 +61,8 @@ def parse_db_header(head: bytes) -> DbHeader:
 
 @dataclass(frozen=True)
 class Cycle:
-    """One use of the WAL file from its start: a checkpoint that restarts the
-    WAL writes a new header with the sequence up by one and new salts."""
+    """One use of the WAL file from its start: a writer that restarts the WAL
+    after a complete checkpoint writes a new header with new salts."""
 
     ckpt_seq: int
     salts: bytes  # salt-1 and salt-2 as stored (8 bytes)
@@ -72,8 +72,10 @@ class Cycle:
         return int(struct.unpack(">I", self.salts[:4])[0])
 
     def follows(self, prior: Cycle) -> bool:
-        """This cycle is the one SQLite starts when it restarts prior's WAL."""
-        return self.ckpt_seq == prior.ckpt_seq + 1 and self.salt1 == (prior.salt1 + 1) % (1 << 32)
+        """This cycle is the one SQLite starts when it restarts prior's WAL:
+        salt-1 goes up by one. (The sequence number is each writer's own
+        count, so a writer that opened late writes 1 again: not a test.)"""
+        return self.salt1 == (prior.salt1 + 1) % (1 << 32)
 
     def label(self) -> str:
         return f"{self.ckpt_seq}-{self.salts.hex()}"
@@ -174,7 +176,13 @@ def encode_batch(batch: Batch) -> bytes:
 
 
 def decode_batch(data: bytes | memoryview) -> Batch:
-    view = memoryview(data)
+    try:
+        return _decode_batch(memoryview(data))
+    except struct.error as e:
+        raise ValueError(f"SQLite frame batch is truncated: {e}") from None
+
+
+def _decode_batch(view: memoryview) -> Batch:
     if bytes(view[:8]) != BATCH_MAGIC:
         raise ValueError("not a SQLite frame batch")
     page_size, count, commits = struct.unpack(">III", view[8:20])

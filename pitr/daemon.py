@@ -54,6 +54,7 @@ class Daemon:
         if not sources:
             raise ConfigError("the configuration has no sources: nothing for the daemon to do")
         server = self._listen()
+        serving = False
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         try:
@@ -68,13 +69,15 @@ class Daemon:
             if any(s.backup_every for s in sources):
                 self._spawn("scheduler", self._schedule, sources)
             self._spawn("socket", server.serve_forever)
+            serving = True
             self._link_config_name()
             self.log(f"listening on {self.socket}")
             while not self.stop_event.wait(1.0):
                 pass
         finally:
             self.log("stopping")
-            server.shutdown()
+            if serving:  # shutdown() waits for serve_forever(), which may never have run
+                server.shutdown()
             server.server_close()
             for name in filter(None, (self.config_link, self.socket)):
                 with contextlib.suppress(FileNotFoundError):

@@ -1,11 +1,13 @@
 """The whole story on throwaway servers: archive, back up, damage, restore
-both PostgreSQL and Redis to the instant before the damage, and verify."""
+PostgreSQL, Redis and a SQLite database to the instant before the damage,
+and verify."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,9 @@ class Story:
         self.config = workdir / "pitr.toml"
         self.pg = ThrowawayPostgres(workdir)
         self.redis = ThrowawayRedis(workdir)
-        self.tailer: subprocess.Popen[bytes] | None = None
+        self.app_db = workdir / "app" / "events.db"
+        self.tailers: list[subprocess.Popen[bytes]] = []
+        self.lite: sqlite3.Connection  # the SQLite application, opened in run()
         self.restored: ThrowawayPostgres | None = None
 
     def step(self, text: str) -> None:
@@ -60,21 +64,36 @@ class Story:
             f'[sources.db]\nkind = "postgres"\ndsn = "{self.pg.dsn}"\n'
             f'pgdata = "{self.pg.pgdata}"\n\n'
             f'[sources.cache]\nkind = "redis"\nurl = "{self.redis.url}"\n'
-            f'streams = ["demo:stream:*"]\nkeys = ["demo:*"]\n'
+            f'streams = ["demo:stream:*"]\nkeys = ["demo:*"]\n\n'
+            f'[sources.events]\nkind = "sqlite"\npath = "{self.app_db}"\n'
         )
         self.pitr("init")
-        self.tailer = subprocess.Popen(
-            [self.pitr_exe, "--config", str(self.config), "tail", "--source", "cache"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        self.app_db.parent.mkdir()
+        lite = sqlite3.connect(self.app_db, isolation_level=None)
+        lite.execute("PRAGMA journal_mode=WAL")
+        lite.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT, at REAL)")
+        self.tailers = [
+            subprocess.Popen(
+                [self.pitr_exe, "--config", str(self.config), "tail", "--source", source],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for source in ("cache", "events")
+        ]
+        self.step(
+            "repository ready; archive_command is pitr wal-push; "
+            "Redis streams and SQLite commits captured as they happen"
         )
-        self.step("repository ready; archive_command is pitr wal-push; stream tailer running")
 
         pg, r = self.pg.connect(), self.redis_client()
         pg.execute("CREATE TABLE orders (id int PRIMARY KEY, item text, at timestamptz)")
+        self.lite = lite
         self.workload(pg, r, 1, 200)
-        self.step("workload: 200 orders, 200 stream events, sessions with TTLs, counters")
-        for source in ("db", "cache"):
+        self.step(
+            "workload: 200 orders, 200 stream events, sessions with TTLs, counters, "
+            "200 SQLite commits"
+        )
+        for source in ("db", "cache", "events"):
             self.step(self.pitr("backup", "--source", source).strip())
         self.workload(pg, r, 201, 400)
         self.step(
@@ -94,15 +113,18 @@ class Story:
 
         self.workload(pg, r, 451, 500, keys=False)
         pg.execute("DROP TABLE orders")
+        self.lite.execute("DELETE FROM events")
         r.delete(*r.keys("demo:session:*"))
         r.set("demo:config", "broken")
         self.step(
-            "damage: 50 more orders and events, DROP TABLE orders, sessions deleted, config broken"
+            "damage: 50 more orders and events, DROP TABLE orders, sessions deleted, "
+            "config broken, every SQLite event deleted"
         )
         self.flush_archives(pg)
+        self.lite.close()
         pg.close()
         self.pg.stop()
-        self.step("archives flushed: WAL switched and archived, tailer stopped")
+        self.step("archives flushed: WAL switched and archived, tailers stopped")
 
         restored_dir = self.workdir / "pg-restored"
         out = self.pitr(
@@ -126,8 +148,8 @@ class Story:
             got = self.snapshot(conn, r)
         self.verify(expected, got)
         self.step(
-            f"verified: {got['orders']} orders, {got['events']} events, "
-            f"{got['keys']} keys as at the mark; the damage is gone"
+            f"verified: {got['orders']} orders, {got['events']} events, {got['keys']} keys, "
+            f"{got['sqlite_events']} SQLite rows as at the mark; the damage is gone"
         )
 
     def redis_client(self) -> Any:
@@ -135,10 +157,10 @@ class Story:
 
         return redis.Redis.from_url(self.redis.url)
 
-    @staticmethod
-    def workload(pg: Any, r: Any, first: int, last: int, keys: bool = True) -> None:
+    def workload(self, pg: Any, r: Any, first: int, last: int, keys: bool = True) -> None:
         for i in range(first, last + 1):
             pg.execute("INSERT INTO orders VALUES (%s, %s, now())", (i, f"item-{i % 17}"))
+            self.lite.execute("INSERT INTO events VALUES (?, ?, ?)", (i, "order", time.time()))
             r.xadd(STREAM, {"order": i, "item": f"item-{i % 17}"})
             if keys and i % 10 == 0:
                 r.set(f"demo:session:{i}", f"user-{i}", ex=3600)
@@ -147,10 +169,16 @@ class Story:
         if keys:
             r.set("demo:config", "good")
 
-    @staticmethod
-    def snapshot(pg: Any, r: Any) -> dict[str, Any]:
+    def snapshot(self, pg: Any, r: Any) -> dict[str, Any]:
         row = pg.execute("SELECT count(*), coalesce(max(id), 0) FROM orders").fetchone()
+        lite = sqlite3.connect(self.app_db)
+        try:
+            commits = lite.execute("SELECT count(*), coalesce(max(id), 0) FROM events").fetchone()
+        finally:
+            lite.close()
         return {
+            "sqlite_events": commits[0],
+            "sqlite_max_event": commits[1],
             "orders": row[0],
             "max_order": row[1],
             "events": r.xlen(STREAM),
@@ -172,9 +200,9 @@ class Story:
         else:
             raise DemoFailed(f"segment {name} was not archived in time")
         time.sleep(1.5)  # one tailer batch interval
-        if self.tailer:
-            self.tailer.send_signal(signal.SIGTERM)
-            self.tailer.wait(30)
+        for tailer in self.tailers:
+            tailer.send_signal(signal.SIGTERM)
+            tailer.wait(30)
 
     @staticmethod
     def verify(expected: dict[str, Any], got: dict[str, Any]) -> None:
@@ -187,8 +215,9 @@ class Story:
             raise DemoFailed("restored data differs from the mark: " + "; ".join(wrong))
 
     def cleanup(self) -> None:
-        if self.tailer and self.tailer.poll() is None:
-            self.tailer.kill()
+        for tailer in self.tailers:
+            if tailer.poll() is None:
+                tailer.kill()
         for server in (self.restored, self.pg):
             if server is not None:
                 server.stop("immediate")

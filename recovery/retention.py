@@ -121,6 +121,14 @@ class SourceExpiry:
         return [f for f in self.facts if f.type == record_type]
 
 
+def source_backups(repo: Repository, source_id: int) -> list[Backup]:
+    """The catalog rows of a source's backups, for a kind's plan_expiry."""
+    from sqlalchemy import select
+
+    with repo.catalog.session() as s:
+        return list(s.scalars(select(Backup).where(Backup.source_id == source_id)))
+
+
 def unplanned(name: str, kind: str, rows: list[Backup]) -> SourceExpiry:
     """No retention asked for: no fact goes, not even WAL older than every backup."""
     return SourceExpiry(name, kind, kept={b.id: "no retention policy given" for b in rows})

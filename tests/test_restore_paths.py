@@ -3,7 +3,7 @@ target directory is refused before anything is written."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 
 from catalog.db.models import Backup
 from catalog.errors import IntegrityError
+from catalog.manifests import FileEntry, PgBackupManifest
 from catalog.queries import ensure_source
 from catalog.repository import Repository
 from recovery.postgres.planner import BackupPoint, PgPlan
@@ -23,16 +24,27 @@ NOW = datetime(2025, 1, 16, 12, 0, tzinfo=UTC)
 def test_a_manifest_path_leaving_the_target_is_refused(tmp_path: Path, path: str) -> None:
     repo, _ = Repository.init((tmp_path / "repo").as_uri(), f"sqlite:///{tmp_path}/catalog.db")
     data = repo.put_chunk(b"not for outside")
-    manifest = {
-        "entries": [
-            {"path": "PG_VERSION", "kind": "file", "mode": 0o600, "size": 0, "chunks": []},
-            {"path": path, "kind": "file", "mode": 0o600, "size": 15, "chunks": [data.oid]},
-        ],
-        "backup_label": "",
-        "tablespace_map": "",
-        "owner": "",
-    }
-    oid = repo.put_chunk(json.dumps(manifest).encode()).oid
+    manifest = PgBackupManifest(
+        id="b1",
+        source="db",
+        system_identifier="7300000000000000001",
+        pg_version=160000,
+        wal_segment_size=16 << 20,
+        owner="",
+        timeline=1,
+        start_lsn="0/2000028",
+        stop_lsn="0/2000100",
+        stop_segment="000000010000000000000002",
+        started_at=NOW,
+        finished_at=NOW,
+        backup_label="",
+        tablespace_map="",
+        entries=(
+            FileEntry("PG_VERSION", "file", 0o600, (), 0),
+            FileEntry(path, "file", 0o600, (data.oid,), 15),
+        ),
+    )
+    oid = repo.put_chunk(manifest.encode()).oid
     with repo.catalog.session() as s:
         src = ensure_source(s, "db", "postgres")
         s.add(
@@ -58,7 +70,7 @@ def test_a_manifest_path_leaving_the_target_is_refused(tmp_path: Path, path: str
     assert leftovers == []  # no staging directory left behind either
 
 
-def _lay_down_case(tmp_path: Path, chunk_size: int | None) -> tuple[Repository, list[dict]]:
+def _lay_down_case(tmp_path: Path, chunk_size: int | None) -> tuple[Repository, list[FileEntry]]:
     import os
 
     repo, _ = Repository.init((tmp_path / "repo").as_uri(), f"sqlite:///{tmp_path}/catalog.db")
@@ -69,12 +81,10 @@ def _lay_down_case(tmp_path: Path, chunk_size: int | None) -> tuple[Repository, 
         "PG_VERSION": b"15\n",
     }
     step = chunk_size or 64 << 10
-    entries: list[dict] = [{"path": "base/1", "kind": "dir", "mode": 0o700}]
+    entries = [FileEntry("base/1", "dir", 0o700)]
     for path, data in files.items():
-        chunks = [repo.put_chunk(data[i : i + step]).oid for i in range(0, len(data), step)]
-        entries.append(
-            {"path": path, "kind": "file", "mode": 0o600, "chunks": chunks, "size": len(data)}
-        )
+        chunks = tuple(repo.put_chunk(data[i : i + step]).oid for i in range(0, len(data), step))
+        entries.append(FileEntry(path, "file", 0o600, chunks, len(data)))
     return repo, entries
 
 
@@ -85,15 +95,15 @@ def test_large_files_are_written_in_parallel_pieces_byte_for_byte(
     from recovery.postgres.restore import PIECE_CHUNKS, _lay_down
 
     repo, entries = _lay_down_case(tmp_path, chunk_size)
-    assert len(entries[1]["chunks"]) > 2 * PIECE_CHUNKS  # several pieces of one file
+    assert len(entries[1].chunks) > 2 * PIECE_CHUNKS  # several pieces of one file
     root = tmp_path / "restored"
     root.mkdir()
     written = _lay_down(repo, root, entries, 2, None, chunk_size)
-    assert written == sum(e.get("size", 0) for e in entries)
+    assert written == sum(e.size or 0 for e in entries)
     for entry in entries[1:]:
-        restored = (root / entry["path"]).read_bytes()
-        assert restored == b"".join(repo.get_chunk(oid) for oid in entry["chunks"])
-        assert (root / entry["path"]).stat().st_mode & 0o777 == 0o600
+        restored = (root / entry.path).read_bytes()
+        assert restored == b"".join(repo.get_chunk(oid) for oid in entry.chunks)
+        assert (root / entry.path).stat().st_mode & 0o777 == 0o600
 
 
 def test_a_chunk_of_the_wrong_size_is_refused_not_written_at_a_wrong_offset(
@@ -103,7 +113,8 @@ def test_a_chunk_of_the_wrong_size_is_refused_not_written_at_a_wrong_offset(
 
     repo, entries = _lay_down_case(tmp_path, 64 << 10)
     big = entries[1]
-    big["chunks"][3] = repo.put_chunk(b"short").oid  # not the manifest's chunk size
+    short = repo.put_chunk(b"short").oid  # not the manifest's chunk size
+    entries[1] = replace(big, chunks=(*big.chunks[:3], short, *big.chunks[4:]))
     root = tmp_path / "restored"
     root.mkdir()
     with pytest.raises(IntegrityError, match="chunk 3 holds 5 bytes"):
@@ -132,4 +143,4 @@ def test_a_filesystem_refusing_o_direct_gets_ordinary_writes(tmp_path: Path, mon
     pgrestore._lay_down(repo, root, entries, 2, None, 64 << 10)
     assert "16384" in refused
     big = entries[1]
-    assert (root / big["path"]).read_bytes() == b"".join(repo.get_chunk(o) for o in big["chunks"])
+    assert (root / big.path).read_bytes() == b"".join(repo.get_chunk(o) for o in big.chunks)

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from archiver.errors import BackupFailed, BadInput, SourceUnreachable, WalIntegr
 from archiver.filecopy import Copier, FileCopy
 from archiver.postgres.files import Entry, walk_pgdata
 from catalog.db.models import WalFile
+from catalog.details import PgBackupDetails
+from catalog.manifests import FileEntry, PgBackupManifest
 from catalog.queries import ensure_source
 from catalog.records import BackupRecord
 from catalog.repository import DEFAULT_CHUNK_SIZE, Chunk, Repository
@@ -60,7 +63,7 @@ def take_base_backup(
             started = datetime.now(UTC)
             backup_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
             label = f"pitr {source} {backup_id}"
-            if server["version"] >= 150000:
+            if server.version >= 150000:
                 conn.execute("SELECT pg_backup_start(%s, true)", (label,))
             else:
                 conn.execute("SELECT pg_start_backup(%s, true, false)", (label,))
@@ -69,7 +72,7 @@ def take_base_backup(
             finally:
                 stop_sql = (
                     "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
-                    if server["version"] >= 150000
+                    if server.version >= 150000
                     else "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
                 )
                 row = conn.execute(stop_sql).fetchone()
@@ -83,7 +86,7 @@ def take_base_backup(
     label_info = parse_backup_label(labelfile)
     timeline = int(label_info["START TIMELINE"])
     start_lsn = label_info["START WAL LOCATION"].split()[0]
-    seg_size = server["seg_size"]
+    seg_size = server.seg_size
     first, last = (
         lsn_segno(parse_lsn(start_lsn), seg_size),
         lsn_segno(parse_lsn(stop_lsn) - 1, seg_size),
@@ -97,25 +100,24 @@ def take_base_backup(
         archive_wait,
     )
 
-    manifest = {
-        "format": 1,
-        "id": backup_id,
-        "source": source,
-        "system_identifier": server["sysid"],
-        "pg_version": server["version"],
-        "wal_segment_size": seg_size,
-        "chunk_size": chunk_size,  # every chunk of a file but its last: restore writes in parallel
-        "owner": _owner(root),
-        "timeline": timeline,
-        "start_lsn": start_lsn,
-        "stop_lsn": stop_lsn,
-        "stop_segment": stop_segment,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "backup_label": labelfile,
-        "tablespace_map": spcmap or "",
-        "entries": entries,
-    }
+    manifest = PgBackupManifest(
+        id=backup_id,
+        source=source,
+        system_identifier=server.sysid,
+        pg_version=server.version,
+        wal_segment_size=seg_size,
+        chunk_size=chunk_size,  # every chunk of a file but its last: restore writes in parallel
+        owner=_owner(root),
+        timeline=timeline,
+        start_lsn=start_lsn,
+        stop_lsn=stop_lsn,
+        stop_segment=stop_segment,
+        started_at=started,
+        finished_at=finished,
+        backup_label=labelfile,
+        tablespace_map=spcmap or "",
+        entries=tuple(entries),
+    )
     record = BackupRecord(
         source,
         backup_id,
@@ -126,10 +128,7 @@ def take_base_backup(
         timeline=timeline,
         start_lsn=start_lsn,
         stop_lsn=stop_lsn,
-        details={
-            "files": sum(1 for e in entries if e["kind"] == "file"),
-            "stop_segment": stop_segment,
-        },
+        details=PgBackupDetails(len(manifest.files), stop_segment).to_json(),
     )
     return Taken(commit_backup(repo, record, manifest, chunks), time.monotonic() - t0)
 
@@ -143,7 +142,14 @@ def parse_backup_label(text: str) -> dict[str, str]:
     return out
 
 
-def _server_facts(conn: Any, source: str, root: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Server:
+    version: int  # server_version_num
+    sysid: str
+    seg_size: int
+
+
+def _server_facts(conn: Any, source: str, root: Path) -> _Server:
     version = int(conn.execute("SHOW server_version_num").fetchone()[0])
     data_dir = conn.execute("SHOW data_directory").fetchone()[0]
     if Path(data_dir).resolve() != root.resolve():
@@ -165,15 +171,15 @@ def _server_facts(conn: Any, source: str, root: Path) -> dict[str, Any]:
             f"backup {source}: archive_mode is off; turn it on with archive_command "
             f"'pitr wal-push %p' so the backup can be restored"
         )
-    return {"version": version, "sysid": sysid, "seg_size": seg_size}
+    return _Server(version, sysid, seg_size)
 
 
-def _check_identity(repo: Repository, source: str, server: dict[str, Any]) -> None:
+def _check_identity(repo: Repository, source: str, server: _Server) -> None:
     with repo.catalog.session() as s:
         src = ensure_source(s, source, "postgres")
-        if src.system_identifier and src.system_identifier != server["sysid"]:
+        if src.system_identifier and src.system_identifier != server.sysid:
             raise WalIntegrityError(
-                f"backup {source}: the server is system {server['sysid']}, but the source "
+                f"backup {source}: the server is system {server.sysid}, but the source "
                 f"archives system {src.system_identifier}"
             )
 
@@ -185,11 +191,11 @@ def _copy_files(
     workers: int | None,
     chunk_size: int,
     progress: Progress | None,
-) -> tuple[list[dict[str, Any]], list[Chunk]]:
+) -> tuple[list[FileEntry], list[Chunk]]:
     entries = list(walk_pgdata(root))
     total = sum(e.size for e in entries)
     done = 0
-    out: list[dict[str, Any]] = []
+    out: list[FileEntry] = []
     chunks: list[Chunk] = []
     # Entries in walk order, each file with its copy under way.
     queued: deque[tuple[Entry, FileCopy | None]] = deque()
@@ -198,7 +204,8 @@ def _copy_files(
     def collect() -> None:
         nonlocal done, ranges
         entry, copy = queued.popleft()
-        item = _entry_dict(entry)
+        link = entry.target if entry.kind == "link" else None
+        item = FileEntry(entry.path, entry.kind, entry.mode, target=link)
         if copy is not None:
             ranges -= len(copy.ranges)
             got = copy.chunks()
@@ -207,8 +214,7 @@ def _copy_files(
                 progress(done, total)
             if got is None:
                 return  # removed during the backup: WAL replay accounts for it
-            item["chunks"] = [c.oid for c in got]
-            item["size"] = sum(c.size for c in got)
+            item = replace(item, chunks=tuple(c.oid for c in got), size=sum(c.size for c in got))
             chunks.extend(got)
         out.append(item)
 
@@ -222,13 +228,6 @@ def _copy_files(
         while queued:
             collect()
     return out, chunks
-
-
-def _entry_dict(entry: Entry) -> dict[str, Any]:
-    item: dict[str, Any] = {"path": entry.path, "kind": entry.kind, "mode": entry.mode}
-    if entry.kind == "link":
-        item["target"] = entry.target
-    return item
 
 
 def _archive_backup_wal(

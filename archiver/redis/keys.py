@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from archiver.errors import BackupFailed
+from catalog.manifests import StreamState
 from catalog.redisformat import id_text, time_reply_ms
 
 SORT_RUN = 100_000  # key names held in memory before spilling a sorted run
@@ -24,7 +25,7 @@ class KeyData:
     type: bytes
     expire_at_ms: int | None
     payload: bytes
-    stream: dict[str, Any] | None  # last_id, entries_added, max_deleted_id
+    stream: StreamState | None  # for a stream: its counters, read with its DUMP
 
 
 def sorted_keys(client: Any, patterns: Iterable[str], run_size: int = SORT_RUN) -> Iterator[bytes]:
@@ -121,11 +122,11 @@ def fetch_keys(client: Any, keys: list[bytes], attempts: int = 5) -> Iterator[Ke
     raise BackupFailed(f"read keys {[k for k, _ in pending]!r}: their type keeps changing")
 
 
-def _stream_facts(info: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "last_id": id_text(info["last-generated-id"]),
-        "entries_added": info.get("entries-added"),
-        "max_deleted_id": id_text(info["max-deleted-entry-id"])
-        if info.get("max-deleted-entry-id") is not None
-        else None,
-    }
+def _stream_facts(info: dict[str, Any]) -> StreamState:
+    """From an XINFO STREAM reply."""
+    deleted = info.get("max-deleted-entry-id")
+    return StreamState(
+        id_text(info["last-generated-id"]),
+        info.get("entries-added"),
+        id_text(deleted) if deleted is not None else None,
+    )

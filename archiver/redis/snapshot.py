@@ -23,11 +23,12 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from archiver.backups import Taken, commit_backup, objects_of_latest
 from archiver.errors import BackupFailed, BadInput, SourceUnreachable
 from archiver.redis.keys import SORT_RUN, batches, fetch_keys, sorted_keys
+from catalog.details import SnapshotDetails
+from catalog.manifests import SnapshotManifest, StreamState
 from catalog.records import BackupRecord
 from catalog.redisformat import (
     SNAPSHOT_MAGIC,
@@ -75,7 +76,7 @@ def take_snapshot(
         known = objects_of_latest(repo, source, "redis_snapshot")
         chunker = _Chunker(repo, known, min_chunk, max_chunk, divisor)
         types: Counter[str] = Counter()
-        streams: dict[str, dict[str, Any]] = {}
+        streams: dict[str, StreamState] = {}
         keys = expiring = 0
         for batch in batches(sorted_keys(client, patterns, sort_run), batch_keys):
             for item in fetch_keys(client, batch):
@@ -100,22 +101,20 @@ def take_snapshot(
     snapshot_id = f"{started:%Y%m%dT%H%M%S}Z-{secrets.token_hex(2)}"
     chunks = chunker.chunks
     size = sum(c.size for c in chunks)
-    manifest = {
-        "format": 1,
-        "kind": "redis_snapshot",
-        "id": snapshot_id,
-        "source": source,
-        "redis_version": version,
-        "started_ms": start_ms,
-        "finished_ms": end_ms,
-        "patterns": patterns,
-        "keys": keys,
-        "expiring": expiring,
-        "types": dict(sorted(types.items())),
-        "size_bytes": size,
-        "chunks": [c.oid for c in chunks],
-        "streams": streams,
-    }
+    manifest = SnapshotManifest(
+        id=snapshot_id,
+        source=source,
+        redis_version=version,
+        started_ms=start_ms,
+        finished_ms=end_ms,
+        patterns=tuple(patterns),
+        keys=keys,
+        expiring=expiring,
+        types=dict(sorted(types.items())),
+        size_bytes=size,
+        chunks=tuple(c.oid for c in chunks),
+        streams=streams,
+    )
     record = BackupRecord(
         source,
         snapshot_id,
@@ -123,14 +122,7 @@ def take_snapshot(
         started,
         finished,
         size_bytes=size,
-        details={
-            "keys": keys,
-            "chunks": len(chunks),
-            "redis_version": version,
-            "started_ms": start_ms,
-            # stream label -> last ID contained in the snapshot (replay starts after it)
-            "streams": {label: s["last_id"] for label, s in streams.items()},
-        },
+        details=SnapshotDetails.of(manifest).to_json(),
     )
     return Taken(commit_backup(repo, record, manifest, chunks), time.monotonic() - t0)
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, RepoMeta, SqliteBatch
+from catalog.details import SqliteBaseDetails
 from catalog.queries import ensure_source, record_objects
 from catalog.records import SqliteBatchRecord, SqliteGapRecord
 from catalog.repository import Repository
@@ -41,6 +42,16 @@ class Position:
     def gframe(self, frame: int) -> int:
         """The generation's number for a frame of the same cycle."""
         return self.gpos + frame - self.frame
+
+
+@dataclass(frozen=True)
+class CleanStop:
+    """A capture that stopped with every frame up to gpos shipped and copied
+    into the database file, whose (device, inode, size, mtime in ns) were
+    `file` then. Finding the file so again proves nobody changed it since."""
+
+    gpos: int
+    file: tuple[int, ...]
 
 
 class SqliteArchive:
@@ -102,12 +113,36 @@ class SqliteArchive:
         with self.repo.catalog.session() as s:
             s.add(fact.row(self._src(s)))
 
-    def heartbeat(self, db: str, generation: str, at: datetime) -> None:
-        """Every commit of the generation up to `at` is archived."""
-        value = json.dumps({"generation": generation, "at": at.isoformat()})
+    def heartbeat(
+        self, db: str, generation: str, at: datetime, stopped: CleanStop | None = None
+    ) -> None:
+        """Every commit of the generation up to `at` is archived; stopped: the
+        capture ended cleanly, leaving the database file as described."""
+        beat: dict[str, object] = {"generation": generation, "at": at.isoformat()}
+        if stopped is not None:
+            beat["stopped"] = {"gpos": stopped.gpos, "file": list(stopped.file)}
         with self.repo.catalog.session() as s:
             self._src(s)
-            s.merge(RepoMeta(key=caught_up_key(self.source, db), value=value))
+            s.merge(RepoMeta(key=caught_up_key(self.source, db), value=json.dumps(beat)))
+
+    def caught_up(self, db: str, generation: str) -> datetime | None:
+        """The newest heartbeat of the generation."""
+        with self.repo.catalog.session() as s:
+            row = s.get(RepoMeta, caught_up_key(self.source, db))
+            beat = None if row is None else json.loads(row.value)
+        if not beat or beat["generation"] != generation:
+            return None
+        return datetime.fromisoformat(beat["at"])
+
+    def clean_stop(self, db: str) -> tuple[str, CleanStop] | None:
+        """The generation and clean stop the newest heartbeat records, if any."""
+        with self.repo.catalog.session() as s:
+            row = s.get(RepoMeta, caught_up_key(self.source, db))
+            beat = None if row is None else json.loads(row.value)
+        if not beat or "stopped" not in beat:
+            return None
+        stop = beat["stopped"]
+        return beat["generation"], CleanStop(int(stop["gpos"]), tuple(stop["file"]))
 
     def resume_point(self, db: str) -> Position | None:
         """Where the newest generation of the database ends, as archived."""
@@ -120,14 +155,15 @@ class SqliteArchive:
                 .limit(1)
             ).first()
             bases = [
-                b
+                (b.started_at, d)
                 for b in s.scalars(
                     select(Backup).where(Backup.source_id == src, Backup.kind == "sqlite_base")
                 )
-                if b.details.get("db") == db and b.details.get("generation")
+                for d in [SqliteBaseDetails.from_json(b.details)]
+                if d.db == db and d.generation
             ]
-        base = max(bases, key=lambda b: b.started_at, default=None)
-        if batch is not None and (base is None or batch.generation >= base.details["generation"]):
+        base = max(bases, key=lambda b: b[0], default=None)
+        if batch is not None and (base is None or batch.generation >= base[1].generation):
             record = SqliteBatchRecord.from_json(self.repo.get_record(self._batch_key(batch)))
             return Position(
                 record.generation,
@@ -139,11 +175,9 @@ class SqliteArchive:
             )
         if base is None:
             return None
-        d = base.details
-        cycle = Cycle.from_label(d["cycle"]) if d.get("cycle") else None
-        return Position(
-            d["generation"], 0, cycle, d["frame"], bytes.fromhex(d["cksum"]), base.started_at
-        )
+        started_at, d = base
+        cycle = Cycle.from_label(d.cycle) if d.cycle else None
+        return Position(d.generation, 0, cycle, d.frame, bytes.fromhex(d.cksum), started_at)
 
     def _batch_key(self, row: SqliteBatch) -> str:
         from catalog.records import sqlite_batch_key

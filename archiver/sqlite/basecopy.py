@@ -21,6 +21,8 @@ from archiver.backups import Taken, commit_backup, objects_of_latest
 from archiver.errors import BackupFailed
 from archiver.sqlite.archive import Position
 from archiver.sqlite.live import LiveDatabase
+from catalog.details import SqliteBaseDetails
+from catalog.manifests import SqliteBaseManifest
 from catalog.records import BackupRecord
 from catalog.repository import Chunk, Repository
 from catalog.sqliteformat import FRAME_HEADER, Cycle, WalIndex, parse_frame
@@ -90,11 +92,7 @@ def take_base_copy(
         raise BackupFailed(f"base copy of {live.path}: the WAL kept restarting under the copy")
     frame = index.max_frame if index and cycle else 0
     cksum = _frame_cksum(live, frame, cycle)
-    manifest = {
-        "page_size": live.page_size,
-        "pages": pages,
-        "chunks": [c.oid for c in chunks],
-    }
+    manifest = SqliteBaseManifest(live.page_size, pages, tuple(c.oid for c in chunks))
     record = BackupRecord(
         source,
         f"{seen:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}",
@@ -102,16 +100,17 @@ def take_base_copy(
         seen,
         datetime.now(UTC),
         size_bytes=pages * live.page_size,
-        details={
-            "db": db,
-            "generation": generation,
-            "cycle": cycle.label() if cycle else "",
-            "frame": frame,
-            "cksum": cksum.hex(),
-            "page_size": live.page_size,
-            "pages": pages,
-            "wal_mode": live.header.wal_mode,
-        },
+        details=SqliteBaseDetails(
+            db,
+            generation,
+            cycle.label() if cycle else "",
+            frame,
+            cksum.hex(),
+            live.page_size,
+            pages,
+            live.header.wal_mode,
+            str(live.path),
+        ).to_json(),
     )
     committed = commit_backup(repo, record, manifest, chunks)
     position = Position(generation, 0, cycle, frame, cksum, seen)

@@ -20,6 +20,11 @@ from catalog.repository import Repository
 
 POLL_SECONDS = 1.0
 RESCAN_SECONDS = 10.0  # how often the patterns are matched again for new databases
+# A writer appends its frames to the -wal file (which wakes us) before it
+# marks them committed in the -shm index (which does not, and may follow an
+# fsync): after a wake-up, look again a few times before going back to sleep.
+RECHECK_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+WAKING_EVENTS = frozenset({"modified", "created", "deleted", "moved"})
 
 Log = Callable[[str], None]
 
@@ -84,19 +89,26 @@ class SqliteCapture:
         self.shippers: dict[str, DbShipper] = {}
         self.wake = threading.Event()
         self._rescanned = 0.0
+        self._watched: set[str] = set()
         check_databases(resolve(self.patterns), need_wal=True)
+        # Base copies now, before the daemon's scheduler looks for a recent one.
+        self._rescan()
 
     def run(self, stop: threading.Event) -> CaptureStats:
         """Capture until stop is set; then ship what is committed and return."""
         observer = self._observer()
+        delays: list[float] = []
         try:
             while not stop.is_set():
                 if time.monotonic() - self._rescanned >= RESCAN_SECONDS:
-                    self._rescan(observer)
+                    self._rescan()
+                self._watch(observer)
                 for shipper in list(self.shippers.values()):
                     self._poll(shipper)
-                self.wake.wait(self.poll_seconds)
+                woken = self.wake.wait(delays.pop(0) if delays else self.poll_seconds)
                 self.wake.clear()
+                if woken:
+                    delays = list(RECHECK_DELAYS)
         finally:
             observer.stop()
             for shipper in self.shippers.values():
@@ -113,9 +125,9 @@ class SqliteCapture:
             shipper.poll()
         except Exception as e:  # one database's trouble must not stop the others
             self.log(f"{shipper.db}: {e}")
-            shipper.close()
+            shipper.close(f"capture stopped on an error ({e})")
 
-    def _rescan(self, observer: Any) -> None:
+    def _rescan(self) -> None:
         self._rescanned = time.monotonic()
         for name, path in resolve(self.patterns, strict=False).items():
             if name in self.shippers:
@@ -127,7 +139,10 @@ class SqliteCapture:
                 self.log(str(e))
                 continue
             self.shippers[name] = shipper
-            directory = str(path.parent)
+
+    def _watch(self, observer: Any) -> None:
+        for shipper in self.shippers.values():
+            directory = str(shipper.path.parent)
             if directory not in self._watched:
                 observer.schedule(self._handler, directory, recursive=False)
                 self._watched.add(directory)
@@ -140,15 +155,12 @@ class SqliteCapture:
 
         class Wake(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                if str(event.src_path).endswith("-wal") or event.event_type in (
-                    "created",
-                    "deleted",
-                    "moved",
-                ):
+                # Writes and renames only: our own reads open and close the
+                # files too, and must not wake us.
+                if event.event_type in WAKING_EVENTS:
                     wake.set()
 
         self._handler = Wake()
-        self._watched: set[str] = set()
         observer = Observer()
         observer.daemon = True
         observer.start()

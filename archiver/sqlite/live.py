@@ -1,6 +1,7 @@
 """An application's SQLite database as the archiver sees it: two connections
 of its own (one holds a read transaction, one takes the write lock for a
-moment at each checkpoint) and raw reads of the database, -wal and -shm files.
+moment at each checkpoint) and raw reads of the database, -wal and -shm
+files (through catalog.sqlitefiles.read_at, which never closes them).
 
 The held read transaction is what makes capture safe: while any reader has a
 snapshot that uses the WAL, SQLite neither restarts nor truncates the WAL,
@@ -11,12 +12,12 @@ written through these connections.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from archiver.errors import BadInput
+from catalog.sqlitefiles import read_at
 from catalog.sqliteformat import (
     FRAME_HEADER,
     WAL_HEADER,
@@ -37,13 +38,12 @@ WAL_PRAGMA = "PRAGMA journal_mode=WAL"
 
 def read_header(path: Path) -> DbHeader:
     """The database header; BadInput (exit 2) for a missing or foreign file."""
+    if not path.exists():
+        raise BadInput(f"{path}: does not exist")
+    if path.is_dir():
+        raise BadInput(f"{path}: is a directory, not a SQLite database")
     try:
-        with open(path, "rb") as f:
-            head = f.read(100)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: does not exist") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, not a SQLite database") from None
+        head = read_at(path, 100, 0)
     except OSError as e:
         raise BadInput(f"{path}: cannot be read: {e.strerror or e}") from None
     try:
@@ -79,7 +79,6 @@ class LiveDatabase:
         self.reader = connect(path)
         self.writer = connect(path)
         self.held = False
-        self._db = os.open(path, os.O_RDONLY)
 
     @property
     def wal_path(self) -> Path:
@@ -103,10 +102,8 @@ class LiveDatabase:
     def index(self) -> WalIndex | None:
         """The committed WAL state; None when the database has no WAL in use."""
         for _ in range(100):
-            try:
-                with open(f"{self.path}-shm", "rb") as f:
-                    head = f.read(96)
-            except FileNotFoundError:
+            head = read_at(f"{self.path}-shm", 96, 0)
+            if not head:
                 return None
             found = parse_wal_index(head)
             if found is not None:
@@ -120,14 +117,7 @@ class LiveDatabase:
         return None if parsed is None else parsed[1]
 
     def read_wal(self, offset: int, size: int) -> bytes:
-        try:
-            fd = os.open(self.wal_path, os.O_RDONLY)
-        except FileNotFoundError:
-            return b""
-        try:
-            return os.pread(fd, size, offset)
-        finally:
-            os.close(fd)
+        return read_at(self.wal_path, size, offset)
 
     def read_frames(self, first: int, last: int) -> bytes:
         """Frames first..last (1-based, inclusive) as stored, headers included."""
@@ -140,7 +130,7 @@ class LiveDatabase:
 
     def read_pages(self, first: int, count: int) -> bytes:
         """Pages first.. (1-based) of the database file, short at its end."""
-        return os.pread(self._db, count * self.page_size, (first - 1) * self.page_size)
+        return read_at(self.path, count * self.page_size, (first - 1) * self.page_size)
 
     def changed(self) -> str | None:
         """Why the path no longer names the file these connections opened, if it does not."""
@@ -161,4 +151,3 @@ class LiveDatabase:
         for conn in (self.reader, self.writer):
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        os.close(self._db)

@@ -24,15 +24,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from archiver.sqlite.archive import Position, SqliteArchive
+from archiver.sqlite.archive import CleanStop, Position, SqliteArchive
 from archiver.sqlite.basecopy import take_base_copy
 from archiver.sqlite.live import LiveDatabase
 from catalog.repository import Repository
+from catalog.sqlitefiles import remove_stale_wal
 from catalog.sqliteformat import FRAME_HEADER, Batch, Cycle, WalIndex, parse_frame
 
 MAX_BATCH_BYTES = 8 << 20
 CHECKPOINT_FRAMES = 1000  # SQLite's own autocheckpoint threshold
-CHECKPOINT_EVERY = 1.0  # seconds between checkpoint attempts
+CHECKPOINT_EVERY = 0.1  # seconds between checkpoint attempts
 HEARTBEAT_EVERY = 1.0
 
 Log = Callable[[str], None]
@@ -66,7 +67,9 @@ class DbShipper:
         self.live: LiveDatabase | None = None
         self.pos: Position | None = None
         self.commits = self.batches = self.gaps = 0
+        self.closed_because = ""
         self._beat = self._checkpointed = 0.0
+        self._caught_up_us = 0
 
     # -- opening -----------------------------------------------------------
 
@@ -80,11 +83,32 @@ class DbShipper:
             self._new_generation(None, "")
             return
         why = self._continues(self.live, prior)
+        if why is not None and self._untouched_since_stop(prior):
+            why = None
+            if self.live.wal_cycle() != prior.cycle:  # frames from the first one on continue it
+                prior = Position(prior.generation, prior.gpos, None, 0, b"", prior.seen)
         if why is None:
             self.pos = prior
             self.log(f"{self.db}: resuming generation {prior.generation} at frame {prior.gpos}")
+            self._note_downtime(prior)
         else:
             self._new_generation(prior, why)
+
+    def _note_downtime(self, prior: Position) -> None:
+        """Commits made while no archiver ran are all in the WAL, but when
+        each was made is unknown: the instants in between become a gap."""
+        assert self.live is not None
+        index = self.live.index()
+        if index is None or index.max_frame == 0:
+            return
+        if self.live.wal_cycle() == prior.cycle and index.max_frame == prior.frame:
+            return
+        since = max(prior.seen, self.archive.caught_up(self.db, prior.generation) or prior.seen)
+        until = datetime.now(UTC)
+        why = "commits made while the archiver was not running are archived, their instants unknown"
+        self.archive.gap(self.db, prior.generation, since, until, why)
+        self.gaps += 1
+        self.log(f"{self.db}: {why}: gap recorded")
 
     @staticmethod
     def _continues(live: LiveDatabase, prior: Position) -> str | None:
@@ -103,6 +127,17 @@ class DbShipper:
             return lost
         return None
 
+    def _untouched_since_stop(self, prior: Position) -> bool:
+        """The last capture stopped cleanly at prior and the database file is
+        as it left it: whatever the WAL holds now came after."""
+        found = self.archive.clean_stop(self.db)
+        if found is None:
+            return False
+        generation, stop = found
+        return (generation, stop.gpos) == (prior.generation, prior.gpos) and stop.file == (
+            _file_state(self.path)
+        )
+
     def _new_generation(self, prior: Position | None, why: str) -> None:
         assert self.live is not None
         generation = new_generation_id()
@@ -115,7 +150,10 @@ class DbShipper:
         else:
             self.log(f"{self.db}: generation {generation} starts with base copy {taken.id}")
 
-    def close(self) -> None:
+    def close(self, why: str = "the database file was deleted") -> None:
+        """Let go of the database; the next poll opens it again, as a new
+        generation for `why`."""
+        self.closed_because = why
         if self.live is not None:
             self.live.close()
             self.live = None
@@ -127,11 +165,14 @@ class DbShipper:
         if self.live is None:
             if not self.path.exists():
                 return 0
-            self._reopen("the database file was deleted")
+            self._reopen(self.closed_because)
         assert self.live is not None
         why = self.live.changed()
         if why is not None:
-            self.close()
+            self.close(why)
+            cycle = self.pos.cycle if self.pos is not None else None
+            if cycle is not None and remove_stale_wal(self.path, cycle.salts):
+                self.log(f"{self.db}: removed the WAL the replaced file left behind")
             if self.path.exists():
                 self._reopen(why)
             else:
@@ -213,10 +254,12 @@ class DbShipper:
         self.batches += 1
         return len(commits)
 
-    def _heartbeat(self, seen_us: int, force: bool = False) -> None:
+    def _heartbeat(self, seen_us: int) -> None:
+        """Everything committed as of seen_us is shipped."""
         assert self.pos is not None
+        self._caught_up_us = seen_us
         now = time.monotonic()
-        if force or now - self._beat >= HEARTBEAT_EVERY:
+        if now - self._beat >= HEARTBEAT_EVERY:
             at = datetime.fromtimestamp(seen_us / 1e6, UTC)
             self.archive.heartbeat(self.db, self.pos.generation, at)
             self._beat = now
@@ -248,11 +291,38 @@ class DbShipper:
         return shipped
 
     def stop(self) -> None:
-        """Ship what is committed, then let go of the database."""
+        """Ship what is committed, then let go of the database, noting a
+        clean stop when the database file holds every shipped frame."""
         if self.live is not None and self.live.changed() is None:
             try:
                 self._ship_committed()
-                self._heartbeat(time.time_ns() // 1000, force=True)
-            except Discontinuity:
-                pass  # the next start finds it too and records the gap
+                stopped = self._checkpoint_for_stop()
+                assert self.pos is not None
+                at = datetime.fromtimestamp(self._caught_up_us / 1e6, UTC)
+                self.archive.heartbeat(self.db, self.pos.generation, at, stopped)
+            except (Discontinuity, sqlite3.Error):
+                pass  # the next start finds out and records a gap
         self.close()
+
+    def _checkpoint_for_stop(self) -> CleanStop | None:
+        """With the write lock: ship the last frames and copy every frame into
+        the database file; its state then, or None if that was not possible."""
+        assert self.live is not None and self.pos is not None
+        try:
+            self.live.writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return None
+        try:
+            self._ship_committed()
+            self.live.release()
+            _, frames, done = self.live.reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames != done:
+                return None  # a reader of the application's holds frames back
+            return CleanStop(self.pos.gpos, _file_state(self.path))
+        finally:
+            self.live.writer.execute("ROLLBACK")
+
+
+def _file_state(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -52,6 +52,7 @@ class PostgresKind:
 
     def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
         from archiver.postgres.backup import take_base_backup
+        from catalog.details import PgBackupDetails
         from pitr.progress import byte_progress
         from pitr.units import human_bytes
 
@@ -62,8 +63,9 @@ class PostgresKind:
         else:
             taken = take_base_backup(repo, src.name, src.dsn, src.pgdata)
         r = taken.record
+        details = PgBackupDetails.from_json(r.details)
         log(
-            f"backup {r.id} of {src.name}: {r.details['files']} files, "
+            f"backup {r.id} of {src.name}: {details.files} files, "
             f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the store, "
             f"WAL {r.start_lsn}..{r.stop_lsn} on timeline {r.timeline}, {taken.seconds:.1f}s"
         )

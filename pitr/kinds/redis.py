@@ -62,14 +62,16 @@ class RedisKind:
 
     def backup(self, app: AppContext, src: RedisConfig, log: Log, progress: bool) -> None:
         from archiver.redis.snapshot import take_snapshot
+        from catalog.details import SnapshotDetails
         from pitr.timeparse import format_utc
         from pitr.units import human_bytes
 
         taken = take_snapshot(app.repo(), src.name, src.url, src.keys, src.streams)
         r = taken.record
+        details = SnapshotDetails.from_json(r.details)
         log(
-            f"snapshot {r.id} of {src.name}: {r.details['keys']} keys "
-            f"({len(r.details['streams'])} streams), "
+            f"snapshot {r.id} of {src.name}: {details.keys} keys "
+            f"({len(details.streams)} streams), "
             f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the store, "
             f"taken {format_utc(r.started_at)}, {taken.seconds:.1f}s"
         )

@@ -5,7 +5,9 @@ the databases to one instant (recovery/sqlite)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +27,7 @@ from pitr.kinds.base import (
 if TYPE_CHECKING:
     from pitr.context import AppContext
     from recovery.reporting import KindReports
+    from recovery.sqlite.facts import DbFacts
     from recovery.sqlite.plan import DbPlan
 
 
@@ -71,6 +74,7 @@ class SqliteKind:
         from archiver.sqlite.basecopy import take_base_copy
         from archiver.sqlite.capture import resolve
         from archiver.sqlite.live import LiveDatabase
+        from catalog.details import SqliteBaseDetails
         from pitr.timeparse import format_utc
         from pitr.units import human_bytes
 
@@ -83,8 +87,9 @@ class SqliteKind:
                 taken, _ = take_base_copy(repo, src.name, name, live)
                 live.release()
                 r = taken.record
+                pages = SqliteBaseDetails.from_json(r.details).pages
                 log(
-                    f"base copy {r.id} of {src.name}/{name}: {r.details['pages']} pages, "
+                    f"base copy {r.id} of {src.name}/{name}: {pages} pages, "
                     f"{human_bytes(r.size_bytes)}, {human_bytes(r.stored_bytes)} new in the "
                     f"store, as of {format_utc(r.started_at)}, {taken.seconds:.1f}s"
                 )
@@ -123,16 +128,22 @@ class SqliteKind:
         from catalog.queries import get_source
         from recovery.errors import PlanError
         from recovery.sqlite.facts import load_sqlite
-        from recovery.sqlite.plan import plan_db
+        from recovery.sqlite.plan import plan_caught_up
         from recovery.sqlite.restore import exact_plan
 
         repo = app.repo()
-        with repo.catalog.session() as s:
-            source = get_source(s, src.name)
-            dbs = {} if source is None else load_sqlite(s, source.id, src.name)
+
+        def load() -> dict[str, DbFacts]:
+            with repo.catalog.session() as s:
+                source = get_source(s, src.name)
+                return {} if source is None else load_sqlite(s, source.id, src.name)
+
+        dbs = load()
         if not dbs:
             raise PlanError(f"{src.name}: nothing archived yet (no base copy)")
-        plans = [exact_plan(repo, plan_db(facts, request.target)) for facts in dbs.values()]
+        plans = [
+            exact_plan(repo, plan_caught_up(partial(_one, load, db), request.target)) for db in dbs
+        ]
         into = request.into.get(self.into_option)
         return SqliteRestoreJob(src, plans, into, request.force)
 
@@ -148,6 +159,10 @@ class SqliteKind:
         )
 
 
+def _one(load: Callable[[], dict[str, DbFacts]], db: str) -> DbFacts:
+    return load()[db]
+
+
 @dataclass
 class SqliteRestoreJob:
     src: SqliteConfig
@@ -155,31 +170,35 @@ class SqliteRestoreJob:
     into: str | None
     force: bool
 
-    def destination(self, db: str) -> Path:
+    def destination(self, plan: DbPlan) -> Path:
+        """Where a database is written: into --into (a file, or a directory
+        that gets the database's own name), else where it lives, else
+        where it was copied from."""
         from archiver.sqlite.capture import resolve
 
-        if self.into is None:
-            live = resolve(self.src.paths, strict=False)
-            if db in live:
-                return live[db]
-            # a database gone from disk goes back where its pattern points
-            first = Path(self.src.paths[0]).expanduser().absolute()
-            return first if not self.src.several else first.parent / db
-        into = Path(self.into).expanduser().absolute()
-        return into / db if self.src.several else into
+        if self.into is not None:
+            into = Path(self.into).expanduser().absolute()
+            return into / plan.db if self.src.several or into.is_dir() else into
+        live = resolve(self.src.paths, strict=False)
+        if plan.db in live:
+            return live[plan.db]
+        if plan.base.path:
+            return Path(plan.base.path)
+        first = Path(self.src.paths[0]).expanduser().absolute()
+        return first if not self.src.several else first.parent / plan.db
 
     def describe(self) -> list[str]:
         lines: list[str] = []
         for plan in self.plans:
             lines.extend(f"{self.src.name} (sqlite): {line}" for line in plan.describe())
-            lines.append(f"{self.src.name} (sqlite): {plan.db} -> {self.destination(plan.db)}")
+            lines.append(f"{self.src.name} (sqlite): {plan.db} -> {self.destination(plan)}")
         return lines
 
     def check_target(self) -> None:
         """TargetNotEmpty (exit 3): a destination exists and --force is not
         given, or the database is restored in place while a process has it open."""
+        from catalog.sqlitefiles import opened_by
         from recovery.errors import RestoreInputError, TargetNotEmpty
-        from recovery.sqlite.inplace import opened_by
 
         if self.into is not None and self.src.several:
             into = Path(self.into)
@@ -187,7 +206,7 @@ class SqliteRestoreJob:
                 raise RestoreInputError(f"--into {into}: is not a directory ({self.src.name} "
                                         "has several databases)")  # fmt: skip
         for plan in self.plans:
-            path = self.destination(plan.db)
+            path = self.destination(plan)
             if not path.exists():
                 continue
             if not self.force:
@@ -207,7 +226,7 @@ class SqliteRestoreJob:
 
         repo = app.repo()
         for plan in self.plans:
-            path = self.destination(plan.db)
+            path = self.destination(plan)
             w = write_database(repo, plan, path)
             aside = f"; the old file is now {w.set_aside[0]}" if w.set_aside else ""
             click.echo(

@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
-
 from catalog import reports
-from catalog.db.models import Backup
 from catalog.queries import SourceRow
 from catalog.records import wal_key
 from catalog.repository import Repository
@@ -26,6 +23,7 @@ from recovery.retention import (
     SourceExpiry,
     select_backups,
     settle,
+    source_backups,
     unplanned,
 )
 from recovery.status import SourceStatus
@@ -79,8 +77,7 @@ class PostgresReports:
     def plan_expiry(
         self, repo: Repository, src: SourceRow, policy: Policy, now: datetime
     ) -> SourceExpiry:
-        with repo.catalog.session() as s:
-            rows = list(s.scalars(select(Backup).where(Backup.source_id == src.id)))
+        rows = source_backups(repo, src.id)
         if policy.empty:
             return unplanned(src.name, src.kind, rows)
         facts = load_source(repo, src)

@@ -8,22 +8,21 @@ into place only when complete; an existing target is set aside, never deleted.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import pwd
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from sqlalchemy import select
 
 from catalog.db.models import Backup, WalFile
 from catalog.errors import IntegrityError
+from catalog.manifests import FileEntry, PgBackupManifest, read_manifest
 from catalog.records import wal_folder
 from catalog.repository import Repository
 from catalog.wal import transaction_times
@@ -84,10 +83,10 @@ def local_records_dir(repo: Repository, source: str) -> str | None:
     return str((repo.store.root / wal_folder(source)).absolute())
 
 
-def load_manifest(repo: Repository, backup_id: str) -> dict[str, Any]:
+def load_manifest(repo: Repository, backup_id: str) -> PgBackupManifest:
     with repo.catalog.session() as s:
         oid = s.scalars(select(Backup.manifest_oid).where(Backup.id == backup_id)).one()
-    return dict(json.loads(repo.get_chunk(oid)))
+    return read_manifest(repo, oid, PgBackupManifest)
 
 
 def check_target(pgdata: Path, force: bool) -> bool:
@@ -148,23 +147,23 @@ def restore_postgres(
     target = Path(pgdata).absolute()
     occupied = check_target(target, force)
     manifest = load_manifest(repo, plan.backup.id)
-    entries = manifest["entries"]
+    entries = manifest.entries
     for entry in entries:
-        _check_path(entry["path"])
+        _check_path(entry.path)
     # A restore killed earlier leaves its staging directory: never used, removed.
     for stale in target.parent.glob(f".{target.name}.pitr-restoring-*"):
         shutil.rmtree(stale, ignore_errors=True)
     staging = target.with_name(f".{target.name}.pitr-restoring-{uuid.uuid4().hex[:8]}")
     staging.mkdir(mode=0o700, parents=True)
     try:
-        written = _lay_down(repo, staging, entries, workers, progress, manifest.get("chunk_size"))
-        (staging / "backup_label").write_text(manifest["backup_label"])
-        if manifest.get("tablespace_map"):
-            (staging / "tablespace_map").write_text(manifest["tablespace_map"])
+        written = _lay_down(repo, staging, entries, workers, progress, manifest.chunk_size)
+        (staging / "backup_label").write_text(manifest.backup_label)
+        if manifest.tablespace_map:
+            (staging / "tablespace_map").write_text(manifest.tablespace_map)
         (staging / "recovery.signal").write_text("")
         with open(staging / "postgresql.auto.conf", "a") as f:
             f.write(recovery_settings(plan, restore_command, stop_at_target, end_command))
-        _chown_tree(staging, manifest.get("owner"))
+        _chown_tree(staging, manifest.owner)
         for name in ("backup_label", "tablespace_map", "recovery.signal", "postgresql.auto.conf"):
             if (staging / name).exists():
                 os.chmod(staging / name, 0o600)
@@ -181,7 +180,7 @@ def restore_postgres(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    files = sum(1 for e in entries if e["kind"] == "file")
+    files = len(manifest.files)
     return PgRestoreResult(
         str(target), files, written, str(aside) if aside else None, stop_at_target
     )
@@ -190,7 +189,7 @@ def restore_postgres(
 def _lay_down(
     repo: Repository,
     root: Path,
-    entries: list[dict[str, Any]],
+    entries: Sequence[FileEntry],
     workers: int | None,
     progress: Progress | None,
     chunk_size: int | None = None,
@@ -202,46 +201,46 @@ def _lay_down(
     relation file would otherwise keep a single thread busy while the others
     idle. Older manifests are written a file per thread.
     """
-    total = sum(e.get("size", 0) for e in entries)
-    files = [e for e in entries if e["kind"] == "file"]
+    total = sum(e.size or 0 for e in entries)
+    files = [e for e in entries if e.is_file]
     for entry in entries:
-        if entry["kind"] in ("dir", "link"):
+        if entry.kind in ("dir", "link"):
             # Tablespaces come back as directories inside pg_tblspc.
-            (root / entry["path"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    pieces: list[tuple[dict[str, Any], int, int, bool]] = []  # entry, chunks first..end, create
+            (root / entry.path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    pieces: list[tuple[FileEntry, int, int, bool]] = []  # entry, chunks first..end, create
     for entry in files:
-        n = len(entry.get("chunks", []))
+        n = len(entry.chunks)
         step = PIECE_CHUNKS if chunk_size else max(n, 1)
-        path = root / entry["path"]
+        path = root / entry.path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         split = n > step
         if split:  # written by several threads: exists before any of them
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         pieces += [(entry, i, min(i + step, n), not split) for i in range(0, max(n, 1), step)]
 
-    def write(piece: tuple[dict[str, Any], int, int, bool]) -> tuple[str, int]:
+    def write(piece: tuple[FileEntry, int, int, bool]) -> tuple[str, int]:
         entry, first, end, create = piece
-        path = root / entry["path"]
-        return entry["path"], _write_piece(repo, path, entry, first, end, chunk_size, create)
+        path = root / entry.path
+        return entry.path, _write_piece(repo, path, entry, first, end, chunk_size, create)
 
     written: dict[str, int] = {}
     done = 0
     with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2)) as pool:
-        for path, size in pool.map(write, pieces):
-            written[path] = written.get(path, 0) + size
+        for name, size in pool.map(write, pieces):
+            written[name] = written.get(name, 0) + size
             done += size
             if progress:
                 progress(done, total)
     for entry in files:
-        size = written.get(entry["path"], 0)
-        if size != entry.get("size", size):
+        size = written.get(entry.path, 0)
+        if entry.size is not None and size != entry.size:
             raise IntegrityError(
-                f"restore {entry['path']}: {size} bytes restored, manifest says {entry['size']}"
+                f"restore {entry.path}: {size} bytes restored, manifest says {entry.size}"
             )
-        os.chmod(root / entry["path"], entry["mode"] & 0o7777 or 0o600)
+        os.chmod(root / entry.path, entry.mode & 0o7777 or 0o600)
     for entry in entries:
-        if entry["kind"] == "dir":
-            os.chmod(root / entry["path"], entry["mode"] & 0o7777 or 0o700)
+        if entry.kind == "dir":
+            os.chmod(root / entry.path, entry.mode & 0o7777 or 0o700)
     return done
 
 
@@ -252,7 +251,7 @@ DIRECT_MIN = 1 << 20  # files this large whose size is whole pages skip the page
 def _write_piece(
     repo: Repository,
     path: Path,
-    entry: dict[str, Any],
+    entry: FileEntry,
     first: int,
     end: int,
     chunk_size: int | None,
@@ -265,8 +264,8 @@ def _write_piece(
     (and evicts what the host had cached). A filesystem that refuses
     O_DIRECT (tmpfs) gets ordinary writes.
     """
-    oids = entry.get("chunks", [])
-    expected = entry.get("size", -1)
+    oids = entry.chunks
+    expected = -1 if entry.size is None else entry.size
     direct = getattr(os, "O_DIRECT", 0)
     if direct and expected >= DIRECT_MIN and expected % 4096 == 0:
         try:
@@ -280,7 +279,7 @@ def _write_piece(
 def _write_chunks(
     repo: Repository,
     path: Path,
-    oids: list[str],
+    oids: Sequence[str],
     first: int,
     end: int,
     chunk_size: int | None,

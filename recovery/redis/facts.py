@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, StreamBatch
+from catalog.details import SnapshotDetails
 from recovery.redis.coverage import BatchRef, SnapshotRef
 
 
@@ -20,13 +21,16 @@ class RedisFacts:
     covered: datetime | None  # every stream entry up to here is archived
 
 
+def snapshot_ref(b: Backup) -> SnapshotRef:
+    """A snapshot's catalog row, as coverage and expiry see it."""
+    return SnapshotRef(b.id, b.started_at, dict(SnapshotDetails.from_json(b.details).streams))
+
+
 def load_redis(session: Session, source_id: int, name: str) -> RedisFacts:
     rows = session.scalars(
         select(Backup).where(Backup.source_id == source_id, Backup.kind == "redis_snapshot")
     )
-    snaps = [
-        SnapshotRef(b.id, b.started_at, dict((b.details or {}).get("streams", {}))) for b in rows
-    ]
+    snaps = [snapshot_ref(b) for b in rows]
     from recovery.redis.plan import tail_covered
 
     return RedisFacts(snaps, tail_covered(session, source_id))

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, RepoMeta, Source, StreamBatch, StreamGap
+from catalog.details import SnapshotDetails
 from catalog.redisformat import (
     GAP_RECREATED,
     GAP_TRIMMED,
@@ -245,10 +246,11 @@ def load_snapshots(session: Session, source_id: int) -> list[SnapshotPoint]:
             b.started_at,
             b.finished_at,
             b.manifest_oid,
-            int((b.details or {}).get("keys", 0)),
-            dict((b.details or {}).get("streams", {})),
+            details.keys,
+            dict(details.streams),
         )
         for b in rows
+        for details in [SnapshotDetails.from_json(b.details)]
     ]
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from catalog import reports
-from catalog.db.models import Backup, StreamBatch, StreamGap
+from catalog.db.models import StreamBatch, StreamGap
 from catalog.queries import SourceRow
 from catalog.records import batch_key, gap_key
 from catalog.redisformat import from_ms, parse_id, stream_name
@@ -16,8 +16,8 @@ from catalog.repository import Repository
 from recovery.coverage import Coverage, Piece
 from recovery.integrity import Problem
 from recovery.redis.continuity import stream_continuity
-from recovery.redis.coverage import SnapshotRef, redis_coverage
-from recovery.redis.facts import batch_refs, load_redis
+from recovery.redis.coverage import redis_coverage
+from recovery.redis.facts import batch_refs, load_redis, snapshot_ref
 from recovery.redis.retention import StreamFact, facts_to_expire
 from recovery.retention import (
     Candidate,
@@ -26,6 +26,7 @@ from recovery.retention import (
     SourceExpiry,
     select_backups,
     settle,
+    source_backups,
     unplanned,
 )
 from recovery.status import SourceStatus
@@ -69,8 +70,8 @@ class RedisReports:
     def plan_expiry(
         self, repo: Repository, src: SourceRow, policy: Policy, now: datetime
     ) -> SourceExpiry:
+        rows = source_backups(repo, src.id)
         with repo.catalog.session() as s:
-            rows = list(s.scalars(select(Backup).where(Backup.source_id == src.id)))
             stream_facts = [
                 StreamFact(b.id, "batch", b.stream, b.first_id, b.last_id, b.archived_at)
                 for b in s.scalars(select(StreamBatch).where(StreamBatch.source_id == src.id))
@@ -80,11 +81,7 @@ class RedisReports:
             ]
         if policy.empty:
             return unplanned(src.name, src.kind, rows)
-        snaps = {
-            b.id: SnapshotRef(b.id, b.started_at, dict((b.details or {}).get("streams", {})))
-            for b in rows
-            if b.kind == "redis_snapshot"
-        }
+        snaps = {b.id: snapshot_ref(b) for b in rows if b.kind == "redis_snapshot"}
         items = [Candidate(b.id, b.finished_at, b.started_at) for b in rows if b.id in snaps]
 
         def chosen(t: datetime) -> str | None:

@@ -17,12 +17,12 @@ entries, not group reads, so reads after the snapshot are not replayed.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from catalog.manifests import SnapshotManifest, read_manifest
 from catalog.redisformat import (
     StreamId,
     connect,
@@ -96,10 +96,10 @@ def restore_redis(
     try:
         check_target(client, plan.source, url, patterns, force)
         result.replaced = _delete(client, patterns)
-        manifest = json.loads(repo.get_chunk(plan.snapshot.manifest_oid))
+        manifest = read_manifest(repo, plan.snapshot.manifest_oid, SnapshotManifest)
         gone = _restore_keys(client, repo, manifest, plan.target_ms, result)
-        for label, facts in manifest.get("streams", {}).items():
-            if label not in gone and parse_id(facts["last_id"])[0] > plan.target_ms:
+        for label, state in manifest.streams.items():
+            if label not in gone and parse_id(state.last_id)[0] > plan.target_ms:
                 result.cut += cut_stream(client, stream_name(label), plan.target_ms)
         _replay(client, repo, plan, gone, result)
     except redis.exceptions.ConnectionError as e:
@@ -126,14 +126,14 @@ def _delete(client: Any, patterns: list[str]) -> int:
 
 
 def _restore_keys(
-    client: Any, repo: Repository, manifest: dict[str, Any], t_ms: int, result: RedisRestoreResult
+    client: Any, repo: Repository, manifest: SnapshotManifest, t_ms: int, result: RedisRestoreResult
 ) -> set[str]:
     """RESTORE the snapshot's keys; returns the labels of streams left out
     because they had expired by the target."""
     gone: set[str] = set()
     pipe = client.pipeline(transaction=False)
     queued = size = 0
-    for oid in manifest["chunks"]:
+    for oid in manifest.chunks:
         for rec in iter_key_records(repo.get_chunk(oid), f"snapshot chunk {oid[:16]}…"):
             ttl = 0
             if rec.expire_at_ms is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db.models import Backup, RepoMeta, SqliteBatch, SqliteGap
+from catalog.details import SqliteBaseDetails
 from catalog.sqliteformat import caught_up_key
 
 
@@ -30,6 +31,7 @@ class BaseRef:
     seen: datetime  # the instant the copy is of
     manifest_oid: str
     pages: int
+    path: str = ""  # the file it was copied from
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,10 @@ def load_sqlite(s: Session, source_id: int, source: str) -> dict[str, DbFacts]:
     for b in s.scalars(
         select(Backup).where(Backup.source_id == source_id, Backup.kind == "sqlite_base")
     ):
-        d = b.details
+        d = SqliteBaseDetails.from_json(b.details)
         base = BaseRef(
-            b.id, d["db"], d.get("generation", ""), 0, d.get("cycle", ""), int(d.get("frame", 0)),
-            b.started_at, b.manifest_oid, int(d.get("pages", 0)),
+            b.id, d.db, d.generation, 0, d.cycle, d.frame, b.started_at, b.manifest_oid, d.pages,
+            d.path,
         )  # fmt: skip
         of(base.db).bases.append(base)
     for facts in dbs.values():

@@ -2,20 +2,25 @@
 of instants it can reach.
 
 A generation is a base copy and the unbroken run of frame batches after
-it. A target is reached from the newest base copy at or before it in the
-generation whose window holds it: the frames after that copy, up to the
-last commit seen at or before the target. Between generations lies a gap,
+it. A target is reached from the newest base copy at or before it whose chain
+reaches it: the frames after that copy, up to the last commit seen at or
+before the target. Between generations lies a gap,
 and a target in it is refused with the window.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from recovery.coverage import Coverage, Piece, fmt, merge
 from recovery.errors import PlanError
 from recovery.sqlite.facts import BaseRef, BatchRef, DbFacts
+
+# How far past the capture's heartbeat a target may lie and still be waited for.
+CATCH_UP = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -66,15 +71,29 @@ def windows(facts: DbFacts) -> list[tuple[BaseRef, datetime]]:
 
 
 def coverage(facts: DbFacts) -> Coverage:
+    """Every base copy reaches the instants from its own to the end of its
+    chain; the window is their union, with the reason for every hole."""
     pieces: list[Piece] = []
-    spans = windows(facts)
-    for i, (base, reach) in enumerate(spans):
-        nxt = spans[i + 1][0].seen if i + 1 < len(spans) else None
-        end = reach if nxt is None else min(reach, nxt)
-        pieces.append(Piece(base.seen, end, True))
-        if nxt is not None and end < nxt:
-            pieces.append(Piece(end, nxt, False, _hole(facts, end, nxt)))
-    return merge(pieces)
+    end: datetime | None = None
+    for base, reach in sorted(windows(facts), key=lambda w: w[0].seen):
+        if end is not None and base.seen > end:
+            pieces.append(Piece(end, base.seen, False, _hole(facts, end, base.seen)))
+        if end is None or reach > end:
+            pieces.append(Piece(base.seen if end is None else max(end, base.seen), reach, True))
+            end = reach
+    for gap in facts.gaps:  # instants inside a generation that cannot be restored
+        pieces = [q for p in pieces for q in _cut(p, gap.since, gap.until, facts.db, gap.detail)]
+    return merge(sorted(pieces, key=lambda p: p.start))
+
+
+def _cut(p: Piece, lo: datetime, hi: datetime, db: str, why: str) -> list[Piece]:
+    if not p.ok or p.end is None or hi <= p.start or lo >= p.end:
+        return [p]
+    out = [Piece(p.start, lo, True)] if lo > p.start else []
+    out.append(Piece(max(lo, p.start), min(hi, p.end), False, f"{db}: {why}"))
+    if hi < p.end:
+        out.append(Piece(hi, p.end, True))
+    return out
 
 
 def intersect(coverages: list[Coverage]) -> Coverage:
@@ -114,15 +133,20 @@ def plan_db(facts: DbFacts, target: datetime) -> DbPlan:
     candidates = [b for b in facts.bases if b.seen <= target]
     if not candidates:
         raise PlanError(f"{facts.db}: no base copy at or before {fmt(target)}{_window(facts)}")
-    base = candidates[-1]
-    run, reach = chain(facts, base)
-    if target > reach:
-        for gap in facts.gaps:
-            if gap.since <= target <= gap.until:
-                raise PlanError(
-                    f"{facts.db}: {fmt(target)} is in a gap from {fmt(gap.since)} to "
-                    f"{fmt(gap.until)} ({gap.detail}){_window(facts)}"
-                )
+    for gap in facts.gaps:
+        if gap.since < target < gap.until:
+            raise PlanError(
+                f"{facts.db}: {fmt(target)} is in a gap from {fmt(gap.since)} to "
+                f"{fmt(gap.until)} ({gap.detail}){_window(facts)}"
+            )
+    # The newest copy whose chain reaches the target (a copy taken on its
+    # own reaches only its instant).
+    for base in reversed(candidates):
+        run, reach = chain(facts, base)
+        if target <= reach:
+            break
+    else:
+        run, reach = chain(facts, candidates[-1])
         raise PlanError(
             f"{facts.db}: {fmt(target)} is after the newest archived commit "
             f"({fmt(reach)}){_window(facts)}"
@@ -139,6 +163,23 @@ def plan_db(facts: DbFacts, target: datetime) -> DbPlan:
     while used and not used[-1].commits:
         used.pop()
     return DbPlan(facts.db, base, used, target, last)
+
+
+def plan_caught_up(load: Callable[[], DbFacts], target: datetime) -> DbPlan:
+    """plan_db, except that a recent target a running capture has not reached
+    yet (such as "now") is waited for, a few seconds at most."""
+    deadline = time.monotonic() + CATCH_UP.total_seconds()
+    facts = load()
+    while True:
+        try:
+            return plan_db(facts, target)
+        except PlanError:
+            beat = max(facts.caught_up.values(), default=None)
+            running = beat is not None and beat >= target - CATCH_UP
+            if not running or target > datetime.now(UTC) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+        facts = load()
 
 
 def _window(facts: DbFacts) -> str:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
 
-from catalog.db.models import Backup, SqliteBatch, StoredObject
+from catalog.db.models import SqliteBatch, StoredObject
 from catalog.queries import SourceRow
 from catalog.records import sqlite_batch_key, sqlite_gap_key
 from catalog.repository import Repository
-from recovery.coverage import Coverage, Piece
+from recovery.coverage import Coverage
 from recovery.integrity import Problem
 from recovery.retention import (
     Candidate,
@@ -24,6 +24,7 @@ from recovery.retention import (
     SourceExpiry,
     select_backups,
     settle,
+    source_backups,
     unplanned,
 )
 from recovery.sqlite.facts import BaseRef, BatchRef, DbFacts, load_sqlite
@@ -71,11 +72,7 @@ class SqliteReports:
         status.totals = _totals(repo, src, dbs)
         newest = status.totals.pop("newest_commit_seen")
         status.coverage = intersect([coverage(f) for f in dbs.values()])
-        status.lost = [
-            Piece(g.since, g.until, False, f"{f.db}: {g.detail}")
-            for f in dbs.values()
-            for g in f.gaps
-        ]
+        # Recorded gaps are holes of the coverage already (with their reason).
         # Idle databases: the capture's heartbeat says everything up to it is archived.
         beats = [t for f in dbs.values() for t in f.caught_up.values()]
         candidates = [newest, *beats, status.last_backup_at]
@@ -114,8 +111,7 @@ class SqliteReports:
     def plan_expiry(
         self, repo: Repository, src: SourceRow, policy: Policy, now: datetime
     ) -> SourceExpiry:
-        with repo.catalog.session() as s:
-            rows = list(s.scalars(select(Backup).where(Backup.source_id == src.id)))
+        rows = source_backups(repo, src.id)
         if policy.empty:
             return unplanned(src.name, src.kind, rows)
         dbs = _facts(repo, src)
@@ -159,7 +155,7 @@ def _expired_facts(source: str, facts: DbFacts, kept: list[BaseRef]) -> list[Exp
     for g in facts.gaps:
         if oldest is not None and g.until <= oldest:
             name = f"{facts.db} gap before {g.generation}"
-            key = sqlite_gap_key(source, facts.db, g.generation)
+            key = sqlite_gap_key(source, facts.db, g.generation, g.since)
             out.append(ExpiredFact("sqlite_gap", g.id, name, key))
     return out
 

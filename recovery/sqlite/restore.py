@@ -5,17 +5,17 @@ integrity_check, and a rename into place."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from catalog.manifests import SqliteBaseManifest, read_manifest
 from catalog.repository import Repository
+from catalog.sqlitefiles import set_aside
 from catalog.sqliteformat import Batch, decode_batch
 from recovery.errors import RecoveryError
-from recovery.sqlite.inplace import set_aside
 from recovery.sqlite.plan import DbPlan
 
 
@@ -69,11 +69,11 @@ def write_database(repo: Repository, plan: DbPlan, path: Path) -> Written:
     (an existing file and its -wal and -shm are set aside first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.pitr-restore")
-    manifest = json.loads(repo.get_chunk(plan.base.manifest_oid))
-    page_size, pages = int(manifest["page_size"]), int(manifest["pages"])
+    manifest = read_manifest(repo, plan.base.manifest_oid, SqliteBaseManifest)
+    page_size, pages = manifest.page_size, manifest.pages
     frames = commits = 0
     with open(tmp, "wb") as f:
-        for oid in manifest["chunks"]:
+        for oid in manifest.chunks:
             f.write(repo.get_chunk_view(oid))
         f.truncate(pages * page_size)
         target_us = _micros(plan.target)
