@@ -42,6 +42,18 @@ def add_ratios(results: dict[str, Any]) -> None:
                 out["backup_size_pitr_vs_pgbackrest"] = ratio(
                     by_tool["pitr"]["stored_bytes"], by_tool["pgBackRest"]["stored_bytes"]
                 )
+    sq = (results.get("sqlite") or {}).get("summary") or {}
+    out["sqlite_throughput_pitr_vs_none"] = sq.get("throughput_pitr_vs_none")
+    out["sqlite_throughput_litestream_vs_none"] = sq.get("throughput_litestream_vs_none")
+    for mode in ("fast", "rate"):
+        out[f"sqlite_p99_ms_pitr_{mode}"] = (sq.get(f"pitr_{mode}") or {}).get("median_p99_ms")
+    restored = ((results.get("sqlite") or {}).get("restore") or {}).get("tools", [])
+    by_tool = {r["tool"]: r for r in restored}
+    if "pitr" in by_tool and "litestream" in by_tool:
+        out["sqlite_restore_speed_pitr_vs_litestream"] = ratio(
+            by_tool["litestream"].get("seconds"), by_tool["pitr"].get("seconds")
+        )
+        out["sqlite_archiver_peak_rss_mib"] = by_tool["pitr"].get("archiver_peak_rss_mib")
     results["ratios"] = out
 
 
@@ -154,6 +166,8 @@ def render(results: dict[str, Any]) -> str:
             {0, 1, 2, 3, 4, 5},
         )
         out.append("")
+    if results.get("sqlite"):
+        out += _sqlite_section(results["sqlite"])
     out += _goals(results.get("ratios") or {})
     errors = results.get("errors") or []
     for e in errors:
@@ -239,6 +253,76 @@ def _restore_section(pg: dict[str, Any]) -> list[str]:
     ]
 
 
+def _sqlite_section(sq: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    sessions = sq.get("sessions") or []
+    if sessions:
+        none = (sq.get("summary") or {}).get("none_fast", {}).get("median_tx_per_s")
+        out.append(
+            f"SQLite capture: one INSERT (200 B) per transaction, {sq['seconds']:g}s per run, "
+            f"as fast as it can (fast) or at {sq['rate']:g} tx/s (rate); commit-to-archived "
+            f"latency from inotify on the archive; {sq['litestream']}"
+        )
+        rows = []
+        for r in sessions:
+            rows.append(
+                [
+                    r["tool"],
+                    r["mode"],
+                    r["run"],
+                    r["tx_per_s"],
+                    _x(ratio(r["tx_per_s"], none)) if r["mode"] == "fast" else "-",
+                    r.get("p50_ms"),
+                    r.get("p99_ms"),
+                    r.get("max_ms"),
+                    r.get("lost", "-"),
+                    r.get("archived_at_p99_ms", "-"),
+                ]
+            )
+        out += _table(
+            ["tool", "mode", "run", "tx/s", "vs none", "p50 ms", "p99 ms", "max ms"]
+            + ["lost", "p99 ms (archived_at)"],
+            rows,
+            {2, 3, 4, 5, 6, 7, 8, 9},
+        )
+        out.append("")
+    restore = sq.get("restore")
+    if restore:
+        lit = next((r for r in restore["tools"] if r["tool"] == "litestream"), None)
+        out.append(
+            f"SQLite restore: {_mib(restore['db_bytes'])} MiB database, {restore['commits']} "
+            "commits archived on top of the base copy, restored to the newest instant "
+            "(both with a full integrity_check)"
+        )
+        rows = [
+            [
+                r["tool"],
+                r.get("seconds"),
+                _speed(lit, r, "seconds") if lit else "-",
+                " ".join(f"{t:.2f}" for t in r.get("runs_seconds", []))
+                + "".join(f" failed after {t:.2f}" for t in r.get("failed_runs_seconds", [])),
+                r.get("rows_in_source"),
+                r.get("rows_restored"),
+                r.get("writer_tx_per_s"),
+                f"{r['archived_when_writer_ended']}, {r['catch_up_seconds']}"
+                if "catch_up_seconds" in r
+                else "-",
+                r.get("start_seconds"),
+                r.get("archiver_peak_rss_mib"),
+            ]
+            for r in restore["tools"]
+        ]
+        out += _table(
+            ["tool", "restore s", "speed vs Litestream", "all runs (s)", "rows in source"]
+            + ["rows restored", "writer tx/s", "archived at writer's end, catch-up s"]
+            + ["start s", "archiver peak RSS MiB"],
+            rows,
+            {1, 2, 4, 5, 6, 7, 8, 9},
+        )
+        out.append("")
+    return out
+
+
 # The targets of issue 6: drain at least 1.5x pgBackRest's rate; back up at least as
 # fast into no more space; restore at least as fast. pitr drains with its daemon, which
 # runs as a service; the row with its start-up inside the time has the same goal.
@@ -276,6 +360,20 @@ def _goals(ratios: dict[str, Any]) -> list[str]:
                 "met" if rss * 1.048576 < 50 else "not met",
             ]
         )
+    for key, what, goal, better in (
+        ("sqlite_p99_ms_pitr_fast", "SQLite commit-to-archived p99, fast writer", 50, "<="),
+        ("sqlite_p99_ms_pitr_rate", "SQLite commit-to-archived p99, 100 tx/s", 50, "<="),
+        ("sqlite_throughput_pitr_vs_none", "SQLite writer throughput with pitr", 0.9, ">="),
+        ("sqlite_archiver_peak_rss_mib", "SQLite archiver peak RSS", 95.4, "<"),
+    ):
+        value = ratios.get(key)
+        if value is None:
+            continue
+        met = value <= goal if better == "<=" else value >= goal if better == ">=" else value < goal
+        unit = "x" if "throughput" in key else " ms" if "ms" in key else " MiB"
+        shown = f"{value:g}{unit}"
+        wanted = "< 100 MB" if "rss" in key else f"{better} {goal:g}{unit}"
+        rows.append([what, key, shown, wanted, "met" if met else "not met"])
     if not rows:
         return []
     return [

@@ -1,6 +1,7 @@
 """pitr side by side with pgBackRest on one machine, one data set, one run.
 
     python -m bench.run [--scale 50] [--repeat 3] [--redis-seconds 10] [--only wal,backup,redis]
+    python -m bench.run --only sqlite [--sqlite-seconds 10] [--sqlite-db-mib 1024]
 
 Run from the repository root as root (PostgreSQL runs as the postgres OS
 user); scripts/bench.sh prepares the machine first. Prints a table and
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("wal", "backup", "redis")
+PHASES = ("wal", "backup", "redis", "sqlite")
 
 
 def log(message: str) -> None:
@@ -57,6 +58,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--redis-seconds", type=float, default=10.0, help="how long the writer writes")
     p.add_argument("--redis-batch", type=int, default=1000, help="XADD per pipeline round trip")
     p.add_argument(
+        "--sqlite-seconds", type=float, default=10.0, help="how long each SQLite writer run writes"
+    )
+    p.add_argument(
+        "--sqlite-db-mib",
+        type=int,
+        default=1024,
+        help="size of the SQLite database the restores start from (MiB)",
+    )
+    p.add_argument(
+        "--sqlite-commits",
+        type=int,
+        default=100_000,
+        help="commits archived on top of its base copy before the SQLite restores (0: none)",
+    )
+    p.add_argument(
+        "--sqlite-parts",
+        default="latency,restore",
+        help="parts of the sqlite phase: latency (with throughput), restore (with memory)",
+    )
+    p.add_argument(
         "--only",
         default=",".join(PHASES),
         help=f"comma-separated phases to run, of {', '.join(PHASES)}",
@@ -68,8 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.scale < 1 or args.repeat < 1 or args.transactions < 0 or args.redis_batch < 1:
         p.error("--scale, --repeat and --redis-batch must be at least 1, --transactions 0 or more")
-    if args.redis_seconds <= 0:
-        p.error("--redis-seconds must be positive")
+    if args.redis_seconds <= 0 or args.sqlite_seconds <= 0:
+        p.error("--redis-seconds and --sqlite-seconds must be positive")
+    if args.sqlite_db_mib < 0 or args.sqlite_commits < 0:
+        p.error("--sqlite-db-mib and --sqlite-commits must be 0 or more")
     args.phases = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(args.phases) - set(PHASES)
     if unknown:
@@ -111,6 +134,7 @@ def machine_facts() -> dict[str, Any]:
         ),
         "pgbackrest": _first_line(["pgbackrest", "version"]),
         "redis": " ".join(_first_line(["redis-server", "--version"]).split()[:3]),
+        "litestream": "Litestream " + _first_line([str(PITR_BIN.parent / "litestream"), "version"]),
         "pitr": _first_line([str(PITR_BIN), "--version"]).split()[-1],
         "commit": commit,
         "python": platform.python_version(),
@@ -177,6 +201,9 @@ def _new_results(args: argparse.Namespace) -> dict[str, Any]:
             "phases": args.phases,
             "redis_seconds": args.redis_seconds,
             "redis_batch": args.redis_batch,
+            "sqlite_seconds": args.sqlite_seconds,
+            "sqlite_db_mib": args.sqlite_db_mib,
+            "sqlite_commits": args.sqlite_commits,
         },
         "errors": [],
         "notes": [],
@@ -207,6 +234,8 @@ def _run_phases(run: Run, args: argparse.Namespace) -> None:
         )
     if "redis" in args.phases:
         _redis_phase(results, args.redis_seconds, args.redis_batch)
+    if "sqlite" in args.phases:
+        _sqlite_phase(results, args)
 
 
 def _wal_drain_phase(results: dict[str, Any], backlog: Any, repeat: int) -> None:
@@ -234,6 +263,39 @@ def _redis_phase(results: dict[str, Any], seconds: float, batch: int) -> None:
         )
     else:
         results["notes"].append("pitr tail is not built in this tree: redis skipped")
+
+
+def _sqlite_phase(results: dict[str, Any], args: argparse.Namespace) -> None:
+    from bench.sqlite_capture import sqlite_benchmark
+
+    results["sqlite"] = _phase(
+        results,
+        "sqlite",
+        lambda: sqlite_benchmark(
+            args.sqlite_seconds,
+            args.sqlite_db_mib,
+            args.sqlite_commits,
+            args.repeat,
+            log,
+            tuple(x.strip() for x in args.sqlite_parts.split(",") if x.strip()),
+        ),
+    )
+    for row in (results["sqlite"] or {}).get("sessions", []):
+        if row.get("lost"):
+            results["errors"].append(
+                f"sqlite {row['tool']} {row['mode']} run {row['run']}: {row['lost']} of "
+                f"{row['commits']} commits never archived"
+            )
+    if (results["sqlite"] or {}).get("restore_error"):
+        results["errors"].append(f"sqlite restore: {results['sqlite']['restore_error']}")
+    for row in ((results["sqlite"] or {}).get("restore") or {}).get("tools", []):
+        if row.get("error"):
+            results["errors"].append(f"sqlite restore {row['tool']}: {row['error']}")
+        elif row.get("rows_restored") != row.get("rows_in_source"):
+            results["errors"].append(
+                f"sqlite restore {row['tool']}: {row.get('rows_restored')} rows restored, "
+                f"{row.get('rows_in_source')} in the source"
+            )
 
 
 def _write_results(results: dict[str, Any], out: Path) -> None:
