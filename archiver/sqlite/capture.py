@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archiver.errors import BadInput
+from archiver.errors import ArchiverError, BadInput
 from archiver.sqlite.live import read_header, require_wal
 from archiver.sqlite.shipper import DbShipper
 from catalog.repository import Repository
@@ -91,8 +91,9 @@ class SqliteCapture:
         self._rescanned = 0.0
         self._watched: set[str] = set()
         check_databases(resolve(self.patterns), need_wal=True)
-        # Base copies now, before the daemon's scheduler looks for a recent one.
-        self._rescan()
+        # Base copies now, before the daemon's scheduler looks for a recent
+        # one; a database that cannot be opened stops the start (exit 2 or 5).
+        self._rescan(strict=True)
 
     def run(self, stop: threading.Event) -> CaptureStats:
         """Capture until stop is set; then ship what is committed and return."""
@@ -127,7 +128,8 @@ class SqliteCapture:
             self.log(f"{shipper.db}: {e}")
             shipper.close(f"capture stopped on an error ({e})")
 
-    def _rescan(self) -> None:
+    def _rescan(self, strict: bool = False) -> None:
+        """Start a shipper for every database the patterns match that has none."""
         self._rescanned = time.monotonic()
         for name, path in resolve(self.patterns, strict=False).items():
             if name in self.shippers:
@@ -135,8 +137,11 @@ class SqliteCapture:
             shipper = DbShipper(self.repo, self.source, name, path, self.log)
             try:
                 shipper.start()
-            except BadInput as e:
-                self.log(str(e))
+            except ArchiverError as e:
+                shipper.close()
+                if strict:
+                    raise
+                self.log(f"{e} (tried again in {RESCAN_SECONDS:.0f}s)")
                 continue
             self.shippers[name] = shipper
 

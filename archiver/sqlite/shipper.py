@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from archiver.errors import SourceUnreachable
 from archiver.sqlite.archive import CleanStop, Position, SqliteArchive
 from archiver.sqlite.basecopy import take_base_copy
 from archiver.sqlite.live import LiveDatabase
@@ -77,7 +78,11 @@ class DbShipper:
         """Open the database; resume where its archive ends when that can be
         proved, else begin a new generation."""
         self.live = LiveDatabase(self.path)
-        self.live.hold()
+        try:
+            self.live.hold()
+        except sqlite3.Error as e:  # e.g. an application in exclusive locking mode
+            why = f"{self.path}: cannot read it beside its application: {e}"
+            raise SourceUnreachable(why) from None
         prior = self.archive.resume_point(self.db)
         if prior is None:
             self._new_generation(None, "")
