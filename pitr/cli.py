@@ -35,7 +35,7 @@ SUMMARIES = {
     "wal-push": "archive_command: archive one WAL file.",
     "archive-command": "Print the archive_command line for a source.",
     "wal-fetch": "restore_command: fetch one archived WAL file.",
-    "backup": "Take a PostgreSQL base backup or a Redis keyspace snapshot.",
+    "backup": "Take a base backup, keyspace snapshot or SQLite base copy.",
     "tail": "Capture a Redis or SQLite source in the foreground.",
     "daemon": "Run all continuous work of the config.",
     "restore": "Restore sources to an instant.",
@@ -76,7 +76,8 @@ class LazyGroup(click.Group):
 )
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
-    """pitr: continuous archiving and point-in-time recovery for PostgreSQL and Redis."""
+    """pitr: continuous archiving and point-in-time recovery for PostgreSQL, Redis
+    and SQLite."""
     from pitr.context import AppContext
 
     ctx.obj = AppContext(config_path)

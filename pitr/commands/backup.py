@@ -11,7 +11,8 @@ from pitr.context import AppContext
 @click.option("--source", "source_name", metavar="NAME", help="Source of the config.")
 @click.pass_obj
 def command(app: AppContext, source_name: str | None) -> None:
-    """Take a PostgreSQL base backup or a Redis keyspace snapshot, by the source's kind."""
+    """Take a PostgreSQL base backup, a Redis keyspace snapshot or a SQLite base
+    copy, by the source's kind."""
     from pitr import kinds
 
     src = app.source(source_name)

@@ -12,7 +12,8 @@ import click
 @click.option("--dir", "workdir", metavar="DIR", help="Work here instead of a new temp directory.")
 @click.option("--keep", is_flag=True, help="Keep the servers' files and the repository.")
 def command(workdir: str | None, keep: bool) -> None:
-    """Archive, back up, damage and restore throwaway PostgreSQL and Redis servers."""
+    """Archive, back up, damage and restore throwaway PostgreSQL and Redis servers
+    and a SQLite database."""
     if os.geteuid() == 0:
         # PostgreSQL will not run as root: play the whole story as postgres,
         # the user that would run archive_command on a real server.
