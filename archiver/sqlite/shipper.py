@@ -81,8 +81,8 @@ class DbShipper:
         try:
             self.live.hold()
         except sqlite3.Error as e:  # e.g. an application in exclusive locking mode
-            why = f"{self.path}: cannot read it beside its application: {e}"
-            raise SourceUnreachable(why) from None
+            message = f"{self.path}: cannot read it beside its application: {e}"
+            raise SourceUnreachable(message) from None
         prior = self.archive.resume_point(self.db)
         if prior is None:
             self._new_generation(None, "")

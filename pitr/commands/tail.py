@@ -8,6 +8,7 @@ import threading
 
 import click
 
+from pitr.config import ConfigError
 from pitr.context import AppContext
 from pitr.output import F, source_option
 
@@ -36,6 +37,16 @@ def command(
     what is buffered and exit 0."""
     from pitr import kinds
 
+    if source_name is None:  # the only source that has a foreground capture
+        tailing = [s for s in app.config.sources.values() if kinds.get(s.kind).tails]
+        if len(tailing) != 1:
+            what = (
+                f"{len(tailing)} Redis or SQLite sources"
+                if tailing
+                else "no Redis or SQLite source"
+            )
+            raise ConfigError(f"the configuration has {what}: name one with --source")
+        source_name = tailing[0].name
     src = app.source(source_name)
     stop = threading.Event()
 

@@ -99,6 +99,10 @@ class SourceKind(Protocol):
         """The restore option that names this kind's destination (e.g. "pgdata")."""
 
     @property
+    def tails(self) -> bool:
+        """`pitr tail` can run its capture in the foreground."""
+
+    @property
     def reports(self) -> KindReports: ...
 
     def parse(self, name: str, raw: dict[str, Any], at: str) -> SourceConfig:

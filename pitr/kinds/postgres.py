@@ -38,6 +38,7 @@ class PostgresKind:
     name = "postgres"
     config = PostgresConfig
     into_option = "pgdata"
+    tails = False  # its WAL comes through archive_command and the daemon
 
     @property
     def reports(self) -> KindReports:

@@ -45,6 +45,7 @@ class RedisKind:
     name = "redis"
     config = RedisConfig
     into_option = "redis_url"
+    tails = True
 
     @property
     def reports(self) -> KindReports:

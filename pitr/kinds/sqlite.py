@@ -53,6 +53,7 @@ class SqliteKind:
     name = "sqlite"
     config = SqliteConfig
     into_option = "into"
+    tails = True
 
     @property
     def reports(self) -> KindReports:
