@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.db.models import Backup, RepoMeta, SqliteBatch
+from catalog.db.models import Backup, RepoMeta, SqliteBatch, StoredObject
 from catalog.details import SqliteBaseDetails
-from catalog.queries import ensure_source, record_objects
+from catalog.queries import ensure_source, insert_missing
 from catalog.records import SqliteBatchRecord, SqliteGapRecord
 from catalog.repository import Repository
 from catalog.sqliteformat import Batch, Cycle, caught_up_key, encode_batch
@@ -92,18 +92,14 @@ class SqliteArchive:
         )
         self.repo.put_fact(fact)
         with self.repo.catalog.session() as s:
+            # Core inserts that skip what an earlier run already added: the
+            # catalog costs little per batch.
             row = fact.row(self._src(s))
-            there = s.scalars(
-                select(SqliteBatch.id).where(
-                    SqliteBatch.source_id == row.source_id,
-                    SqliteBatch.db == db,
-                    SqliteBatch.generation == fact.generation,
-                    SqliteBatch.gfirst == fact.gfirst,
-                )
-            ).first()
-            if there is None:
-                s.add(row)
-            record_objects(s, [chunk])
+            values = {c.key: getattr(row, c.key) for c in SqliteBatch.__table__.columns}
+            values.pop("id")
+            insert_missing(s, SqliteBatch, [values], ["source_id", "db", "generation", "gfirst"])
+            stored = {"oid": chunk.oid, "size": chunk.size, "stored_size": chunk.stored_size}
+            insert_missing(s, StoredObject, [stored], ["oid"])
         return Position(pos.generation, fact.glast, cycle, last, cksum, fact.last_seen)
 
     def gap(self, db: str, generation: str, since: datetime, until: datetime, why: str) -> None:

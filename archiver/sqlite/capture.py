@@ -25,6 +25,8 @@ RESCAN_SECONDS = 10.0  # how often the patterns are matched again for new databa
 # fsync): after a wake-up, look again a few times before going back to sleep.
 RECHECK_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 WAKING_EVENTS = frozenset({"modified", "created", "deleted", "moved"})
+BUSY_POLL = 0.005  # seconds between polls while commits keep coming
+BUSY_SECONDS = 0.25  # this long without a commit, and file events wake us again
 
 Log = Callable[[str], None]
 
@@ -99,13 +101,23 @@ class SqliteCapture:
         """Capture until stop is set; then ship what is committed and return."""
         observer = self._observer()
         delays: list[float] = []
+        active = 0.0  # when a poll last shipped a commit
         try:
             while not stop.is_set():
                 if time.monotonic() - self._rescanned >= RESCAN_SECONDS:
                     self._rescan()
-                self._watch(observer)
-                for shipper in list(self.shippers.values()):
-                    self._poll(shipper)
+                shipped = sum(self._poll(s) for s in list(self.shippers.values()))
+                now = time.monotonic()
+                active = now if shipped else active
+                # While commits keep coming, poll every few milliseconds rather
+                # than take thousands of file events a second; watch again
+                # once the databases go quiet.
+                if now - active < BUSY_SECONDS:
+                    self._unwatch(observer)
+                    stop.wait(BUSY_POLL)
+                    continue
+                if self._watch(observer):
+                    continue  # look once more: commits made while unwatched wake nobody
                 woken = self.wake.wait(delays.pop(0) if delays else self.poll_seconds)
                 self.wake.clear()
                 if woken:
@@ -121,12 +133,13 @@ class SqliteCapture:
             stats.gaps += s.gaps
         return stats
 
-    def _poll(self, shipper: DbShipper) -> None:
+    def _poll(self, shipper: DbShipper) -> int:
         try:
-            shipper.poll()
+            return shipper.poll()
         except Exception as e:  # one database's trouble must not stop the others
             self.log(f"{shipper.db}: {e}")
             shipper.close(f"capture stopped on an error ({e})")
+            return 0
 
     def _rescan(self, strict: bool = False) -> None:
         """Start a shipper for every database the patterns match that has none."""
@@ -145,12 +158,21 @@ class SqliteCapture:
                 continue
             self.shippers[name] = shipper
 
-    def _watch(self, observer: Any) -> None:
+    def _watch(self, observer: Any) -> bool:
+        """Watch every database's directory; True when a watch was added."""
+        added = False
         for shipper in self.shippers.values():
             directory = str(shipper.path.parent)
             if directory not in self._watched:
                 observer.schedule(self._handler, directory, recursive=False)
                 self._watched.add(directory)
+                added = True
+        return added
+
+    def _unwatch(self, observer: Any) -> None:
+        if self._watched:
+            observer.unschedule_all()
+            self._watched.clear()
 
     def _observer(self) -> Any:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
