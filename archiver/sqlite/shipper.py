@@ -36,6 +36,7 @@ MAX_BATCH_BYTES = 8 << 20
 CHECKPOINT_FRAMES = 1000  # SQLite's own autocheckpoint threshold
 CHECKPOINT_EVERY = 0.1  # seconds between checkpoint attempts
 HEARTBEAT_EVERY = 1.0
+STATE_READS = 50  # tries at reading the WAL index and header in agreement
 
 Log = Callable[[str], None]
 
@@ -207,12 +208,12 @@ class DbShipper:
 
     def _ship_committed(self) -> int:
         assert self.live is not None and self.pos is not None
-        index = self.live.index()
+        index, header = self._read_state()
         seen_us = time.time_ns() // 1000
         if index is None or index.max_frame == 0:
             self._heartbeat(seen_us)
             return 0
-        cycle = self._cycle(index)
+        cycle = self._cycle(index, header)
         if index.max_frame < self.pos.frame:
             raise Discontinuity("the WAL was truncated behind the archiver")
         shipped = 0
@@ -221,10 +222,22 @@ class DbShipper:
         self._heartbeat(seen_us)
         return shipped
 
-    def _cycle(self, index: WalIndex) -> Cycle:
+    def _read_state(self) -> tuple[WalIndex | None, Cycle | None]:
+        """The WAL index and the WAL header, read so that they agree: a writer
+        that restarts the WAL between the two reads is waited for."""
+        assert self.live is not None
+        for _ in range(STATE_READS):
+            index, cycle = self.live.index(), self.live.wal_cycle()
+            if index is None or index.max_frame == 0:
+                return index, cycle
+            if cycle is not None and cycle.salts == index.salts:
+                return index, cycle
+            time.sleep(0.001)
+        return index, cycle
+
+    def _cycle(self, index: WalIndex, cycle: Cycle | None) -> Cycle:
         """The WAL cycle of the committed frames, checked against ours."""
         assert self.live is not None and self.pos is not None
-        cycle = self.live.wal_cycle()
         if cycle is None or cycle.salts != index.salts:
             raise Discontinuity("the WAL header does not match its index")
         pos = self.pos
