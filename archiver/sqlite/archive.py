@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from catalog.db.models import Backup, RepoMeta, SqliteBatch, StoredObject
 from catalog.details import SqliteBaseDetails
 from catalog.queries import ensure_source, insert_missing
-from catalog.records import SqliteBatchRecord, SqliteGapRecord
+from catalog.records import SqliteBatchRecord, SqliteGapRecord, sqlite_batch_key
 from catalog.repository import Repository
 from catalog.sqliteformat import Batch, Cycle, caught_up_key, encode_batch
 
@@ -121,20 +122,22 @@ class SqliteArchive:
             self._src(s)
             s.merge(RepoMeta(key=caught_up_key(self.source, db), value=json.dumps(beat)))
 
-    def caught_up(self, db: str, generation: str) -> datetime | None:
-        """The newest heartbeat of the generation."""
+    def _beat(self, db: str) -> dict[str, Any] | None:
+        """The database's newest heartbeat, as written by heartbeat()."""
         with self.repo.catalog.session() as s:
             row = s.get(RepoMeta, caught_up_key(self.source, db))
-            beat = None if row is None else json.loads(row.value)
+            return None if row is None else dict(json.loads(row.value))
+
+    def caught_up(self, db: str, generation: str) -> datetime | None:
+        """The newest heartbeat of the generation."""
+        beat = self._beat(db)
         if not beat or beat["generation"] != generation:
             return None
         return datetime.fromisoformat(beat["at"])
 
     def clean_stop(self, db: str) -> tuple[str, CleanStop] | None:
         """The generation and clean stop the newest heartbeat records, if any."""
-        with self.repo.catalog.session() as s:
-            row = s.get(RepoMeta, caught_up_key(self.source, db))
-            beat = None if row is None else json.loads(row.value)
+        beat = self._beat(db)
         if not beat or "stopped" not in beat:
             return None
         stop = beat["stopped"]
@@ -160,7 +163,8 @@ class SqliteArchive:
             ]
         base = max(bases, key=lambda b: b[0], default=None)
         if batch is not None and (base is None or batch.generation >= base[1].generation):
-            record = SqliteBatchRecord.from_json(self.repo.get_record(self._batch_key(batch)))
+            key = sqlite_batch_key(self.source, db, batch.generation, batch.gfirst)
+            record = SqliteBatchRecord.from_json(self.repo.get_record(key))
             return Position(
                 record.generation,
                 record.glast,
@@ -174,8 +178,3 @@ class SqliteArchive:
         started_at, d = base
         cycle = Cycle.from_label(d.cycle) if d.cycle else None
         return Position(d.generation, 0, cycle, d.frame, bytes.fromhex(d.cksum), started_at)
-
-    def _batch_key(self, row: SqliteBatch) -> str:
-        from catalog.records import sqlite_batch_key
-
-        return sqlite_batch_key(self.source, row.db, row.generation, row.gfirst)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from archiver.errors import SourceUnreachable
 from archiver.sqlite.archive import CleanStop, Position, SqliteArchive
@@ -39,6 +40,7 @@ HEARTBEAT_EVERY = 1.0
 STATE_READS = 50  # tries at reading the WAL index and header in agreement
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 class Discontinuity(Exception):
@@ -295,18 +297,28 @@ class DbShipper:
         assert self.live is not None
         self._checkpointed = time.monotonic()
         self.live.checkpoint()  # what our snapshot allows, blocking nobody
+        live = self.live
+        done = self._backfill_under_write_lock(lambda complete: live.hold())
+        return 0 if done is None else done[0]  # None: the application is writing, next time
+
+    def _backfill_under_write_lock(self, then: Callable[[bool], T]) -> tuple[int, T] | None:
+        """With the write lock taken for a moment (nothing can be committed
+        meanwhile): ship the last frames, let go of our snapshot, backfill
+        what the application's readers allow, then call then(complete), still
+        under the lock. The commits shipped and what then() gave; None when
+        the lock was not free."""
+        assert self.live is not None
         try:
             self.live.writer.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
-            return 0  # the application is writing: next time
+            return None
         try:
-            shipped = self._ship_committed()  # nothing can be committed meanwhile
+            shipped = self._ship_committed()
             self.live.release()
-            self.live.reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.live.hold()
+            _, frames, done = self.live.reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return shipped, then(frames == done)
         finally:
             self.live.writer.execute("ROLLBACK")
-        return shipped
 
     def stop(self) -> None:
         """Ship what is committed, then let go of the database, noting a
@@ -323,22 +335,17 @@ class DbShipper:
         self.close()
 
     def _checkpoint_for_stop(self) -> CleanStop | None:
-        """With the write lock: ship the last frames and copy every frame into
-        the database file; its state then, or None if that was not possible."""
-        assert self.live is not None and self.pos is not None
-        try:
-            self.live.writer.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            return None
-        try:
-            self._ship_committed()
-            self.live.release()
-            _, frames, done = self.live.reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames != done:
-                return None  # a reader of the application's holds frames back
-            return CleanStop(self.pos.gpos, _file_state(self.path))
-        finally:
-            self.live.writer.execute("ROLLBACK")
+        """Every frame shipped and copied into the database file: the file's
+        state then, or None if that was not possible (the lock was busy, or
+        a reader of the application's held frames back)."""
+        pos, path = self.pos, self.path
+        assert pos is not None
+
+        def state(complete: bool) -> CleanStop | None:
+            return CleanStop(pos.gpos, _file_state(path)) if complete else None
+
+        done = self._backfill_under_write_lock(state)
+        return None if done is None else done[1]
 
 
 def _file_state(path: Path) -> tuple[int, ...]:

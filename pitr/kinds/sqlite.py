@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -171,18 +171,22 @@ class SqliteRestoreJob:
     into: str | None
     force: bool
 
+    @cached_property
+    def live(self) -> dict[str, Path]:
+        """The source's databases on disk now (matched once per restore)."""
+        from archiver.sqlite.capture import resolve
+
+        return resolve(self.src.paths, strict=False)
+
     def destination(self, plan: DbPlan) -> Path:
         """Where a database is written: into --into (a file, or a directory
         that gets the database's own name), else where it lives, else
         where it was copied from."""
-        from archiver.sqlite.capture import resolve
-
         if self.into is not None:
             into = Path(self.into).expanduser().absolute()
             return into / plan.db if self.src.several or into.is_dir() else into
-        live = resolve(self.src.paths, strict=False)
-        if plan.db in live:
-            return live[plan.db]
+        if plan.db in self.live:
+            return self.live[plan.db]
         if plan.base.path:
             return Path(plan.base.path)
         first = Path(self.src.paths[0]).expanduser().absolute()
