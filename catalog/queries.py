@@ -99,7 +99,7 @@ def record_objects(session: Session, chunks: Iterable[Chunk]) -> None:
     unique = {c.oid: c for c in chunks}
     known = known_objects(session, unique)
     rows = [
-        {"oid": oid, "size": chunk.size, "stored_size": chunk.stored_size}
+        {"oid": oid, "size": chunk.size, "stored_size": chunk.in_store or chunk.stored_size}
         for oid, chunk in unique.items()
         if oid not in known
     ]

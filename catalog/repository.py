@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 REPO_CONFIG_KEY = "pitr-repository.json"
 DEFAULT_CHUNK_SIZE = 1 << 20
+CONFIRM_BY_READING_BELOW = 1 << 20  # existing objects up to this size are hashed before trusted
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Chunk:
     oid: str
     size: int  # plaintext bytes
     stored_size: int  # bytes this write added to the store (0 if it was there)
+    in_store: int = 0  # bytes of the object in the store, written now or before (0: unknown)
 
 
 def object_key(oid: str) -> str:
@@ -96,9 +98,28 @@ class Repository:
             from catalog.db.engine import Catalog
 
             catalog = Catalog(self._catalog_url)
+            if self.check_projection:
+                self._refuse_lost_catalog(catalog)
             catalog.check_schema()
             self._catalog = catalog
         return self._catalog
+
+    check_projection = True  # init and catalog rebuild turn it off: they fill the catalog
+
+    def _refuse_lost_catalog(self, catalog: Catalog) -> None:
+        """A catalog that knows no source while the store holds records was
+        lost or replaced: answering from it ("no backup is archived") would
+        be wrong, so every command asks for the rebuild instead."""
+        if catalog.revision() is not None and catalog.knows_a_source():
+            return
+        if self.holds_records():
+            raise FormatError(
+                f"catalog {catalog.safe_url} is missing or empty but the repository holds "
+                "records: run pitr catalog rebuild"
+            )
+
+    def holds_records(self) -> bool:
+        return next(iter(self.store.list("records/")), None) is not None
 
     # -- opening -----------------------------------------------------------
 
@@ -109,6 +130,7 @@ class Repository:
         catalog_url: str,
         *,
         lazy_catalog: bool = False,
+        check_projection: bool = True,
         **options: Unpack[OpenOptions],
     ) -> Repository:
         """Open an existing repository; FormatError if there is none or it is newer.
@@ -119,6 +141,7 @@ class Repository:
             if meta is None:
                 raise FormatError(f"{url}: is not a pitr repository (run pitr init)")
             repo = cls._checked(store, meta, url, catalog_url, options)
+            repo.check_projection = check_projection
             if not lazy_catalog:
                 repo.catalog  # noqa: B018 - opens it and checks the schema now
         except BaseException:
@@ -153,6 +176,7 @@ class Repository:
         try:
             created = store.put_if_absent(REPO_CONFIG_KEY, json.dumps(meta, indent=2).encode())
             repo = cls._checked(store, _read_meta(store, url) or meta, url, catalog_url, options)
+            repo.check_projection = False  # the caller rebuilds a lost catalog
             from catalog.db.engine import Catalog
 
             Catalog(catalog_url).upgrade()
@@ -213,16 +237,44 @@ class Repository:
         known: AbstractSet[str] = frozenset(),
     ) -> tuple[str, bytes | None]:
         """put_chunk() but the write: the object's name, and its stored bytes
-        (None when the store has it already)."""
+        (None when the catalog knows the store has it: `known`). An object
+        that is only found in the store is confirmed by put_sealed."""
         oid = oid or self.codec.object_id(data)
-        if oid in known or self.store.stat(object_key(oid)) is not None:
+        if oid in known:
             return oid, None
         return oid, self.codec.seal(data, oid)
 
     def put_sealed(self, oid: str, size: int, stored: bytes) -> Chunk:
-        """Store what a Codec.sealer() made of `size` bytes named oid."""
-        written = self.store.put_if_absent(object_key(oid), stored)
-        return Chunk(oid, size, len(stored) if written else 0)
+        """Store what a Codec.sealer() made of `size` bytes named oid.
+
+        An object already under that name is trusted only once confirmed:
+        junk left there (a copy cut short, a file put by hand) would
+        otherwise stand for the data that was acknowledged."""
+        key = object_key(oid)
+        for _ in range(3):
+            if self.store.put_if_absent(key, stored):
+                return Chunk(oid, size, len(stored), len(stored))
+            have = self._confirmed_size(oid, len(stored))
+            if have is not None:
+                return Chunk(oid, size, 0, have)
+            self.store.delete(key)  # not this object's bytes: replaced
+        raise IntegrityError(f"object {oid[:16]}…: the store keeps a different object there")
+
+    def _confirmed_size(self, oid: str, expected: int) -> int | None:
+        """The stored size of the object at oid when it holds oid's
+        plaintext: the same size as this write's suffices for a large one
+        (a cut copy is shorter); a small one, or one of another size (another
+        compression level), is read and hashed. None: it is not oid's."""
+        info = self.store.stat(object_key(oid))
+        if info is None:
+            return None  # removed meanwhile: written again
+        if info.size == expected and expected > CONFIRM_BY_READING_BELOW:
+            return info.size
+        try:
+            self.codec.decode(oid, self.store.get(object_key(oid)))
+        except (IntegrityError, ObjectNotFound):
+            return None
+        return info.size
 
     def get_chunk(self, oid: str) -> bytes:
         """Plaintext of an object, verified against its name."""

@@ -92,8 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("pitr: aborted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
+    except click.UsageError as e:
+        # One line, as every other refusal (click's block of usage lines is
+        # for --help); the command it was about tells where to look.
+        where = e.ctx.command_path if e.ctx is not None else "pitr"
+        click.echo(f"pitr: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exitcodes.USAGE)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"pitr: {e.format_message()}", err=True)
         sys.exit(exitcodes.USAGE)
     except KeyboardInterrupt:
         click.echo("pitr: interrupted", err=True)

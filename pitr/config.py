@@ -7,6 +7,7 @@ PITR_CATALOG override the two repository keys.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ class Config:
         raise ConfigError(f"the configuration has {len(candidates)} {what}: name one with --source")
 
 
+# Source names become parts of object keys and file names: keep them plain.
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
 
 
@@ -115,6 +118,11 @@ def _parse_source(name: str, raw: dict[str, Any], where: str) -> SourceConfig:
     from pitr import kinds
 
     at = f"{where}: [sources.{name}]"
+    if not SOURCE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}: source name {name!r} must be 1 to 63 letters, digits, '_', '.' or '-', "
+            "beginning with a letter or digit"
+        )
     if raw.get("kind") not in kinds.names():
         known = " or ".join(repr(k) for k in kinds.names())
         raise ConfigError(f"{at}: kind must be {known}")

@@ -29,7 +29,15 @@ def read_toml(path: str) -> dict[str, Any]:
 
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            raw = f.read()
+        return tomllib.loads(raw.decode())
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(
+            f"config {path}: line {line}, column {column}: byte {raw[e.start]:#04x} "
+            "is not UTF-8 (TOML files are UTF-8)"
+        ) from None
     except FileNotFoundError:
         raise ConfigError(f"config {path}: no such file") from None
     except OSError as e:

@@ -77,6 +77,12 @@ def scan_objects(
     listing = {info.key: info.size for info in repo.store.list("objects/")}
     bad, present, total = _check_listing(listing, refs, sizes)
     if not read_data:
+        if sizes is not None:
+            # No size to compare with (rows written before sizes were kept
+            # for objects found in the store): those few are read instead.
+            unsized = [(oid, have) for oid, have in present if not sizes.get(oid, (0, 0))[1]]
+            bad += _read_objects(repo, unsized, refs, sizes, workers, None)
+            bad.sort(key=lambda b: b.oid)
         return bad, len(refs), total
     bad += _read_objects(repo, present, refs, sizes or {}, workers, progress)
     bad.sort(key=lambda b: b.oid)

@@ -84,8 +84,9 @@ class PostgresCluster(PortBound):
         archive_timeout: int | str | None = None,
         settings: Mapping[str, object] | None = None,
         env: Mapping[str, str | None] | None = None,
+        wal_segsize_mb: int | None = None,
     ) -> PostgresCluster:
-        """initdb a new cluster (not started)."""
+        """initdb a new cluster (not started); wal_segsize_mb: initdb --wal-segsize."""
         workdir = new_dir("pg-", 0o755, owner=PG_USER)
         pgdata = workdir / "data"
         merged = _base_settings()
@@ -108,6 +109,8 @@ class PostgresCluster(PortBound):
             "--no-sync",
             "--no-instructions",
         ]
+        if wal_segsize_mb is not None:
+            argv.append(f"--wal-segsize={wal_segsize_mb}")
         cluster._run_as_postgres(argv, "initdb")
         cluster._write_conf()
         cluster.set_setting("archive_command", archive_command)

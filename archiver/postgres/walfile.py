@@ -56,7 +56,9 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
     path = Path(path)
     wal = parse_wal_name(path.name, MIN_SEG_SIZE)
     if wal is not None and wal.kind not in HEADED:
-        wal = wal.sized(DEFAULT_SEG_SIZE)
+        # Read for the default size until the committer knows the cluster's
+        # (a name past the 256th segment of a log is of a smaller size).
+        wal = wal.sized(DEFAULT_SEG_SIZE) or wal
     if wal is None:
         raise BadInput(f"wal-push {path}: {path.name!r} is not a WAL file name")
     try:

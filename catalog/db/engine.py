@@ -110,6 +110,14 @@ class Catalog:
                 time.sleep(0.2)
             raise StorageError(f"catalog {self.safe_url}: upgrade failed: {brief(e)}") from e
 
+    def knows_a_source(self) -> bool:
+        from sqlalchemy import select
+
+        from catalog.db.models import Source
+
+        with self.session() as s:
+            return s.scalars(select(Source.id).limit(1)).first() is not None
+
     def check_schema(self) -> None:
         rev = self.revision()
         if rev in OLDER_REVISIONS:

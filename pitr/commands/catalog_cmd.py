@@ -25,7 +25,7 @@ def rebuild(app: AppContext, force: bool) -> None:
     rc = app.config.repository
     key = app.repository_key()  # a wrong passphrase stops here, before a catalog is made
     Catalog(rc.catalog).upgrade()  # a lost catalog comes back as an empty schema first
-    repo = Repository.open(rc.url, rc.catalog, **app.open_options(key))
+    repo = Repository.open(rc.url, rc.catalog, check_projection=False, **app.open_options(key))
     if not catalog_is_empty(repo):
         if not force:
             raise ConfigError(

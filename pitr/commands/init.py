@@ -35,6 +35,16 @@ def command(app: AppContext, encrypt: bool) -> None:
                 raise
     from catalog.queries import ensure_source
 
+    if not created and not repo.catalog.knows_a_source() and repo.holds_records():
+        # The catalog was lost (or a new one named): fill it from the store
+        # before anything is added to it, so that it is whole again.
+        from catalog.rebuild import rebuild_catalog
+
+        result = rebuild_catalog(repo)
+        click.echo(
+            f"catalog was empty: rebuilt from the store ({sum(result.records.values())} "
+            f"records, {result.objects} objects)"
+        )
     with repo.catalog.session() as s:
         for src in app.config.sources.values():
             ensure_source(s, src.name, src.kind)

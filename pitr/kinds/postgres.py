@@ -97,7 +97,7 @@ class PostgresKind:
     ) -> PgRestoreJob:
         from recovery.postgres.catalog import load_pg_state
         from recovery.postgres.planner import plan_postgres
-        from recovery.postgres.restore import stops_at_target
+        from recovery.postgres.restore import require_plan_objects, stops_at_target
 
         repo = app.repo()
         state = load_pg_state(repo, src.name)
@@ -110,6 +110,7 @@ class PostgresKind:
             state.seg_size,
         )
         pgdata = request.into.get(self.into_option) or src.pgdata
+        require_plan_objects(repo, src.name, state.source_id, plan)
         stop = stops_at_target(repo, state.source_id, plan)
         return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force)
 
@@ -152,7 +153,7 @@ class PgRestoreJob:
         ]
 
     def check_target(self) -> None:
-        from recovery.postgres.restore import check_target
+        from recovery.postgres.target import check_target
 
         check_target(Path(self.pgdata), self.force)
 

@@ -7,14 +7,14 @@ from datetime import datetime
 
 from catalog import reports
 from catalog.queries import SourceRow
-from catalog.records import wal_key
+from catalog.records import wal_folder, wal_key
 from catalog.repository import Repository
 from catalog.wal import parse_wal_name
 from recovery.coverage import Coverage
 from recovery.integrity import Problem
 from recovery.postgres.continuity import wal_continuity
 from recovery.postgres.coverage import pg_coverage
-from recovery.postgres.facts import load_source
+from recovery.postgres.facts import WalRef, load_source
 from recovery.postgres.retention import pg_chooser, wal_to_expire
 from recovery.retention import (
     Candidate,
@@ -56,7 +56,9 @@ class PostgresReports:
         facts = load_source(repo, src)
         # A .history file read for the planner: damage found on the way.
         unreadable = dict(facts.unreadable.values())
-        return (wal_continuity(src.name, facts) if continuity else []), unreadable
+        if not continuity:
+            return [], unreadable
+        return wal_continuity(src.name, facts) + _missing_records(repo, src, facts.wal), unreadable
 
     def damage(
         self, repo: Repository, src: SourceRow, oids: Collection[str], names: Collection[str]
@@ -95,3 +97,21 @@ class PostgresReports:
             for w in wal_to_expire(kept_points, facts.wal, facts.timelines, facts.seg_size)
         ]
         return settle(plan, sel, items, rows)
+
+
+def _missing_records(repo: Repository, src: SourceRow, wal: Collection[WalRef]) -> list[Problem]:
+    """WAL the catalog knows whose record is gone from the store: a catalog
+    rebuild would lose it, so it is a hole in what the store alone proves."""
+    folder = wal_folder(src.name) + "/"
+    stored = {info.key[len(folder) :] for info in repo.store.list(folder)}
+    return [
+        Problem(
+            src.name,
+            "missing_record",
+            f"WAL file {w.name}: its record is missing from the store (the catalog still "
+            "has it, and wal-fetch serves it from there; catalog rebuild would lose it)",
+            {"file": w.name},
+        )
+        for w in sorted(wal, key=lambda w: w.name)
+        if w.name not in stored
+    ]

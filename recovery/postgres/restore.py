@@ -26,8 +26,9 @@ from catalog.manifests import FileEntry, PgBackupManifest, read_manifest
 from catalog.records import wal_folder
 from catalog.repository import Repository
 from catalog.wal import transaction_times
-from recovery.errors import TargetNotEmpty
 from recovery.postgres.planner import PgPlan
+from recovery.postgres.target import check_target
+from recovery.preflight import require_objects
 
 Progress = Callable[[int, int], None]
 
@@ -86,30 +87,19 @@ def local_records_dir(repo: Repository, source: str) -> str | None:
 def load_manifest(repo: Repository, backup_id: str) -> PgBackupManifest:
     with repo.catalog.session() as s:
         oid = s.scalars(select(Backup.manifest_oid).where(Backup.id == backup_id)).one()
+    require_objects(repo, {oid: f"the manifest of base backup {backup_id}"}, "restore")
     return read_manifest(repo, oid, PgBackupManifest)
 
 
-def check_target(pgdata: Path, force: bool) -> bool:
-    """True when pgdata holds something that must be set aside."""
-    if not pgdata.exists():
-        return False
-    if not pgdata.is_dir():
-        raise TargetNotEmpty(f"restore: {pgdata} exists and is not a directory")
-    if not any(pgdata.iterdir()):
-        return False
-    pid_file = pgdata / "postmaster.pid"
-    if pid_file.exists():
-        try:
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, 0)
-            raise TargetNotEmpty(f"restore: a server (pid {pid}) is running on {pgdata}; stop it")
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
-            pass
-    if not force:
-        raise TargetNotEmpty(
-            f"restore: {pgdata} is not empty; pass --force to set its contents aside"
-        )
-    return True
+def require_plan_objects(repo: Repository, source: str, source_id: int, plan: PgPlan) -> None:
+    """Refuse (exit 4) before anything is written unless the backup's
+    chunks and the WAL the plan replays are all in the store."""
+    manifest = load_manifest(repo, plan.backup.id)
+    needed = {oid: f"WAL file {name}" for name, oid in spool_entries(repo, source_id, plan)}
+    for entry in manifest.entries:
+        for oid in entry.chunks:
+            needed.setdefault(oid, f"{entry.path} of base backup {plan.backup.id}")
+    require_objects(repo, needed, f"restore {source}")
 
 
 def recovery_settings(

@@ -26,10 +26,14 @@ def fetch_wal(repo: Repository, source: str, name: str, dest: str | Path) -> boo
     if "/" in name or name in ("", ".", ".."):
         raise RestoreInputError(f"wal-fetch {name!r}: not a WAL file name")
     try:
-        fact = repo.get_record(wal_key(source, name))
+        oid = repo.get_record(wal_key(source, name))["oid"]
     except ObjectNotFound:
-        return False
-    data = repo.get_chunk(fact["oid"])
+        # Not in the store's records: the catalog must not know it either,
+        # or "not archived" would end recovery early (a lost record).
+        oid = archived_oid(repo, source, name)
+        if oid is None:
+            return False
+    data = repo.get_chunk(oid)
     write_atomically(Path(dest), data)
     return True
 
@@ -39,3 +43,16 @@ def write_atomically(dest: Path, data: bytes) -> None:
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.pitr-tmp")
     with synced_temp(tmp, data):
         os.replace(tmp, dest)
+
+
+def archived_oid(repo: Repository, source: str, name: str) -> str | None:
+    from sqlalchemy import select
+
+    from catalog.db.models import Source, WalFile
+
+    with repo.catalog.session() as s:
+        return s.scalars(
+            select(WalFile.oid)
+            .join(Source, Source.id == WalFile.source_id)
+            .where(Source.name == source, WalFile.name == name)
+        ).first()
