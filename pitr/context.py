@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +43,12 @@ class AppContext:
             path = Path(self.config.path).parent / path  # relative to the config file
         try:
             data = path.read_bytes()
+            if path.stat().st_mode & 0o077:
+                # Once: the passphrase is read once per process.
+                sys.stderr.write(
+                    f"pitr: warning: key_file {path} can be read by other users "
+                    f"(chmod 600 {path})\n"
+                )
         except OSError as e:
             raise ConfigError(f"key_file {path}: {e.strerror or e}") from None
         data = data.rstrip(b"\r\n")

@@ -9,10 +9,17 @@ repository. Every other command line goes to the full CLI.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# What pitr creates (the repository's objects and records, the catalog, the
+# spool, sockets) holds table rows and keys: private to its owner, whatever
+# umask the caller had.
+PRIVATE_UMASK = 0o077
 
 
 def main() -> None:
+    os.umask(PRIVATE_UMASK)
     config, args = _global_options(sys.argv[1:])
     command, args = (args[0], args[1:]) if args else ("", [])
     if command == "wal-push":

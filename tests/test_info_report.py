@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from catalog.db.engine import Catalog
+from tests.badinput import expect_row
 from tests.pgsupport import Archived
 from tests.redissupport import instant_of
 from tests.reportsupport import (
@@ -189,6 +190,12 @@ def test_redis_source_window_lag_and_a_recorded_gap(
     doc = redis_json(src, "check", code=3)
     (problem,) = doc["sources"][0]["problems"]
     assert problem["type"] == "stream_gap" and problem["stream"] == MARKERS
+    # A restore across it cannot give the stream as it was: refused, untouched.
+    scratch = redis_factory()
+    at = row["recoverable_to"]
+    result = src.pitr("restore", "--to", at, "--redis-url", scratch.url, check=False)
+    expect_row("restore-redis-gap", result)
+    assert scratch.client().dbsize() == 0
 
 
 # -- the SQL in docs/catalog.md -------------------------------------------------------

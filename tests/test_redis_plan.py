@@ -134,13 +134,25 @@ CASES = {
     "recreated before the snapshot: the snapshot holds the new stream": recreated(
         80, 70, (sid(70), False, [sid(60)])
     ),
-    "a trim gap inside the replayed range is reported": Case(
+    "a trim gap inside the replayed range is refused (exit 3)": Case(
+        80,
+        [A10],
+        gaps=[gap(S, "trimmed", 30, 45, detected=46), gap(S, "trimmed", 2, 5, detected=6)],
+        error="across a recorded gap in stream",
+    ),
+    "a trim gap before the snapshot costs nothing": Case(
         80,
         [A10],
         "a",
         on_s(10, *range(10, 90, 10)),
-        gaps=[gap(S, "trimmed", 30, 45, detected=46), gap(S, "trimmed", 2, 5, detected=6)],
-        gap_count=1,
+        gaps=[gap(S, "trimmed", 2, 5, detected=6)],
+    ),
+    "a trim gap after the target costs nothing": Case(
+        25,
+        [A10],
+        "a",
+        on_s(10, 10, 20),
+        gaps=[gap(S, "trimmed", 30, 45, detected=46)],
     ),
     "tailer behind the newest snapshot: entries missing are warned about": Case(
         45,

@@ -52,7 +52,11 @@ def take_base_backup(
     t0 = time.monotonic()
     root = Path(pgdata)
     try:
-        conn = psycopg.connect(dsn, autocommit=True)
+        from psycopg.conninfo import conninfo_to_dict
+
+        from catalog.db.engine import pg_timeouts
+
+        conn = psycopg.connect(dsn, autocommit=True, **pg_timeouts(conninfo_to_dict(dsn)))
     except psycopg.Error as e:
         raise SourceUnreachable(f"backup {source}: cannot connect: {_first_line(e)}") from e
     try:

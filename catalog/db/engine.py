@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,18 @@ def brief(error: BaseException) -> str:
     return " ".join(str(getattr(error, "orig", None) or error).split())
 
 
+# A catalog host that accepts connections and never answers must not hold
+# wal-push (and so PostgreSQL's archiver) forever: libpq's connect_timeout
+# bounds the whole handshake, tcp_user_timeout a connection whose peer went
+# away. Parameters given in the URL's query win.
+PG_NETWORK_DEFAULTS = {"connect_timeout": 10, "tcp_user_timeout": 30_000, "keepalives_idle": 30}
+
+
+def pg_timeouts(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The network defaults a libpq connection lacks among the parameters given."""
+    return {k: v for k, v in PG_NETWORK_DEFAULTS.items() if k not in given}
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -56,7 +68,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, connect_args=pg_timeouts(parsed.query))
     except OSError as e:
         raise StorageError(f"catalog {safe}: {e.strerror or e}") from e
     except (ArgumentError, ImportError) as e:

@@ -198,6 +198,16 @@ def plan_redis(
             and parse_id(g.to_id) > after
             and parse_id(g.from_id)[0] <= t_ms
         ]
+    if lost:
+        # Entries the server trimmed before the tailer read them: the stream
+        # cannot be as it was at the target (exit 3, as for any gap).
+        g = lost[0]
+        raise PlanError(
+            f"restore {source}: target {utc(target)} is across a recorded gap in stream "
+            f"{g.stream} ({g.detail}); a target before its entries, or one after a "
+            f"snapshot taken since, can be met; recoverable window {utc(earliest)} .. "
+            f"{utc(latest)}"
+        )
     warnings = []
     if by_stream and covered is not None and target > covered:
         warnings.append(
