@@ -124,9 +124,7 @@ def phase_three(c: Any) -> None:
     c.set("other:k", "changed")
 
 
-def run_phases(
-    c: Any, phases: list[Callable[[Any], None]]
-) -> list[tuple[int, dict[bytes, Any]]]:
+def run_phases(c: Any, phases: list[Callable[[Any], None]]) -> list[tuple[int, dict[bytes, Any]]]:
     """Each phase then a quiet moment: the instant in its middle and the state then."""
     marks = []
     for phase in phases:
@@ -242,7 +240,9 @@ def test_backlog_too_small_starts_a_new_epoch(repo: Repository, redis_server: Re
 
 def test_a_user_without_psync_is_refused(repo: Repository, redis_server: RedisServer) -> None:
     c = redis_server.client()
-    c.acl_setuser("app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-psync"])
+    c.acl_setuser(
+        "app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-psync"]
+    )
     url = f"redis://app:secret@127.0.0.1:{redis_server.port}/0"
     with pytest.raises(ReplicationRefused, match="PSYNC"):
         ReplicationCapture(repo, "cache", url).run(threading.Event())

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,12 +70,14 @@ def commands(repo: Repository, source: str, epoch: str) -> Iterator[tuple[list[b
         if offset < 0:
             offset = int(doc["start"])
         pending += repo.get_chunk(str(doc["oid"]))
-        marks = [(int(o), int(ms)) for o, ms in doc["marks"]]
+        ends = [int(o) for o, _ in doc["marks"]]
+        arrivals = [int(ms) for _, ms in doc["marks"]]
         pos = 0
         while (parsed := _parse(pending, pos)) is not None:
             args, pos = parsed
             end = offset + pos
-            yield args, next(ms for o, ms in marks if o >= end)
+            # it arrived with the first read that reached its last byte
+            yield args, arrivals[bisect_left(ends, end)]
         pending, offset = pending[pos:], offset + pos
 
 
@@ -86,7 +89,7 @@ def _parse(buf: bytes, pos: int) -> tuple[list[bytes], int] | None:
     if nl < 0:
         return None
     if buf[pos : pos + 1] != b"*":
-        raise RecoveryError(f"replication stream: unexpected {buf[pos:pos + 16]!r}")
+        raise RecoveryError(f"replication stream: unexpected {buf[pos : pos + 16]!r}")
     count = int(buf[pos + 1 : nl])
     pos = nl + 2
     args = []
@@ -129,7 +132,7 @@ class ScratchRedis:
              "--save", "", "--appendonly", "no", "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        self.client = redis.Redis(unix_socket_path=str(sock), socket_timeout=60)
+        self.client: Any = redis.Redis(unix_socket_path=str(sock), socket_timeout=60)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -153,7 +156,7 @@ def replay_to(repo: Repository, source: str, target_ms: int) -> tuple[ScratchRed
     scratch = ScratchRedis(repo.get_chunk(oid) for oid in epoch.base_chunks)
     result = ReplayResult()
     try:
-        pipe = scratch.client.pipeline(transaction=False)
+        pipe: Any = scratch.client.pipeline(transaction=False)
         tx: list[list[bytes]] | None = None
         for args, arrived in commands(repo, source, epoch.name):
             if arrived > target_ms:
@@ -186,7 +189,7 @@ def copy_keys(
 ) -> None:
     """Copy the keys of the patterns from the scratch server into the target,
     each with the TTL it had left at target_ms (keys expired by then left out)."""
-    src = scratch.client
+    src: Any = scratch.client
     for key in {k for p in patterns for k in src.scan_iter(match=p, count=1000)}:
         expires = int(src.execute_command("PEXPIRETIME", key))
         ttl = 0
