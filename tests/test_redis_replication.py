@@ -4,9 +4,11 @@ resync, and refused by a user without the PSYNC right."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ import pytest
 from archiver.redis.replication import ReplicationCapture, ReplicationRefused, now_ms
 from catalog.repository import Repository
 from recovery.redis.replay import ReplayResult, batches, copy_keys, epochs, replay_to
+from tests.harness import wait_until
 from tests.redisserver import RedisFactory, RedisServer
+from tests.redissupport import TailProcess, make_source
 
 QUIET = 0.3
 
@@ -246,3 +250,56 @@ def test_a_user_without_psync_is_refused(repo: Repository, redis_server: RedisSe
     url = f"redis://app:secret@127.0.0.1:{redis_server.port}/0"
     with pytest.raises(ReplicationRefused, match="PSYNC"):
         ReplicationCapture(repo, "cache", url).run(threading.Event())
+
+
+def test_tail_and_restore_through_the_command_line(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    with open(src.config, "a") as f:
+        f.write('capture = "replication"\n')
+    c = src.client()
+    c.set("cb:q", "base")
+    tail = TailProcess(src.config, "--source", "cache")
+    with src.repo() as repo:
+        wait_until(lambda: epochs(repo, "cache"), 30, "a replication base")
+    c.rpush("cb:queue", "a", "b")
+    c.set("unrelated", "x")
+    time.sleep(QUIET / 2)
+    target = datetime.fromtimestamp(now_ms() / 1000, UTC).isoformat()
+    time.sleep(QUIET / 2)
+    c.lpop("cb:queue")
+    c.set("cb:q", "later")
+    time.sleep(QUIET)
+    code, out, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "captured" in out + err
+    dst = redis_factory()
+    args = ("restore", "--source", "cache", "--to", target, "--redis-url", dst.url)
+    out = src.pitr(*args).stdout
+    assert "restored 2 keys" in out, out
+    d = dst.client()
+    assert d.get("cb:q") == b"base" and d.lrange("cb:queue", 0, -1) == [b"a", b"b"]
+    assert d.get("unrelated") is None
+
+
+def test_the_daemon_falls_back_to_the_tailer_when_psync_is_refused(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    server = redis_factory()
+    c = server.client()
+    c.acl_setuser(
+        "app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-psync"]
+    )
+    src = make_source(server, tmp_path)
+    text = src.config.read_text().replace(
+        server.url, f"redis://app:secret@127.0.0.1:{server.port}/0"
+    )
+    src.config.write_text(text + 'capture = "replication"\n')
+    c.xadd("cb:stream:a", {"n": "1"})
+    tail = TailProcess(src.config, "--source", "cache")
+    time.sleep(2)
+    code, out, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "falling back to the stream tailer" in err + out
+    assert "tailed 1 entries" in out + err
