@@ -283,7 +283,7 @@ def test_tail_and_restore_through_the_command_line(
     assert d.get("unrelated") is None
 
 
-def test_the_daemon_falls_back_to_the_tailer_when_psync_is_refused(
+def test_tail_falls_back_to_the_stream_tailer_when_psync_is_refused(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
     server = redis_factory()
@@ -303,3 +303,26 @@ def test_the_daemon_falls_back_to_the_tailer_when_psync_is_refused(
     assert code == 0, err
     assert "falling back to the stream tailer" in err + out
     assert "tailed 1 entries" in out + err
+
+
+def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_path: Path) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    with open(src.config, "a") as f:
+        f.write('capture = "replication"\n')
+    c = src.client()
+    tail = TailProcess(src.config, "--source", "cache")
+    with src.repo() as repo:
+        wait_until(lambda: epochs(repo, "cache"), 30, "a replication base")
+        for i in range(2000):
+            c.incr("cb:n")
+            if i == 1000:
+                tail.kill9()
+                tail = TailProcess(src.config, "--source", "cache")
+        time.sleep(1)
+        code, _, err = tail.stop(signal.SIGTERM)
+        assert code == 0, err
+        (epoch,) = epochs(repo, "cache")
+        docs = list(batches(repo, "cache", epoch.name))
+        assert all(a["end"] == b["start"] for a, b in zip(docs, docs[1:], strict=False))
+        assert any(d["resumed_from_ms"] for d in docs)
+        assert restored(repo, now_ms())[b"cb:n"][1] == b"2000"

@@ -194,7 +194,30 @@ class ReplicationCapture:
         self.durable = -1
         self._lost_ms: int | None = None  # when the connection was lost
 
+    def resume_point(self) -> None:
+        """Continue after the newest stored batch of the newest epoch, so that
+        a restarted archiver asks PSYNC to continue instead of a full resync."""
+        newest: dict[str, object] | None = None
+        for key in self.repo.list_records(record_key(self.source, "repl-epochs", "")):
+            doc = self.repo.get_record(key)
+            if newest is None or int(str(doc["base_ms"])) > int(str(newest["base_ms"])):
+                newest = doc
+        if newest is None:
+            return
+        self.epoch, self.replid = str(newest["epoch"]), str(newest["replid"])
+        self.durable = int(str(newest["offset"]))
+        self._lost_ms = int(str(newest["base_ms"]))
+        last = max(
+            self.repo.list_records(record_key(self.source, "repl", f"{self.epoch}/")), default=None
+        )
+        if last is not None:
+            doc = self.repo.get_record(last)
+            self.durable, self.replid = int(doc["end"]), str(doc.get("replid", self.replid))
+            self._lost_ms = int(doc["last_ms"])
+        self.offset = self.durable  # the outage began after what was last stored
+
     def run(self, stop: threading.Event) -> ReplStats:
+        self.resume_point()
         backoff = 0.2
         while not stop.is_set():
             conn: ReplSocket | None = None
@@ -326,6 +349,7 @@ class ReplicationCapture:
                     "type": "repl_batch",
                     "source": self.source,
                     "epoch": self.epoch,
+                    "replid": self.replid,
                     "start": batch.start,
                     "end": end,
                     "first_ms": batch.marks[0][1],
