@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from archiver.redis.replication import ReplicationCapture, ReplicationRefused, now_ms
+from archiver.redis.replication import (
+    ReplicationCapture,
+    ReplicationRefused,
+    now_ms,
+    repl_batch_key,
+)
 from catalog.repository import Repository
 from recovery.redis.replay import ReplayResult, batches, copy_keys, epochs, replay_to
 from tests.harness import wait_until
@@ -318,6 +323,9 @@ def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_
             if i == 1000:
                 tail.kill9()
                 tail = TailProcess(src.config, "--source", "cache")
+        for _ in range(3):  # quiet moments: batches of their own
+            time.sleep(QUIET)
+            c.incr("cb:n")
         time.sleep(1)
         code, _, err = tail.stop(signal.SIGTERM)
         assert code == 0, err
@@ -325,4 +333,11 @@ def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_
         docs = list(batches(repo, "cache", epoch.name))
         assert all(a["end"] == b["start"] for a, b in zip(docs, docs[1:], strict=False))
         assert any(d["resumed_from_ms"] for d in docs)
-        assert restored(repo, now_ms())[b"cb:n"][1] == b"2000"
+        assert restored(repo, now_ms())[b"cb:n"][1] == b"2003"
+    assert src.pitr("check", "--source", "cache").returncode == 0
+    # A batch lost from the store is a hole in its epoch's offsets.
+    assert len(docs) >= 3
+    middle = docs[-2]
+    (tmp_path / "repo" / repl_batch_key("cache", epoch.name, middle["start"])).unlink()
+    out = src.pitr("check", "--source", "cache", check=3).stdout
+    assert f"no batch holds offsets {middle['start']}..{middle['end']}" in out, out

@@ -217,6 +217,10 @@ class ReplicationCapture:
         self.offset = self.durable  # the outage began after what was last stored
 
     def run(self, stop: threading.Event) -> ReplStats:
+        from catalog.queries import ensure_source
+
+        with self.repo.catalog.session() as session:  # so that the reports list it
+            ensure_source(session, self.source, "redis")
         self.resume_point()
         backoff = 0.2
         while not stop.is_set():

@@ -34,13 +34,21 @@ class Epoch:
     name: str
     base_chunks: tuple[str, ...]
     base_ms: int
+    offset: int  # where its command stream starts
 
 
 def epochs(repo: Repository, source: str) -> list[Epoch]:
     out = []
     for key in repo.list_records(record_key(source, "repl-epochs", "")):
         doc = repo.get_record(key)
-        out.append(Epoch(str(doc["epoch"]), tuple(doc["base_chunks"]), int(doc["base_ms"])))
+        out.append(
+            Epoch(
+                str(doc["epoch"]),
+                tuple(doc["base_chunks"]),
+                int(doc["base_ms"]),
+                int(doc["offset"]),
+            )
+        )
     return sorted(out, key=lambda e: e.base_ms)
 
 
@@ -55,6 +63,19 @@ def batches(repo: Repository, source: str, epoch: str) -> Iterator[dict[str, Any
     """The epoch's batch records in offset order (keys sort by start offset)."""
     for key in sorted(repo.list_records(record_key(source, "repl", f"{epoch}/"))):
         yield repo.get_record(key)
+
+
+def offset_holes(repo: Repository, source: str) -> list[tuple[str, int, int]]:
+    """(epoch, from, to) for every range of an epoch's command stream that no
+    stored batch holds: a restore past it would miss writes."""
+    holes = []
+    for epoch in epochs(repo, source):
+        expected = epoch.offset
+        for doc in batches(repo, source, epoch.name):
+            if int(doc["start"]) != expected:
+                holes.append((epoch.name, expected, int(doc["start"])))
+            expected = int(doc["end"])
+    return holes
 
 
 def commands(repo: Repository, source: str, epoch: str) -> Iterator[tuple[list[bytes], int]]:
