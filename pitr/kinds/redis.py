@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RedisConfig(SourceConfig):
     KIND: ClassVar[str] = "redis"
-    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"url", "streams", "keys"}
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"url", "streams", "keys", "capture"}
     url: str = ""
     streams: tuple[str, ...] = ()
     keys: tuple[str, ...] = ("*",)
+    capture: str = "streams"  # or "replication": every write, through PSYNC
 
     @property
     def patterns(self) -> list[str]:
@@ -59,6 +60,7 @@ class RedisKind:
             url=required_text(raw, "url", at, self.name),
             streams=patterns(raw.get("streams", []), f"{at}: streams"),
             keys=patterns(raw.get("keys", ["*"]), f"{at}: keys"),
+            capture=_capture_mode(raw.get("capture", "streams"), at),
         )
 
     def backup(self, app: AppContext, src: RedisConfig, log: Log, progress: bool) -> None:
@@ -80,6 +82,9 @@ class RedisKind:
     def capture(self, app: AppContext, src: RedisConfig, log: Log) -> ThreadCapture | None:
         from archiver.redis.tailer import StreamTailer
 
+        if src.capture == "replication":
+            log(f"capturing every write of {src.name} through the replication protocol")
+            return ThreadCapture(lambda stop: _replicate(app, src, stop, log), "pitr-repl")
         if not src.streams:
             log("no streams patterns, nothing to tail")
             return None
@@ -98,6 +103,9 @@ class RedisKind:
         from archiver.redis.tailer import StreamTailer
         from catalog.redisformat import safe_url
 
+        if src.capture == "replication":
+            log(f"tail {src.name}: capturing every write on {safe_url(src.url)}; stop with SIGINT")
+            return _replicate(app, src, stop, log)
         if not src.streams:
             raise ConfigError(f"source {src.name!r} has no streams patterns to tail")
         tailer = StreamTailer(
@@ -121,11 +129,18 @@ class RedisKind:
 
     def plan_restore(
         self, app: AppContext, src: RedisConfig, request: RestoreRequest
-    ) -> RedisRestoreJob:
+    ) -> RedisRestoreJob | ReplayJob:
         from catalog.queries import get_source
         from recovery.redis.plan import choose_snapshot, load_plan
 
         repo = app.repo()
+        if src.capture == "replication":
+            from recovery.redis.replay import choose_epoch, epochs
+
+            target_ms = int(request.target.timestamp() * 1000)
+            epoch = choose_epoch(src.name, epochs(repo, src.name), target_ms)
+            url = request.into.get(self.into_option) or src.url
+            return ReplayJob(src, epoch.name, target_ms, url, request.force)
         with repo.catalog.session() as s:
             source = get_source(s, src.name)
             if source is None:
@@ -187,3 +202,80 @@ class RedisRestoreJob:
 
 
 KIND: SourceKind = RedisKind()
+
+
+def _capture_mode(value: Any, at: str) -> str:
+    if value not in ("streams", "replication"):
+        raise ConfigError(f'{at}: capture must be "replication" or "streams"')
+    return str(value)
+
+
+def _replicate(app: AppContext, src: RedisConfig, stop: threading.Event, log: Log) -> str:
+    """The replication capture; where the server refuses PSYNC, one line and
+    the stream tailer instead."""
+    from archiver.redis.replication import ReplicationCapture, ReplicationRefused
+    from archiver.redis.tailer import StreamTailer
+
+    try:
+        st = ReplicationCapture(app.repo(), src.name, src.url, log=log).run(stop)
+    except ReplicationRefused as e:
+        log(f"{e}; falling back to the stream tailer with snapshots")
+        if not src.streams:
+            return "replication refused and no streams patterns to tail"
+        t = StreamTailer(app.repo(), src.name, src.url, src.streams, log=log).run(stop)
+        return f"replication refused; tailed {t.entries} entries in {t.batches} batches"
+    return (
+        f"captured {st.bytes} bytes of writes in {st.batches} batches, "
+        f"{st.epochs} new epochs, {st.resumes} resumes"
+    )
+
+
+@dataclass
+class ReplayJob:
+    """A restore of a replication capture: base, writes up to T, keys moved in."""
+
+    src: RedisConfig
+    epoch: str
+    target_ms: int
+    url: str
+    force: bool
+
+    def describe(self) -> list[str]:
+        return [
+            f"{self.src.name} (redis): epoch {self.epoch}, every write that arrived "
+            f"at or before {self.target_ms} ms, into {', '.join(self.src.patterns)}"
+        ]
+
+    def check_target(self) -> None:
+        from recovery.redis.restore import check_target, connect_target
+
+        client = connect_target(self.url, f"restore {self.src.name}")
+        try:
+            check_target(client, self.src.name, self.url, self.src.patterns, self.force)
+        finally:
+            client.close()
+
+    def execute(self, app: AppContext) -> None:
+        from catalog.redisformat import safe_url
+        from recovery.redis.replay import ReplayResult, copy_keys, replay_to
+        from recovery.redis.restore import check_target, connect_target, matching_keys
+
+        src = self.src
+        client = connect_target(self.url, f"restore {src.name}")
+        result = ReplayResult()
+        try:
+            check_target(client, src.name, self.url, src.patterns, self.force)
+            for key in set(matching_keys(client, src.patterns)):
+                client.unlink(key)
+            scratch, result = replay_to(app.repo(), src.name, self.target_ms)
+            try:
+                copy_keys(scratch, client, src.patterns, self.target_ms, result)
+            finally:
+                scratch.close()
+        finally:
+            client.close()
+        click.echo(
+            f"{src.name}: restored {result.keys} keys into {safe_url(self.url)} after "
+            f"replaying {result.commands} writes ({result.transactions} transactions); "
+            f"left out {result.expired} keys expired at the target"
+        )

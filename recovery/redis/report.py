@@ -55,7 +55,20 @@ class RedisReports:
     def check(
         self, repo: Repository, src: SourceRow, continuity: bool
     ) -> tuple[list[Problem], dict[str, str]]:
-        return (stream_continuity(repo, src) if continuity else []), {}
+        if not continuity:
+            return [], {}
+        from recovery.redis.replay import offset_holes
+
+        holes = [
+            Problem(
+                src.name,
+                "repl_offset_gap",
+                f"replication epoch {epoch}: no batch holds offsets {start}..{end}",
+                {"epoch": epoch, "from": start, "to": end},
+            )
+            for epoch, start, end in offset_holes(repo, src.name)
+        ]
+        return stream_continuity(repo, src) + holes, {}
 
     def damage(
         self, repo: Repository, src: SourceRow, oids: Collection[str], names: Collection[str]

@@ -1,0 +1,226 @@
+"""Restore of a replication capture (archiver/redis/replication.py) to an
+instant: the newest epoch whose base was received at or before T is loaded
+by a scratch redis-server (the real server reads the RDB), the captured
+commands that arrived at or before T are replayed into it, never splitting a
+MULTI/EXEC, and the keys of the source's patterns are then copied into the
+target with the TTL they had left at T.
+
+The captured bytes are read one batch at a time: memory holds one batch and
+one pending transaction, never the whole stream.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catalog.records import record_key
+from catalog.repository import Repository
+from recovery.errors import PlanError, RecoveryError
+
+SKIPPED = {b"PING", b"REPLCONF"}  # link keepalives, not writes
+
+
+@dataclass(frozen=True)
+class Epoch:
+    name: str
+    base_chunks: tuple[str, ...]
+    base_ms: int
+    offset: int  # where its command stream starts
+
+
+def epochs(repo: Repository, source: str) -> list[Epoch]:
+    out = []
+    for key in repo.list_records(record_key(source, "repl-epochs", "")):
+        doc = repo.get_record(key)
+        out.append(
+            Epoch(
+                str(doc["epoch"]),
+                tuple(doc["base_chunks"]),
+                int(doc["base_ms"]),
+                int(doc["offset"]),
+            )
+        )
+    return sorted(out, key=lambda e: e.base_ms)
+
+
+def choose_epoch(source: str, found: list[Epoch], target_ms: int) -> Epoch:
+    before = [e for e in found if e.base_ms <= target_ms]
+    if not before:
+        raise PlanError(f"restore {source}: no replication base received at or before the target")
+    return before[-1]
+
+
+def batches(repo: Repository, source: str, epoch: str) -> Iterator[dict[str, Any]]:
+    """The epoch's batch records in offset order (keys sort by start offset)."""
+    for key in sorted(repo.list_records(record_key(source, "repl", f"{epoch}/"))):
+        yield repo.get_record(key)
+
+
+def offset_holes(repo: Repository, source: str) -> list[tuple[str, int, int]]:
+    """(epoch, from, to) for every range of an epoch's command stream that no
+    stored batch holds: a restore past it would miss writes."""
+    holes = []
+    for epoch in epochs(repo, source):
+        expected = epoch.offset
+        for doc in batches(repo, source, epoch.name):
+            if int(doc["start"]) != expected:
+                holes.append((epoch.name, expected, int(doc["start"])))
+            expected = int(doc["end"])
+    return holes
+
+
+def commands(repo: Repository, source: str, epoch: str) -> Iterator[tuple[list[bytes], int]]:
+    """Every captured command of an epoch with its arrival ms, in order."""
+    pending = b""
+    offset = -1  # offset of pending[0]
+    for doc in batches(repo, source, epoch):
+        if offset >= 0 and doc["start"] != offset + len(pending):
+            raise RecoveryError(
+                f"restore {source}: epoch {epoch} has no bytes {offset + len(pending)}.."
+                f"{doc['start']}"
+            )
+        if offset < 0:
+            offset = int(doc["start"])
+        pending += repo.get_chunk(str(doc["oid"]))
+        ends = [int(o) for o, _ in doc["marks"]]
+        arrivals = [int(ms) for _, ms in doc["marks"]]
+        pos = 0
+        while (parsed := _parse(pending, pos)) is not None:
+            args, pos = parsed
+            end = offset + pos
+            # it arrived with the first read that reached its last byte
+            yield args, arrivals[bisect_left(ends, end)]
+        pending, offset = pending[pos:], offset + pos
+
+
+def _parse(buf: bytes, pos: int) -> tuple[list[bytes], int] | None:
+    """One RESP array from pos, and where it ends; None when incomplete."""
+    while pos < len(buf) and buf[pos : pos + 1] == b"\n":
+        pos += 1
+    nl = buf.find(b"\r\n", pos)
+    if nl < 0:
+        return None
+    if buf[pos : pos + 1] != b"*":
+        raise RecoveryError(f"replication stream: unexpected {buf[pos : pos + 16]!r}")
+    count = int(buf[pos + 1 : nl])
+    pos = nl + 2
+    args = []
+    for _ in range(count):
+        nl = buf.find(b"\r\n", pos)
+        if nl < 0:
+            return None
+        size = int(buf[pos + 1 : nl])
+        start = nl + 2
+        if start + size + 2 > len(buf):
+            return None
+        args.append(buf[start : start + size])
+        pos = start + size + 2
+    return args, pos
+
+
+@dataclass
+class ReplayResult:
+    commands: int = 0
+    transactions: int = 0
+    keys: int = 0
+    expired: int = 0
+
+
+class ScratchRedis:
+    """A redis-server of pitr's own in a temp dir, loading a base RDB."""
+
+    def __init__(self, rdb: Iterator[bytes]) -> None:
+        import redis
+
+        self.dir = Path(tempfile.mkdtemp(prefix="pitr-replay-"))
+        os.chmod(self.dir, 0o700)
+        with open(self.dir / "dump.rdb", "wb") as f:
+            for part in rdb:
+                f.write(part)
+        sock = self.dir / "redis.sock"
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", "0",
+             "--unixsocket", str(sock), "--dir", str(self.dir), "--dbfilename", "dump.rdb",
+             "--save", "", "--appendonly", "no", "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.client: Any = redis.Redis(unix_socket_path=str(sock), socket_timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.client.ping():
+                    break
+            except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RecoveryError("replay: the scratch redis-server did not start") from None
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.kill()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def replay_to(repo: Repository, source: str, target_ms: int) -> tuple[ScratchRedis, ReplayResult]:
+    """A scratch server holding the source's whole keyspace as of target_ms."""
+    epoch = choose_epoch(source, epochs(repo, source), target_ms)
+    scratch = ScratchRedis(repo.get_chunk(oid) for oid in epoch.base_chunks)
+    result = ReplayResult()
+    try:
+        pipe: Any = scratch.client.pipeline(transaction=False)
+        tx: list[list[bytes]] | None = None
+        for args, arrived in commands(repo, source, epoch.name):
+            if arrived > target_ms:
+                break  # a MULTI still open here is left out whole
+            name = args[0].upper()
+            if name in SKIPPED:
+                continue
+            if name == b"MULTI":
+                tx = []
+                continue
+            if tx is not None and name != b"EXEC":
+                tx.append(args)
+                continue
+            for cmd in tx or [args]:
+                pipe.execute_command(*cmd)
+                result.commands += 1
+            result.transactions += tx is not None
+            tx = None
+            if len(pipe) >= 500:
+                pipe.execute()
+        pipe.execute()
+    except Exception:
+        scratch.close()
+        raise
+    return scratch, result
+
+
+def copy_keys(
+    scratch: ScratchRedis, target: Any, patterns: list[str], target_ms: int, result: ReplayResult
+) -> None:
+    """Copy the keys of the patterns from the scratch server into the target,
+    each with the TTL it had left at target_ms (keys expired by then left out)."""
+    src: Any = scratch.client
+    for key in {k for p in patterns for k in src.scan_iter(match=p, count=1000)}:
+        expires = int(src.execute_command("PEXPIRETIME", key))
+        ttl = 0
+        if expires >= 0:
+            ttl = expires - target_ms
+            if ttl <= 0:
+                result.expired += 1
+                continue
+        payload = src.dump(key)
+        if payload is None:
+            continue  # expired in the scratch server meanwhile
+        target.restore(key, ttl, payload, replace=True)
+        result.keys += 1

@@ -1,0 +1,343 @@
+"""The replication capture against a real redis-server: the whole keyspace
+back to instants between phases of writes, across a dropped link and a full
+resync, and refused by a user without the PSYNC right."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.redis.replication import (
+    ReplicationCapture,
+    ReplicationRefused,
+    now_ms,
+    repl_batch_key,
+)
+from catalog.repository import Repository
+from recovery.redis.replay import ReplayResult, batches, copy_keys, epochs, replay_to
+from tests.harness import wait_until
+from tests.redisserver import RedisFactory, RedisServer
+from tests.redissupport import TailProcess, make_source
+
+QUIET = 0.3
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repository]:
+    repo, _ = Repository.init(
+        (tmp_path / "repo").as_uri(), f"sqlite:///{tmp_path / 'repo' / 'catalog.db'}"
+    )
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+class Running:
+    """A capture in a thread of the test."""
+
+    def __init__(self, repo: Repository, url: str) -> None:
+        self.capture = ReplicationCapture(repo, "cache", url)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.capture.run(self.stop)
+        except BaseException as e:  # the test reads it
+            self.error = e
+
+    def wait_synced(self, client: Any) -> None:
+        deadline = time.monotonic() + 20
+        while client.info("replication")["connected_slaves"] < 1 or not self.capture.epoch:
+            assert time.monotonic() < deadline, "the capture never synced"
+            time.sleep(0.02)
+
+    def wait_durable(self, client: Any) -> None:
+        """Until everything the server propagated so far is stored."""
+        goal = client.info("replication")["master_repl_offset"]
+        deadline = time.monotonic() + 20
+        while self.capture.durable < goal:
+            assert time.monotonic() < deadline, f"stuck at {self.capture.durable} < {goal}"
+            time.sleep(0.02)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert self.error is None, self.error
+
+
+def state(client: Any, pattern: str = "*") -> dict[bytes, Any]:
+    """The logical content of every key: type, value, and whether it has a TTL."""
+    out: dict[bytes, Any] = {}
+    for key in client.scan_iter(match=pattern):
+        kind = client.type(key)
+        value: Any
+        if kind == b"string":
+            value = client.get(key)
+        elif kind == b"hash":
+            value = client.hgetall(key)
+        elif kind == b"list":
+            value = client.lrange(key, 0, -1)
+        elif kind == b"set":
+            value = client.smembers(key)
+        elif kind == b"zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        else:
+            value = client.xrange(key)
+        out[key] = (kind, value, client.pttl(key) > 0)
+    return out
+
+
+def phase_one(c: Any) -> None:
+    c.set("cb:str", "a")
+    c.incrby("cb:counter", 5)
+    c.hset("cb:health", mapping={"db": "up", "cache": "up"})
+    c.rpush("cb:queue", "j1", "j2", "j3")
+    c.sadd("cb:set", "x", "y")
+    c.zadd("cb:z", {"m1": 1, "m2": 2})
+    c.xadd("cb:stream:ev", {"e": "1"})
+    c.set("cb:ttl", "v", px=600_000)
+    c.set("other:k", "outside")
+
+
+def phase_two(c: Any) -> None:
+    c.incr("cb:counter")
+    c.lpop("cb:queue")
+    c.hset("cb:health", "db", "down")
+    c.srem("cb:set", "x")
+    c.zincrby("cb:z", 5, "m1")
+    c.xadd("cb:stream:ev", {"e": "2"})
+    tx = c.pipeline(transaction=True)
+    tx.set("cb:tx:a", "1")
+    tx.set("cb:tx:b", "1")
+    tx.execute()
+    c.rename("cb:str", "cb:renamed")
+    c.delete("cb:set")
+    c.persist("cb:ttl")
+
+
+def phase_three(c: Any) -> None:
+    c.set("cb:renamed", "b", px=900_000)
+    c.rpush("cb:queue", "j4")
+    c.incr("cb:counter")
+    c.set("other:k", "changed")
+
+
+def run_phases(c: Any, phases: list[Callable[[Any], None]]) -> list[tuple[int, dict[bytes, Any]]]:
+    """Each phase then a quiet moment: the instant in its middle and the state then."""
+    marks = []
+    for phase in phases:
+        phase(c)
+        time.sleep(QUIET / 2)
+        marks.append((now_ms(), state(c)))
+        time.sleep(QUIET / 2)
+    return marks
+
+
+def restored(repo: Repository, at_ms: int) -> dict[bytes, Any]:
+    scratch, _ = replay_to(repo, "cache", at_ms)
+    try:
+        return state(scratch.client)
+    finally:
+        scratch.close()
+
+
+def test_every_type_back_to_instants_between_phases(
+    repo: Repository, redis_server: RedisServer, redis_factory: RedisFactory
+) -> None:
+    c = redis_server.client()
+    c.set("cb:before", "in the base")
+    cap = Running(repo, redis_server.url)
+    cap.wait_synced(c)
+    marks = run_phases(c, [phase_one, phase_two, phase_three])
+    cap.wait_durable(c)
+    cap.finish()
+    assert len(epochs(repo, "cache")) == 1
+    for at_ms, expected in marks:
+        assert restored(repo, at_ms) == expected
+    # Into a target: only the patterns' keys, a key outside them untouched.
+    target = redis_factory().client()
+    target.set("other:k", "mine")
+    at_ms, expected = marks[1]
+    scratch, _ = replay_to(repo, "cache", at_ms)
+    result = ReplayResult()
+    try:
+        copy_keys(scratch, target, ["cb:*"], at_ms, result)
+    finally:
+        scratch.close()
+    assert state(target, "cb:*") == {k: v for k, v in expected.items() if k.startswith(b"cb:")}
+    assert target.get("other:k") == b"mine"
+    assert result.keys == len([k for k in expected if k.startswith(b"cb:")])
+
+
+def test_a_cut_inside_multi_exec_keeps_all_or_none(
+    repo: Repository, redis_server: RedisServer
+) -> None:
+    c = redis_server.client()
+    cap = Running(repo, redis_server.url)
+    cap.wait_synced(c)
+    # A script's effects are propagated as MULTI ... EXEC and arrive together.
+    script = "for i=1,200 do redis.call('SET', 'cb:s:'..i, i) end return 1"
+    for _ in range(20):
+        c.eval(script, 0)
+    cap.wait_durable(c)
+    cap.finish()
+    docs = list(batches(repo, "cache", cap.capture.epoch))
+    instants = sorted({ms for d in docs for _, ms in d["marks"]})
+    for at_ms in [instants[0] - 1, *instants]:
+        keys = len(restored(repo, at_ms))
+        assert keys in (0, 200), f"a transaction was split at {at_ms}: {keys} keys"
+
+
+def test_dropped_link_resumes_without_loss(repo: Repository, redis_server: RedisServer) -> None:
+    c = redis_server.client()
+    cap = Running(repo, redis_server.url)
+    cap.wait_synced(c)
+    for i in range(3000):
+        c.incr("cb:n")
+        if i == 1500:
+            c.client_kill_filter(_type="replica")
+    time.sleep(QUIET)
+    cap.wait_durable(c)
+    cap.finish()
+    assert cap.capture.stats.resumes >= 1
+    assert len(epochs(repo, "cache")) == 1  # PSYNC continued the epoch
+    docs = list(batches(repo, "cache", cap.capture.epoch))
+    assert any(d["resumed_from_ms"] for d in docs), "the outage was not recorded"
+    for a, b in zip(docs, docs[1:], strict=False):
+        assert a["end"] == b["start"]
+    assert restored(repo, now_ms())[b"cb:n"][1] == b"3000"
+
+
+def test_backlog_too_small_starts_a_new_epoch(repo: Repository, redis_server: RedisServer) -> None:
+    c = redis_server.client()
+    c.config_set("repl-backlog-size", 16384)
+    cap = Running(repo, redis_server.url)
+    cap.wait_synced(c)
+    c.set("cb:side", "one")
+    time.sleep(QUIET)
+    before = (now_ms(), state(c))
+    cap.stop.set()
+    cap.thread.join(30)
+    for i in range(2000):  # far more than the backlog holds while away
+        c.set(f"cb:fill:{i % 50}", "x" * 100)
+    cap.stop.clear()
+    cap.thread = threading.Thread(target=cap._run, daemon=True)
+    cap.thread.start()
+    deadline = time.monotonic() + 20
+    while len(epochs(repo, "cache")) < 2:
+        assert time.monotonic() < deadline, "no full resync"
+        time.sleep(0.05)
+    c.set("cb:side", "two")
+    time.sleep(QUIET)
+    after = (now_ms(), state(c))
+    cap.wait_durable(c)
+    cap.finish()
+    for at_ms, expected in (before, after):
+        assert restored(repo, at_ms) == expected
+
+
+def test_a_user_without_psync_is_refused(repo: Repository, redis_server: RedisServer) -> None:
+    c = redis_server.client()
+    c.acl_setuser(
+        "app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-psync"]
+    )
+    url = f"redis://app:secret@127.0.0.1:{redis_server.port}/0"
+    with pytest.raises(ReplicationRefused, match="PSYNC"):
+        ReplicationCapture(repo, "cache", url).run(threading.Event())
+
+
+def test_tail_and_restore_through_the_command_line(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    with open(src.config, "a") as f:
+        f.write('capture = "replication"\n')
+    c = src.client()
+    c.set("cb:q", "base")
+    tail = TailProcess(src.config, "--source", "cache")
+    with src.repo() as repo:
+        wait_until(lambda: epochs(repo, "cache"), 30, "a replication base")
+    c.rpush("cb:queue", "a", "b")
+    c.set("unrelated", "x")
+    time.sleep(QUIET / 2)
+    target = datetime.fromtimestamp(now_ms() / 1000, UTC).isoformat()
+    time.sleep(QUIET / 2)
+    c.lpop("cb:queue")
+    c.set("cb:q", "later")
+    time.sleep(QUIET)
+    code, out, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "captured" in out + err
+    dst = redis_factory()
+    args = ("restore", "--source", "cache", "--to", target, "--redis-url", dst.url)
+    out = src.pitr(*args).stdout
+    assert "restored 2 keys" in out, out
+    d = dst.client()
+    assert d.get("cb:q") == b"base" and d.lrange("cb:queue", 0, -1) == [b"a", b"b"]
+    assert d.get("unrelated") is None
+
+
+def test_tail_falls_back_to_the_stream_tailer_when_psync_is_refused(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    server = redis_factory()
+    c = server.client()
+    c.acl_setuser(
+        "app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-psync"]
+    )
+    src = make_source(server, tmp_path)
+    text = src.config.read_text().replace(
+        server.url, f"redis://app:secret@127.0.0.1:{server.port}/0"
+    )
+    src.config.write_text(text + 'capture = "replication"\n')
+    c.xadd("cb:stream:a", {"n": "1"})
+    tail = TailProcess(src.config, "--source", "cache")
+    time.sleep(2)
+    code, out, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "falling back to the stream tailer" in err + out
+    assert "tailed 1 entries" in out + err
+
+
+def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_path: Path) -> None:
+    src = make_source(redis_factory(), tmp_path)
+    with open(src.config, "a") as f:
+        f.write('capture = "replication"\n')
+    c = src.client()
+    tail = TailProcess(src.config, "--source", "cache")
+    with src.repo() as repo:
+        wait_until(lambda: epochs(repo, "cache"), 30, "a replication base")
+        for i in range(2000):
+            c.incr("cb:n")
+            if i == 1000:
+                tail.kill9()
+                tail = TailProcess(src.config, "--source", "cache")
+        for _ in range(3):  # quiet moments: batches of their own
+            time.sleep(QUIET)
+            c.incr("cb:n")
+        time.sleep(1)
+        code, _, err = tail.stop(signal.SIGTERM)
+        assert code == 0, err
+        (epoch,) = epochs(repo, "cache")
+        docs = list(batches(repo, "cache", epoch.name))
+        assert all(a["end"] == b["start"] for a, b in zip(docs, docs[1:], strict=False))
+        assert any(d["resumed_from_ms"] for d in docs)
+        assert restored(repo, now_ms())[b"cb:n"][1] == b"2003"
+    assert src.pitr("check", "--source", "cache").returncode == 0
+    # A batch lost from the store is a hole in its epoch's offsets.
+    assert len(docs) >= 3
+    middle = docs[-2]
+    (tmp_path / "repo" / repl_batch_key("cache", epoch.name, middle["start"])).unlink()
+    out = src.pitr("check", "--source", "cache", check=3).stdout
+    assert f"no batch holds offsets {middle['start']}..{middle['end']}" in out, out
