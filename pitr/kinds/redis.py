@@ -176,13 +176,7 @@ class RedisRestoreJob:
     def check_target(self) -> None:
         """TargetNotEmpty (exit 3) when the target holds keys of the source's
         patterns and force is not given."""
-        from recovery.redis.restore import check_target, connect_target
-
-        client = connect_target(self.url, f"restore {self.src.name}")
-        try:
-            check_target(client, self.src.name, self.url, self.src.patterns, self.force)
-        finally:
-            client.close()
+        check_redis_target(self.src, self.url, self.force)
 
     def execute(self, app: AppContext) -> None:
         from catalog.redisformat import safe_url
@@ -247,13 +241,7 @@ class ReplayJob:
         ]
 
     def check_target(self) -> None:
-        from recovery.redis.restore import check_target, connect_target
-
-        client = connect_target(self.url, f"restore {self.src.name}")
-        try:
-            check_target(client, self.src.name, self.url, self.src.patterns, self.force)
-        finally:
-            client.close()
+        check_redis_target(self.src, self.url, self.force)
 
     def execute(self, app: AppContext) -> None:
         from catalog.redisformat import safe_url
@@ -279,3 +267,13 @@ class ReplayJob:
             f"replaying {result.commands} writes ({result.transactions} transactions); "
             f"left out {result.expired} keys expired at the target"
         )
+
+
+def check_redis_target(src: RedisConfig, url: str, force: bool) -> None:
+    from recovery.redis.restore import check_target, connect_target
+
+    client = connect_target(url, f"restore {src.name}")
+    try:
+        check_target(client, src.name, url, src.patterns, force)
+    finally:
+        client.close()
