@@ -159,6 +159,12 @@ def test_dry_run_changes_nothing_and_non_empty_target_needs_force(archived: Arch
     assert "dry run" in dry.stdout
     assert sorted(p.name for p in pgdata.iterdir()) == ["precious"]
 
+    # Not a data directory: refused even with --force, nothing moved.
+    forced = archived.pitr("restore", "--to", target, "--pgdata", str(pgdata), "--force", check=False)
+    assert forced.returncode == 3 and "no PG_VERSION" in forced.stderr
+    assert sorted(p.name for p in pgdata.iterdir()) == ["precious"]
+
+    (pgdata / "PG_VERSION").write_text("16\n")  # an old data directory now
     refused = archived.pitr("restore", "--to", target, "--pgdata", str(pgdata), check=False)
     assert refused.returncode == 3 and "--force" in refused.stderr
     assert (pgdata / "precious").read_text() == "keep me"
