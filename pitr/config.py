@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -38,10 +39,35 @@ class RepositoryConfig:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When a source counts as behind: report rpo, /healthz and the page."""
+
+    max_lag: timedelta | None = None
+    max_backup_age: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    listen: str | None = None  # None: pitr daemon serves no page
+    token: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     path: str | None = None
+    report: Thresholds = field(default_factory=Thresholds)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def thresholds(self, name: str) -> Thresholds:
+        """A source's own limits, else the [report] table's."""
+        src = self.sources.get(name)
+        own = Thresholds() if src is None else Thresholds(src.max_lag, src.max_backup_age)
+        return Thresholds(
+            own.max_lag or self.report.max_lag,
+            own.max_backup_age or self.report.max_backup_age,
+        )
 
     def source(self, name: str | None, kind: str | None = None) -> SourceConfig:
         """The named source, or the only one (of kind) when name is None."""
@@ -66,6 +92,8 @@ class Config:
 # Source names become parts of object keys and file names: keep them plain.
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 REPO_KEYS = {"url", "catalog", "endpoint_url", "compression_level", "key_file"}
+THRESHOLD_KEYS = ("max_lag", "max_backup_age")
+SERVE_KEYS = {"listen", "token"}
 
 
 def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -84,7 +112,7 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
 
 def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None) -> Config:
     where = f"config {path}" if path else "config"
-    unknown = set(data) - {"repository", "sources"}
+    unknown = set(data) - {"repository", "sources", "report", "serve"}
     if unknown:
         raise ConfigError(f"{where}: unknown section {sorted(unknown)[0]!r}")
     repo = _table(data.get("repository", {}), f"{where}: [repository]")
@@ -109,7 +137,36 @@ def parse_config(data: dict[str, Any], env: Mapping[str, str], path: str | None)
         name: _parse_source(name, _table(raw, f"{where}: [sources.{name}]"), where)
         for name, raw in _table(data.get("sources", {}), f"{where}: [sources]").items()
     }
-    return Config(repository, sources, path)
+    report = _table(data.get("report", {}), f"{where}: [report]")
+    _no_unknown(report, set(THRESHOLD_KEYS), f"{where}: [report]")
+    return Config(
+        repository,
+        sources,
+        path,
+        Thresholds(**_durations(report, THRESHOLD_KEYS, f"{where}: [report]")),
+        _parse_serve(_table(data.get("serve", {}), f"{where}: [serve]"), env, where),
+    )
+
+
+def _parse_serve(raw: dict[str, Any], env: Mapping[str, str], where: str) -> ServeConfig:
+    at = f"{where}: [serve]"
+    _no_unknown(raw, SERVE_KEYS, at)
+    for key in SERVE_KEYS:
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise ConfigError(f"{at}: {key} must be a non-empty string")
+    return ServeConfig(raw.get("listen"), env.get("PITR_SERVE_TOKEN") or raw.get("token"))
+
+
+def _durations(raw: dict[str, Any], keys: tuple[str, ...], at: str) -> dict[str, timedelta]:
+    """The duration-valued keys of a table that are set, parsed."""
+    found = {}
+    for key in keys:
+        if key in raw:
+            try:
+                found[key] = parse_duration(str(raw[key]))
+            except ValueError as e:
+                raise ConfigError(f"{at}: {key}: {e}") from None
+    return found
 
 
 def _parse_source(name: str, raw: dict[str, Any], where: str) -> SourceConfig:
@@ -128,13 +185,8 @@ def _parse_source(name: str, raw: dict[str, Any], where: str) -> SourceConfig:
         raise ConfigError(f"{at}: kind must be {known}")
     kind = kinds.get(raw["kind"])
     _no_unknown(raw, set(kind.config.KEYS), at)
-    every = None
-    if "backup_every" in raw:
-        try:
-            every = parse_duration(str(raw["backup_every"]))
-        except ValueError as e:
-            raise ConfigError(f"{at}: backup_every: {e}") from None
-    return replace(kind.parse(name, raw, at), backup_every=every)
+    common: dict[str, Any] = _durations(raw, ("backup_every", *THRESHOLD_KEYS), at)
+    return replace(kind.parse(name, raw, at), **common)
 
 
 def _table(value: Any, at: str) -> dict[str, Any]:

@@ -5,11 +5,14 @@
 - a local socket on which `pitr wal-push` asks for a segment and gets its
   answer as soon as the segment is durable (served by the captures that
   archive WAL files);
-- scheduled base backups and snapshots (`backup_every`).
+- scheduled base backups and snapshots (`backup_every`);
+- the status page and /metrics with the daemon's counters, when [serve]
+  listen is configured (pitr.serve).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -27,6 +30,14 @@ from pitr.kinds.base import Capture
 
 Echo = Callable[[str], None]
 SCHEDULE_INTERVAL = 30.0
+# name (pitr_daemon_<name>_total), help
+DAEMON_COUNTERS = (
+    ("segments_pushed", "WAL files the daemon archived (look-ahead and wal-push)."),
+    ("bytes_stored", "Stored bytes of the WAL the daemon archived, content new to the store."),
+    ("wal_push_requests", "wal-push requests the daemon answered as archived."),
+    ("backups", "Scheduled backups and snapshots the daemon took."),
+    ("failures", "Failed WAL pushes and failed scheduled backups."),
+)
 
 
 class Daemon:
@@ -37,6 +48,8 @@ class Daemon:
         self.captures: list[Capture] = []
         self.pushers: dict[str, Any] = {}  # source -> the capture that archives its WAL
         self.threads: list[threading.Thread] = []
+        # (counter, source) -> value, for /metrics when the daemon serves it
+        self.tally: collections.Counter[tuple[str, str]] = collections.Counter()
         self.socket = socket_path(app.config.repository.url)
         # wal-push finds us by the config file too, without parsing it.
         path = app.config.path
@@ -47,25 +60,17 @@ class Daemon:
         self.echo(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}")
 
     def run(self) -> None:
-        from pitr import kinds
-
         self.app.repo()
         sources = list(self.app.config.sources.values())
         if not sources:
             raise ConfigError("the configuration has no sources: nothing for the daemon to do")
         server = self._listen()
-        serving = False
+        serving, page = False, None
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         try:
-            for src in sources:
-                capture = kinds.get(src.kind).capture(self.app, src, self._source_log(src))
-                if capture is None:
-                    continue
-                capture.start()
-                self.captures.append(capture)
-                if callable(getattr(capture, "archive", None)):
-                    self.pushers[src.name] = capture
+            page = self._serve_page()  # first: a bad [serve] listen stops the daemon at once
+            self._start_captures(sources)
             if any(s.backup_every for s in sources):
                 self._spawn("scheduler", self._schedule, sources)
             self._spawn("socket", server.serve_forever)
@@ -76,6 +81,8 @@ class Daemon:
                 pass
         finally:
             self.log("stopping")
+            if page is not None:
+                page.stop()
             if serving:  # shutdown() waits for serve_forever(), which may never have run
                 server.shutdown()
             server.server_close()
@@ -87,6 +94,46 @@ class Daemon:
             for thread in self.threads:
                 thread.join(60)
             self.log("stopped")
+
+    def _start_captures(self, sources: list[SourceConfig]) -> None:
+        from pitr import kinds
+
+        for src in sources:
+            capture = kinds.get(src.kind).capture(self.app, src, self._source_log(src))
+            if capture is None:
+                continue
+            capture.start()
+            self.captures.append(capture)
+            if callable(getattr(capture, "archive", None)):
+                self.pushers[src.name] = capture
+
+    def _serve_page(self) -> Any:
+        """The status page in a thread, when [serve] listen is configured."""
+        settings = self.app.config.serve
+        if settings.listen is None:
+            return None
+        from pitr.serve.app import build
+        from pitr.serve.server import BackgroundServer, parse_listen
+
+        where = parse_listen(settings.listen, settings.token)
+        page = BackgroundServer(build(self.app, settings.token, self.counters), where)
+        page.start()
+        self.log(f"serving the status page on {where.url}")
+        return page
+
+    def counters(self) -> list[tuple[str, str, dict[str, float]]]:
+        """The daemon's counters by source, for /metrics."""
+        tallies: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        for (name, source), value in self.tally.items():
+            tallies[name][source] = value
+        for source, pusher in self.pushers.items():
+            tallies["segments_pushed"][source] = pusher.segments_pushed
+            tallies["bytes_stored"][source] = pusher.bytes_stored
+            tallies["failures"][source] = tallies["failures"].get(source, 0) + pusher.errors
+        return [
+            (f"pitr_daemon_{name}", help_text, dict(tallies.get(name, {})))
+            for name, help_text in DAEMON_COUNTERS
+        ]
 
     def _spawn(self, name: str, target: Callable[..., Any], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=f"pitr-{name}", daemon=True)
@@ -156,7 +203,9 @@ class Daemon:
         try:
             pusher.archive(str(request["path"]))
         except Exception as e:
+            self.tally["failures", str(source)] += 1
             return {"ok": False, "exit_code": exit_code_for(e) or 5, "error": str(e)}
+        self.tally["wal_push_requests", str(source)] += 1
         return {"ok": True}
 
     def _source_log(self, src: SourceConfig) -> Callable[[str], None]:
@@ -168,7 +217,9 @@ class Daemon:
                 if src.backup_every and self._backup_due(src):
                     try:
                         self._backup(src)
+                        self.tally["backups", src.name] += 1
                     except Exception as e:  # logged; tried again next round
+                        self.tally["failures", src.name] += 1
                         self.log(f"{src.name}: scheduled backup failed: {e}")
             self.stop_event.wait(SCHEDULE_INTERVAL)
 

@@ -30,6 +30,7 @@ class SourceStatus:
     totals: dict[str, Any] = field(default_factory=dict)
     last_archived_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
+    marks: list[tuple[str, datetime]] = field(default_factory=list)  # named instants
 
     @property
     def last_backup_at(self) -> datetime | None:

@@ -11,7 +11,8 @@ VENV="${PITR_VENV:-/opt/pitr/venv}"
 # The venv must not live under /root: PostgreSQL runs archive_command as the
 # postgres OS user, and that user has to execute $VENV/bin/pitr.
 PYTHON=/usr/bin/python3
-PACKAGES=(postgresql-15 postgresql-contrib redis-server pgbackrest python3-venv)
+# chromium and its driver: the status page test looks at the page in a real browser.
+PACKAGES=(postgresql-15 postgresql-contrib redis-server pgbackrest python3-venv chromium chromium-driver)
 
 umask 022
 

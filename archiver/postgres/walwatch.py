@@ -46,6 +46,8 @@ class WalPusher:
         # is answered without reading it again.
         self.pushed: dict[str, tuple[int, int, int, int]] = {}
         self.errors = 0
+        self.segments_pushed = 0  # files this pusher archived (for the daemon's metrics)
+        self.bytes_stored = 0  # their stored bytes, not counting content stored before
         self._stop = threading.Event()
         self._observer: Any = None
         self._scanner: threading.Thread | None = None
@@ -141,8 +143,14 @@ class WalPusher:
             return
         with self.lock:
             self.pushed[stored.path.name] = stored.identity
+            self._count(result)
         self.marks.archived(stored.path, stored.identity, lock)
         future.set_result(result)
+
+    def _count(self, result: PushResult) -> None:
+        self.segments_pushed += 1
+        if not result.already:
+            self.bytes_stored += result.stored_bytes
 
     def _failed(self, future: Future[PushResult], error: BaseException) -> None:
         with self.lock:  # the store threads and the committer both get here
@@ -163,6 +171,7 @@ class WalPusher:
             known = self.pushed.get(p.name)
         if known is not None and known == file_identity(p.stat()):
             return
-        push_wal(self.repo, self.source, p)
+        result = push_wal(self.repo, self.source, p)
         with self.lock:
             self.pushed[p.name] = file_identity(p.stat())
+            self._count(result)

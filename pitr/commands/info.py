@@ -14,6 +14,17 @@ from pitr.output import report_command
 @report_command("info")
 def command(app: AppContext, source_name: str | None, output: str) -> None:
     """Sources, backups, recoverable windows and sizes."""
+    doc = info_doc(app, source_name)
+    if output == "json":
+        from pitr.output import emit_json
+
+        emit_json(doc)
+        return
+    _print(doc)
+
+
+def info_doc(app: AppContext, source_name: str | None) -> dict[str, Any]:
+    """What `info --output json` prints (and /api/sources serves)."""
     from catalog import reports
     from pitr import kinds
     from recovery.status import source_status
@@ -25,7 +36,7 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
     ]
     with repo.catalog.session() as s:
         totals = reports.repository_totals(s)
-    doc = {
+    return {
         "repository": {
             "url": app.config.repository.url,
             "catalog": repo.catalog.safe_url,
@@ -33,12 +44,6 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
         },
         "sources": [source_json(st) for st in statuses],
     }
-    if output == "json":
-        from pitr.output import emit_json
-
-        emit_json(doc)
-        return
-    _print(doc)
 
 
 def source_json(st: Any) -> dict[str, Any]:

@@ -30,9 +30,14 @@ class SourceConfig:
     """The keys every source has; each kind extends it with its own."""
 
     KIND: ClassVar[str] = ""
-    KEYS: ClassVar[frozenset[str]] = frozenset({"kind", "backup_every"})
+    KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"kind", "backup_every", "max_lag", "max_backup_age"}
+    )
     name: str
     backup_every: timedelta | None = None
+    # None: the [report] table's, else no limit
+    max_lag: timedelta | None = None
+    max_backup_age: timedelta | None = None
 
     @property
     def kind(self) -> str:

@@ -1,0 +1,1 @@
+"""`pitr serve`: the status page, /metrics, /api/sources and /healthz."""
