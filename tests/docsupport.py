@@ -134,8 +134,8 @@ def reference_section(path: str) -> str | None:
 # dict keys these functions write are the fields the commands print.
 JSON_BUILDERS = {
     "pitr/output.py": ("window_json", "piece_json"),
-    "pitr/commands/info.py": ("command", "source_json"),
-    "pitr/commands/report.py": ("rpo_json",),
+    "pitr/commands/info.py": ("info_doc", "source_json"),
+    "pitr/health.py": ("rpo_json",),
     "pitr/commands/check.py": ("report_json",),
     "pitr/commands/verify.py": ("command",),
     "pitr/commands/expire.py": ("_json",),

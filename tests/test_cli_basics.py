@@ -27,6 +27,7 @@ COMMANDS = [
     "restore",
     "info",
     "report",
+    "serve",
     "check",
     "verify",
     "expire",

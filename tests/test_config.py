@@ -198,6 +198,11 @@ def test_redis_keys_default_to_everything(tmp_path: Path) -> None:
         (REDIS + 'keys = "cb:*"\n', "keys must be a list"),
         ('[sources]\ndb = "postgres"\n', r"\[sources.db\] must be a table"),
         ("[backups]\nkeep = 3\n", "unknown section 'backups'"),
+        ('[report]\nmax_lag = "soon"\n', r"\[report\]: max_lag: invalid duration"),
+        ('[report]\nmax_rpo = "5m"\n', r"\[report\]: unknown key 'max_rpo'"),
+        (POSTGRES + 'max_backup_age = "x"\n', r"\[sources.db\]: max_backup_age: invalid"),
+        ("[serve]\nlisten = 9580\n", r"\[serve\]: listen must be a non-empty string"),
+        ('[serve]\nport = "9580"\n', r"\[serve\]: unknown key 'port'"),
     ],
 )
 def test_config_mistakes_are_named(tmp_path: Path, body: str, message: str) -> None:
@@ -272,3 +277,22 @@ def test_source_none_of_the_kind(tmp_path: Path) -> None:
     empty = load_config(None, {"PITR_REPO": "/r"})
     with pytest.raises(ConfigError, match="no sources"):
         empty.source(None)
+
+
+def test_limits_of_a_source_fall_back_to_the_report_table(tmp_path: Path) -> None:
+    body = '[report]\nmax_lag = "10m"\nmax_backup_age = "26h"\n' + POSTGRES
+    body += 'max_lag = "30s"\n' + REDIS
+    config = load_config(str(write(tmp_path / "limits.toml", "file:///r", body)), {})
+    db, cache = config.thresholds("db"), config.thresholds("cache")
+    assert (db.max_lag, db.max_backup_age) == (timedelta(seconds=30), timedelta(hours=26))
+    assert (cache.max_lag, cache.max_backup_age) == (timedelta(minutes=10), timedelta(hours=26))
+    assert config.thresholds("gone").max_lag == timedelta(minutes=10)  # known to the catalog only
+    plain = load_config(str(write(tmp_path / "none.toml", "file:///r", POSTGRES)), {})
+    assert plain.thresholds("db").max_lag is None and plain.serve.listen is None
+
+
+def test_the_serve_token_comes_from_the_environment_first(tmp_path: Path) -> None:
+    body = '[serve]\nlisten = "0.0.0.0:1"\ntoken = "a"\n'
+    path = write(tmp_path / "serve.toml", "file:///r", body)
+    assert load_config(str(path), {}).serve.token == "a"
+    assert load_config(str(path), {"PITR_SERVE_TOKEN": "b"}).serve.token == "b"

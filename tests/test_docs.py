@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from pitr import exitcodes, kinds
-from pitr.config import REPO_KEYS, load_config
+from pitr.config import REPO_KEYS, SERVE_KEYS, THRESHOLD_KEYS, load_config
 from tests.docsupport import (
     DOCS,
     PRODUCT,
@@ -114,7 +114,7 @@ def table_keys(title: str) -> set[str]:
 
 
 def test_reference_covers_every_config_key_of_the_code() -> None:
-    keys = REPO_KEYS | SOURCE_KEYS
+    keys = REPO_KEYS | SOURCE_KEYS | SERVE_KEYS | set(THRESHOLD_KEYS)
     assert {"url", "catalog", "dsn", "pgdata", "streams", "keys"} <= keys, keys
     text = read(REFERENCE)
     missing = sorted(k for k in keys if f"`{k}`" not in text)
@@ -122,6 +122,8 @@ def test_reference_covers_every_config_key_of_the_code() -> None:
     for table in ("[repository]", "[sources.NAME]"):
         assert table in text, f"docs/reference.md does not describe {table}"
     assert table_keys("[repository]") == REPO_KEYS
+    assert table_keys("[report]") == set(THRESHOLD_KEYS)
+    assert table_keys("[serve]") == SERVE_KEYS
     assert table_keys("[sources.NAME]") == set().union(
         *(kinds.get(k).config.KEYS for k in kinds.names())
     )
@@ -134,7 +136,7 @@ def test_the_reference_config_example_uses_every_key_and_loads(tmp_path: Path) -
         for line in example.splitlines()
         if (m := re.match(r"^\s*#?\s*([a-z_]+)\s*=", line))
     }
-    assert named == REPO_KEYS | SOURCE_KEYS, named
+    assert named == REPO_KEYS | SOURCE_KEYS | SERVE_KEYS | set(THRESHOLD_KEYS), named
     # With every optional key uncommented, the example is a config pitr accepts.
     config = tmp_path / "pitr.toml"
     config.write_text(re.sub(r"^# ", "", example, flags=re.M))

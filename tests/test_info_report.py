@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.db.engine import Catalog
 from tests.badinput import expect_row
@@ -36,7 +37,8 @@ PG_ARCHIVE_FIELDS = {"wal_files", "wal_bytes", "wal_stored_bytes", "timelines", 
 REDIS_ARCHIVE_FIELDS = {"streams", "stream_batches", "stream_entries", "stream_bytes"}
 REDIS_ARCHIVE_FIELDS |= {"stream_stored_bytes", "stream_gaps"}
 RPO_FIELDS = WINDOW_FIELDS | {"source", "kind", "last_archived_at", "lag_seconds", "ok"}
-RPO_FIELDS |= {"last_backup_at", "backup_age_seconds", "problems"}
+RPO_FIELDS |= {"last_backup_at", "backup_age_seconds", "max_lag_seconds"}
+RPO_FIELDS |= {"max_backup_age_seconds", "problems"}
 
 
 def add_idle_source(archived: Archived) -> None:
@@ -116,20 +118,22 @@ def test_report_rpo_prometheus(archived: Archived) -> None:
     archived.marker(1)
     archived.switch_and_wait()
     text = archived.pitr("report", "rpo", "--output", "prometheus").stdout
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    assert samples['pitr_source_info{source="db",kind="postgres"}'] == 1
-    assert samples['pitr_rpo_ok{source="db"}'] == 1
-    assert samples['pitr_backups{source="db"}'] == 1
-    last = samples['pitr_last_archived_timestamp_seconds{source="db"}']
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    db = (("source", "db"),)
+    assert samples["pitr_source_info", (("kind", "postgres"), ("source", "db"))] == 1
+    assert samples["pitr_rpo_ok", db] == 1
+    assert samples["pitr_backups", db] == 1
+    last = samples["pitr_last_archived_timestamp_seconds", db]
     assert abs(last - time.time()) < 600
     assert (
-        samples['pitr_recoverable_to_timestamp_seconds{source="db"}']
-        >= samples['pitr_recoverable_from_timestamp_seconds{source="db"}']
+        samples["pitr_recoverable_to_timestamp_seconds", db]
+        >= samples["pitr_recoverable_from_timestamp_seconds", db]
     )
+    assert ("pitr_max_lag_seconds", db) not in samples  # no limit configured
     assert "# TYPE pitr_archive_lag_seconds gauge" in text
 
 

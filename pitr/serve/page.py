@@ -11,8 +11,10 @@ from pitr.health import Rpo
 from pitr.output import ago, when
 from pitr.serve.timeline import Span, render
 
-# ?span= values the page offers, the first being the default
-SPANS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+# ?span= values the page offers, the first being the default; "all": from
+# the oldest instant any source can reach
+SPANS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7), "all": None}
+SPAN_WORDS = {"1h": "last hour", "1d": "last day", "7d": "last week", "all": "everything"}
 REFRESH_SECONDS = 30
 
 STYLE = """
@@ -30,7 +32,7 @@ ul{margin:.2rem 0;padding-left:1.2rem}.gaps li{color:#b3141b}
 
 
 def page(repository: str, rows: list[Rpo], span_name: str, now: datetime) -> str:
-    span = Span(now - SPANS[span_name], now)
+    span = _span(rows, span_name, now)
     behind = [r for r in rows if not r.ok]
     summary = (
         f'<p class="behind">{len(behind)} of {len(rows)} sources behind</p>'
@@ -39,7 +41,7 @@ def page(repository: str, rows: list[Rpo], span_name: str, now: datetime) -> str
     )
     nav = " ".join(
         f'<a href="?span={name}"{" class=on" if name == span_name else ""}>'
-        f"last {_span_word(name)}</a>"
+        f"{SPAN_WORDS[name]}</a>"
         for name in SPANS
     )
     sections = "".join(_source(r, span) for r in rows)
@@ -55,8 +57,14 @@ def page(repository: str, rows: list[Rpo], span_name: str, now: datetime) -> str
     )
 
 
-def _span_word(name: str) -> str:
-    return {"1h": "hour", "1d": "day", "7d": "week"}[name]
+def _span(rows: list[Rpo], name: str, now: datetime) -> Span:
+    length = SPANS[name]
+    if length is None:
+        starts = [r.status.coverage.recoverable_from for r in rows]
+        starts += [b.started_at for r in rows for b in r.status.backups]
+        oldest = min((t for t in starts if t is not None), default=now - timedelta(hours=1))
+        length = max((now - oldest) * 1.1, timedelta(seconds=10))  # a margin before it
+    return Span(now - length, now)
 
 
 def _source(r: Rpo, span: Span) -> str:

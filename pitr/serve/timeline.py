@@ -58,9 +58,11 @@ def _backup_title(backup: Any) -> str:
 
 
 def _pieces(status: Any, span: Span) -> list[str]:
-    """Restorable stretches in green, holes and lost facts in red."""
+    """Restorable stretches in green, holes and lost facts in red. What
+    lies outside the window (before the first backup, after the newest
+    archived fact) stays the grey of the track: not a gap, just not there."""
     shapes = []
-    for piece in [*status.coverage.pieces, *status.lost]:
+    for piece in [*status.coverage.restorable, *status.gaps]:
         end = piece.end or span.end
         if not span.covers(piece.start, end):
             continue
