@@ -39,6 +39,12 @@ from pitr.timeparse import format_utc, parse_time
 @click.option(
     "--force", is_flag=True, help="Replace existing data (PostgreSQL's and SQLite's is set aside)."
 )
+@click.option(
+    "--delta",
+    is_flag=True,
+    help="PostgreSQL: rewrite only what differs in an existing, stopped data directory "
+    "of the same cluster.",
+)
 @click.pass_obj
 def command(
     app: AppContext,
@@ -49,6 +55,7 @@ def command(
     into: str | None,
     dry_run: bool,
     force: bool,
+    delta: bool,
 ) -> None:
     """Restore sources to the instant TIME."""
     from pitr import kinds
@@ -61,8 +68,10 @@ def command(
     sources = [app.source(source_name)] if source_name else list(app.config.sources.values())
     if not sources:
         raise ConfigError("the configuration has no sources to restore")
+    if delta and not any(s.kind == "postgres" for s in sources):
+        raise ConfigError("--delta is for postgres sources: name one with --source")
     request = RestoreRequest(
-        target, force, {"pgdata": pgdata, "redis_url": redis_url, "into": into}
+        target, force, {"pgdata": pgdata, "redis_url": redis_url, "into": into}, delta
     )
     for option, value in request.into.items():
         takers = [s for s in sources if kinds.get(s.kind).into_option == option]

@@ -52,6 +52,7 @@ class RestoreRequest:
     force: bool
     # per-kind destination options by name (pgdata, redis_url); None: the source's own
     into: dict[str, str | None]
+    delta: bool = False  # rewrite only what differs in an existing destination
 
 
 class RestoreJob(Protocol):

@@ -112,7 +112,12 @@ class PostgresKind:
         pgdata = request.into.get(self.into_option) or src.pgdata
         require_plan_objects(repo, src.name, state.source_id, plan)
         stop = stops_at_target(repo, state.source_id, plan)
-        return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force)
+        system = None
+        if request.delta:  # a delta restore is only into a directory of this system
+            from recovery.postgres.restore import load_manifest
+
+            system = load_manifest(repo, plan.backup.id).system_identifier
+        return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force, system)
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
@@ -134,6 +139,7 @@ class PgRestoreJob:
     source_id: int
     pgdata: str
     force: bool
+    delta_system: str | None = None  # --delta: the system identifier of the backup
 
     def describe(self) -> list[str]:
         p, src = self.plan, self.src
@@ -147,14 +153,22 @@ class PgRestoreJob:
             f"  base backup {p.backup.id}, ended {format_utc(p.backup.finished_at)}",
             f"  WAL {p.first_segment} .. {p.last_needed_segment} "
             f"({p.needed} segments) on timeline {p.timeline}",
+            *(
+                ["  delta: only chunks that differ are rewritten in an existing directory"]
+                if self.delta_system
+                else []
+            ),
             f"  {how}, then promote",
             f"  recoverable window: {format_utc(p.recoverable_from)} .. "
             f"{format_utc(p.recoverable_to)}",
         ]
 
     def check_target(self) -> None:
+        from recovery.postgres.delta import can_delta
         from recovery.postgres.target import check_target
 
+        if self.delta_system is not None and can_delta(Path(self.pgdata), self.delta_system):
+            return
         check_target(Path(self.pgdata), self.force)
 
     def execute(self, app: AppContext) -> None:
@@ -186,6 +200,7 @@ class PgRestoreJob:
                     stop_at_target=self.stop_at_target,
                     end_command=restore_command(app, src.name, spool, remove_spool=True),
                     force=self.force,
+                    delta=self.delta_system is not None,
                     progress=progress,
                 )
         except BaseException:
@@ -198,10 +213,16 @@ class PgRestoreJob:
             from pitr.entry import start_prefetcher
 
             start_prefetcher(app.config_path, spool)
-        click.echo(
-            f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
-            f"{result.pgdata}"
-        )
+        if result.checked is not None:
+            click.echo(
+                f"{src.name}: delta restore of {result.files} files into {result.pgdata}: "
+                f"{human_bytes(result.checked)} compared, {human_bytes(result.bytes)} rewritten"
+            )
+        else:
+            click.echo(
+                f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
+                f"{result.pgdata}"
+            )
         if result.set_aside:
             click.echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
         click.echo(

@@ -3,6 +3,8 @@ PostgreSQL on the directory replays archived WAL to the target and promotes.
 
 The backup is written into a staging directory beside the target and renamed
 into place only when complete; an existing target is set aside, never deleted.
+A delta restore (recovery.postgres.delta) rewrites an existing data
+directory of the same cluster in place instead, chunk by differing chunk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from catalog.manifests import FileEntry, PgBackupManifest, read_manifest
 from catalog.records import wal_folder
 from catalog.repository import Repository
 from catalog.wal import transaction_times
+from recovery.postgres.delta import can_delta, delta_restore
+from recovery.postgres.delta import finish as delta_finish
 from recovery.postgres.planner import PgPlan
 from recovery.postgres.target import check_target
 from recovery.preflight import require_objects
@@ -40,6 +44,7 @@ class PgRestoreResult:
     bytes: int
     set_aside: str | None
     stop_at_target: bool
+    checked: int | None = None  # a delta restore: bytes compared (bytes: those rewritten)
 
 
 def stops_at_target(repo: Repository, source_id: int, plan: PgPlan) -> bool:
@@ -131,15 +136,19 @@ def restore_postgres(
     stop_at_target: bool,
     end_command: str | None = None,
     force: bool = False,
+    delta: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> PgRestoreResult:
     target = Path(pgdata).absolute()
-    occupied = check_target(target, force)
     manifest = load_manifest(repo, plan.backup.id)
     entries = manifest.entries
     for entry in entries:
         _check_path(entry.path)
+    if delta and can_delta(target, manifest.system_identifier):
+        settings = recovery_settings(plan, restore_command, stop_at_target, end_command)
+        return _restore_delta(repo, manifest, target, settings, workers, stop_at_target)
+    occupied = check_target(target, force)
     # A restore killed earlier leaves its staging directory: never used, removed.
     for stale in target.parent.glob(f".{target.name}.pitr-restoring-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -147,17 +156,8 @@ def restore_postgres(
     staging.mkdir(mode=0o700, parents=True)
     try:
         written = _lay_down(repo, staging, entries, workers, progress, manifest.chunk_size)
-        (staging / "backup_label").write_text(manifest.backup_label)
-        if manifest.tablespace_map:
-            (staging / "tablespace_map").write_text(manifest.tablespace_map)
-        (staging / "recovery.signal").write_text("")
-        with open(staging / "postgresql.auto.conf", "a") as f:
-            f.write(recovery_settings(plan, restore_command, stop_at_target, end_command))
-        _chown_tree(staging, manifest.owner)
-        for name in ("backup_label", "tablespace_map", "recovery.signal", "postgresql.auto.conf"):
-            if (staging / name).exists():
-                os.chmod(staging / name, 0o600)
-        _fsync_tree(staging)
+        settings = recovery_settings(plan, restore_command, stop_at_target, end_command)
+        _prepare_recovery(staging, manifest, settings)
         aside = None
         if occupied:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -173,6 +173,43 @@ def restore_postgres(
     files = len(manifest.files)
     return PgRestoreResult(
         str(target), files, written, str(aside) if aside else None, stop_at_target
+    )
+
+
+def _prepare_recovery(root: Path, manifest: PgBackupManifest, settings: str) -> None:
+    """The files that make PostgreSQL recover from the backup, then the
+    owner and durability of the whole tree."""
+    (root / "backup_label").write_text(manifest.backup_label)
+    if manifest.tablespace_map:
+        (root / "tablespace_map").write_text(manifest.tablespace_map)
+    (root / "recovery.signal").write_text("")
+    with open(root / "postgresql.auto.conf", "a") as f:
+        f.write(settings)
+    _chown_tree(root, manifest.owner)
+    for name in ("backup_label", "tablespace_map", "recovery.signal", "postgresql.auto.conf"):
+        if (root / name).exists():
+            os.chmod(root / name, 0o600)
+    _fsync_tree(root)
+
+
+def _restore_delta(
+    repo: Repository,
+    manifest: PgBackupManifest,
+    target: Path,
+    settings: str,
+    workers: int | None,
+    stop_at_target: bool,
+) -> PgRestoreResult:
+    result = delta_restore(repo, manifest, target, workers)
+    _prepare_recovery(target, manifest, settings)
+    delta_finish(target)
+    return PgRestoreResult(
+        str(target),
+        len(manifest.files),
+        result.rewritten,
+        result.set_aside,
+        stop_at_target,
+        checked=result.checked,
     )
 
 

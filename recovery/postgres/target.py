@@ -19,7 +19,7 @@ def check_target(pgdata: Path, force: bool) -> bool:
         raise TargetNotEmpty(f"restore: {pgdata} exists and is not a directory")
     if not any(pgdata.iterdir()):
         return False
-    busy = _server_using(pgdata)
+    busy = server_using(pgdata)
     if busy is not None:
         raise TargetNotEmpty(f"restore: a server (pid {busy[0]}) is running on {busy[1]}; stop it")
     if not (pgdata / "PG_VERSION").is_file():
@@ -34,7 +34,7 @@ def check_target(pgdata: Path, force: bool) -> bool:
     return True
 
 
-def _server_using(root: Path) -> tuple[int, Path] | None:
+def server_using(root: Path) -> tuple[int, Path] | None:
     """(pid, data directory) of a running server whose data directory is
     root or lies under it: by the postmaster.pid files in the tree, and by
     the working directory of every process (a postmaster's is its data
