@@ -160,7 +160,9 @@ def test_dry_run_changes_nothing_and_non_empty_target_needs_force(archived: Arch
     assert sorted(p.name for p in pgdata.iterdir()) == ["precious"]
 
     # Not a data directory: refused even with --force, nothing moved.
-    forced = archived.pitr("restore", "--to", target, "--pgdata", str(pgdata), "--force", check=False)
+    forced = archived.pitr(
+        "restore", "--to", target, "--pgdata", str(pgdata), "--force", check=False
+    )
     assert forced.returncode == 3 and "no PG_VERSION" in forced.stderr
     assert sorted(p.name for p in pgdata.iterdir()) == ["precious"]
 

@@ -28,6 +28,7 @@ from catalog.repository import Repository
 from catalog.wal import transaction_times
 from recovery.postgres.planner import PgPlan
 from recovery.postgres.target import check_target
+from recovery.postgres.targets import target_settings
 from recovery.preflight import require_objects
 
 Progress = Callable[[int, int], None]
@@ -113,12 +114,7 @@ def recovery_settings(
     ]
     if end_command:
         lines.append(f"recovery_end_command = {_quote(end_command)}")
-    if stop_at_target:
-        lines += [
-            f"recovery_target_time = '{plan.target.isoformat(sep=' ')}'",
-            "recovery_target_inclusive = on",
-            "recovery_target_action = 'promote'",
-        ]
+    lines += target_settings(plan, stop_at_target)
     return "\n".join(lines) + "\n"
 
 

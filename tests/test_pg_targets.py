@@ -1,0 +1,146 @@
+"""Marks and every PostgreSQL recovery target form, against a real
+PostgreSQL 15, checked with marker rows (tests/pgsupport.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.badinput import expect_row
+from tests.pgsupport import Archived, markers_in
+from tests.servers import PostgresCluster
+
+
+def restore(archived: Archived, name: str, *target: str) -> tuple[Path, str]:
+    pgdata = archived.base / name
+    result = archived.pitr("restore", "--source", "db", *target, "--pgdata", str(pgdata))
+    return pgdata, result.stdout
+
+
+def start(archived: Archived, pgdata: Path, promoted: bool = True) -> PostgresCluster:
+    """Start the restored directory without archiving: each restore here
+    promotes onto a new timeline, which must not become the next test's
+    newest timeline."""
+    cluster: PostgresCluster = archived.factory.from_pgdata(pgdata, archive_command="/bin/true")
+    if promoted:
+        cluster.start_recovered()
+    else:
+        cluster.start()
+    return cluster
+
+
+def markers_after(archived: Archived, name: str, *target: str) -> list[int]:
+    pgdata, _ = restore(archived, name, *target)
+    cluster = start(archived, pgdata)
+    try:
+        return markers_in(cluster)
+    finally:
+        cluster.stop()
+
+
+def xid_of_marker(archived: Archived, n: int) -> str:
+    out = archived.cluster.psql(
+        f"INSERT INTO markers(n) VALUES ({n}) RETURNING pg_current_xact_id()::text"
+    )
+    return out.strip()
+
+
+def test_mark_restore_to_it_info_and_rebuild(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    out = archived.pitr("mark", "before-change").stdout
+    assert "mark before-change: db (postgres) restore point at LSN" in out
+    archived.marker(2)
+    archived.switch_and_wait()
+
+    doc = json.loads(archived.pitr("info", "--output", "json").stdout)
+    (mark,) = doc["sources"][0]["marks"]
+    assert mark["name"] == "before-change" and mark["lsn"] and mark["timeline"] == 1
+    assert "mark before-change:" in archived.pitr("info").stdout
+
+    # A name is taken once; the refusal writes nothing.
+    expect_row("mark-name-taken", archived.pitr("mark", "before-change", check=False))
+    expect_row("mark-name-invalid", archived.pitr("mark", "1st try", check=False))
+
+    # The catalog is a projection: rebuilt from the store, the mark is back.
+    (archived.repo / "catalog.db").unlink()
+    archived.pitr("catalog", "rebuild")
+    again = json.loads(archived.pitr("info", "--output", "json").stdout)
+    assert again["sources"][0]["marks"] == [mark]
+
+    pgdata, plan = restore(archived, "r-mark", "--to", "before-change")
+    assert "stop at restore point 'before-change'" in plan
+    cluster = start(archived, pgdata)
+    try:
+        assert markers_in(cluster) == [1]
+    finally:
+        cluster.stop()
+
+
+def test_every_target_form_restores_exactly_its_markers(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.pitr("backup", "--source", "db")  # end-of-backup: its consistent point
+    archived.marker(2)
+    lsn = archived.cluster.psql("SELECT pg_current_wal_insert_lsn()").strip()
+    time.sleep(0.1)
+    archived.marker(3)
+    xid = xid_of_marker(archived, 4)
+    archived.marker(5)
+    archived.switch_and_wait()
+
+    assert markers_after(archived, "r-lsn", "--to-lsn", lsn) == [1, 2]
+    assert markers_after(archived, "r-xid", "--to-xid", xid) == [1, 2, 3, 4]
+    # Exclusive stops just before the target transaction: exactly it is missing.
+    assert markers_after(archived, "r-xid-ex", "--to-xid", xid, "--exclusive") == [1, 2, 3]
+    assert markers_after(archived, "r-latest", "--to", "latest") == [1, 2, 3, 4, 5]
+    assert markers_after(archived, "r-eob", "--to", "end-of-backup") == [1]
+
+
+def test_target_action_pause_leaves_the_server_paused_in_recovery(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    xid = xid_of_marker(archived, 2)
+    archived.marker(3)
+    archived.switch_and_wait()
+    pgdata, plan = restore(archived, "r-pause", "--to-xid", xid, "--target-action", "pause")
+    assert f"stop after transaction {xid} commits, then pause" in plan
+    cluster = start(archived, pgdata, promoted=False)
+    try:
+        deadline = time.monotonic() + 60
+        state = ""
+        while time.monotonic() < deadline:
+            state = cluster.psql("SELECT pg_get_wal_replay_pause_state()").strip()
+            if state == "paused":
+                break
+            time.sleep(0.2)
+        assert state == "paused"
+        assert cluster.psql("SELECT pg_is_in_recovery()").strip() == "t"
+        assert markers_in(cluster) == [1, 2]
+    finally:
+        cluster.stop()
+
+
+def test_bad_targets_one_line_and_nothing_changed(archived: Archived) -> None:
+    archived.pitr("backup", "--source", "db")
+    archived.marker(1)
+    archived.switch_and_wait()
+    never = archived.base / "never"
+    cases = {
+        "restore-mark-unknown": ["--to", "no-such-mark"],
+        "restore-lsn-malformed": ["--to-lsn", "0/XYZ"],
+        "restore-xid-not-number": ["--to-xid", "abc"],
+        "restore-targets-conflict": ["--to", "latest", "--to-lsn", "0/3000000"],
+        "restore-exclusive-not-stoppable": ["--to", "end-of-backup", "--exclusive"],
+        "restore-action-latest": ["--to", "latest", "--target-action", "pause"],
+        "restore-no-target": [],
+        "restore-lsn-not-archived": ["--to-lsn", "FF/0"],
+    }
+    for row, target in cases.items():
+        result = archived.pitr(
+            "restore", "--source", "db", *target, "--pgdata", str(never), check=False
+        )
+        expect_row(row, result)
+        assert not never.exists()
+    assert not list(archived.base.glob(".never.*"))
