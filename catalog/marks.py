@@ -119,8 +119,8 @@ def marks_by_source(session: Session) -> dict[str, list[MarkPoint]]:
 
 
 def mark_names(session: Session) -> list[str]:
-    from sqlalchemy import distinct, select
+    from sqlalchemy import select
 
     from catalog.db.models import Mark
 
-    return sorted(session.scalars(select(distinct(Mark.name))))
+    return sorted(session.scalars(select(Mark.name).distinct()))
