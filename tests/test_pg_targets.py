@@ -4,12 +4,16 @@ PostgreSQL 15, checked with marker rows (tests/pgsupport.py)."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
 from tests.badinput import expect_row
-from tests.pgsupport import Archived, markers_in
-from tests.servers import PostgresCluster
+from tests.pgsupport import Archived, markers_in, start_archiving
+from tests.redissupport import TailProcess, archived_entries_of
+from tests.servers import ClusterFactory, PostgresCluster, RedisFactory, wait_until
+
+M = "app:stream:markers"
 
 
 def restore(archived: Archived, name: str, *target: str) -> tuple[Path, str]:
@@ -144,3 +148,47 @@ def test_bad_targets_one_line_and_nothing_changed(archived: Archived) -> None:
         expect_row(row, result)
         assert not never.exists()
     assert not list(archived.base.glob(".never.*"))
+
+
+def test_one_mark_brings_postgres_and_redis_back_to_it(
+    pg_cluster: PostgresCluster,
+    pg_cluster_factory: ClusterFactory,
+    redis_factory: RedisFactory,
+    shared_tmp: Path,
+) -> None:
+    archived = start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
+    redis = redis_factory()
+    with archived.config.open("a") as f:
+        f.write(f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n')
+    c = redis.client()
+    archived.pitr("backup", "--source", "db")
+    archived.pitr("backup", "--source", "cache")
+    tail = TailProcess(archived.config, "--batch-seconds", "0.2", user="postgres")
+    try:
+        archived.marker(1)
+        r1 = c.xadd(M, {"marker": "1"})
+        out = archived.pitr("mark", "before-change").stdout
+        assert "cache (redis) archived up to" in out and "db (postgres) restore point" in out
+        archived.marker(2)
+        c.xadd(M, {"marker": "2"})
+        archived.switch_and_wait()
+        wait_until(
+            lambda: len(archived_entries_of(archived.config, "cache")) >= 2, 60, "stream entries"
+        )
+    finally:
+        code, _, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+
+    dst = redis_factory()
+    pgdata = archived.base / "r-both"
+    out = archived.pitr(
+        "restore", "--to", "before-change", "--pgdata", str(pgdata), "--redis-url", dst.url
+    ).stdout
+    assert "target: mark 'before-change': cache at" in out
+    assert [fields[b"marker"] for _, fields in dst.client().xrange(M)] == [b"1"]
+    assert dst.client().xrange(M)[0][0] == r1
+    cluster = start(archived, pgdata)
+    try:
+        assert markers_in(cluster) == [1]
+    finally:
+        cluster.stop()
