@@ -135,8 +135,12 @@ def _plan_from(
     chain, missing = walk_chain(backup, spans, archive.segments, archive.seg_size)
     if not everything:
         return _plan(archive, goal, tli, backup, chain, _stop_count(backup, archive.seg_size))
-    on_spans = {s.timeline for s in spans}
-    if any(seg > missing and t in on_spans for (t, seg) in archive.segments):
+    # Only WAL this history reads counts: an old timeline's segments past
+    # its fork are not a gap in the new one.
+    if any(
+        n > missing and timeline_for_segment(n, spans, archive.seg_size) == t
+        for (t, n) in archive.segments
+    ):
         raise archive.refuse(
             f"gap at segment {_name(missing, spans, archive.seg_size)}: WAL after "
             f"{fmt(max(t for _, t in chain))} cannot be replayed"
