@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.badinput import expect_row
 from tests.sqlitesupport import make_source, rows
 
 
@@ -28,3 +29,13 @@ def test_mark_and_restore_to_it(tmp_path: Path) -> None:
     text = source.pitr("restore", "--to", "before-import", "--into", str(into)).stdout
     assert "integrity_check ok" in text
     assert rows(into) == before and len(before) == 3
+
+
+def test_a_capture_that_is_not_running_fails_the_mark_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    source = make_source(tmp_path)
+    result = source.pitr("mark", "too-soon", "--wait", "1s", check=False)
+    expect_row("mark-capture-behind", result)
+    assert json.loads(source.pitr("info", "--output", "json").stdout)["sources"][0]["marks"] == []
+    assert not list((tmp_path / "repo").glob("records/*/marks/*"))
