@@ -56,9 +56,12 @@ def test_mark_restore_to_it_info_and_rebuild(archived: Archived) -> None:
     out = archived.pitr("mark", "before-change").stdout
     assert "mark before-change: db (postgres) restore point at LSN" in out
     archived.marker(2)
+    archived.pitr("backup", "--source", "db")  # after the mark: not the one to restore
+    archived.marker(3)
     archived.switch_and_wait()
 
     doc = json.loads(archived.pitr("info", "--output", "json").stdout)
+    first_backup = min(doc["sources"][0]["backups"], key=lambda b: b["started_at"])["id"]
     (mark,) = doc["sources"][0]["marks"]
     assert mark["name"] == "before-change" and mark["lsn"] and mark["timeline"] == 1
     assert "mark before-change:" in archived.pitr("info").stdout
@@ -75,6 +78,7 @@ def test_mark_restore_to_it_info_and_rebuild(archived: Archived) -> None:
 
     pgdata, plan = restore(archived, "r-mark", "--to", "before-change")
     assert "stop at restore point 'before-change'" in plan
+    assert f"base backup {first_backup}," in plan
     cluster = start(archived, pgdata)
     try:
         assert markers_in(cluster) == [1]
