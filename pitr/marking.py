@@ -54,6 +54,10 @@ def take_marks(
     from pitr import kinds
 
     repo = app.repo()
+    for src in sources:
+        why = kinds.get(src.kind).mark_refusal(src)
+        if why is not None:
+            raise MarkError(f"mark {name}: {why}")
     refuse_taken(repo, sources, name)
     at = datetime.now(UTC)
     done: list[MarkRecord] = []

@@ -39,3 +39,12 @@ def test_a_capture_that_is_not_running_fails_the_mark_and_records_nothing(
     expect_row("mark-capture-behind", result)
     assert json.loads(source.pitr("info", "--output", "json").stdout)["sources"][0]["marks"] == []
     assert not list((tmp_path / "repo").glob("records/*/marks/*"))
+
+
+def test_a_replication_captured_redis_source_is_refused_before_any_mark(tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    with source.config.open("a") as f:
+        f.write('\n[sources.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:1"\n')
+        f.write('capture = "replication"\n')
+    expect_row("mark-redis-replication", source.pitr("mark", "x", check=False))
+    assert not list((tmp_path / "repo").glob("records/*/marks/*"))

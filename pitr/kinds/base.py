@@ -149,6 +149,10 @@ class SourceKind(Protocol):
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         """One line on what is archived (info), from the status totals."""
 
+    def mark_refusal(self, src: Any) -> str | None:
+        """Why this source cannot be marked at all (checked before any
+        source is), or None."""
+
     def mark(
         self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
     ) -> MarkRecord:

@@ -111,6 +111,9 @@ class PostgresKind:
         stop = stops_at_target(repo, state.source_id, plan) if plan.goal.form == "time" else True
         return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force)
 
+    def mark_refusal(self, src: Any) -> str | None:
+        return None
+
     def mark(
         self, app: AppContext, src: PostgresConfig, name: str, at: datetime, timeout: float
     ) -> MarkRecord:

@@ -154,6 +154,17 @@ class RedisKind:
         url = request.into.get(self.into_option) or src.url
         return RedisRestoreJob(src, plan, url, request.force)
 
+    def mark_refusal(self, src: Any) -> str | None:
+        if src.capture != "replication":
+            return None
+        # Its batches say what arrived, but no heartbeat says up to when
+        # everything has: the window, and a mark, would wait forever on an
+        # idle server.
+        return (
+            f"source {src.name!r} is captured by replication, whose archived-up-to instant "
+            "pitr does not track yet: leave it out with --source, restore it with --to TIME"
+        )
+
     def mark(
         self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
     ) -> MarkRecord:

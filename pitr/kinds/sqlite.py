@@ -152,6 +152,9 @@ class SqliteKind:
         into = request.into.get(self.into_option)
         return SqliteRestoreJob(src, plans, into, request.force)
 
+    def mark_refusal(self, src: Any) -> str | None:
+        return None
+
     def mark(
         self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
     ) -> MarkRecord:
