@@ -9,6 +9,7 @@ instant, recorded once their capture has archived everything up to it.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 
 from catalog.marks import MarkRecord, check_mark_name, mark_key, marks_named
@@ -48,9 +49,11 @@ def refuse_taken(repo: Repository, sources: list[SourceConfig], name: str) -> No
 def take_marks(
     app: AppContext, sources: list[SourceConfig], name: str, timeout: float
 ) -> list[MarkRecord]:
-    """Each source's side of the mark, recorded as it is taken: a restore
-    point already in a PostgreSQL WAL must keep its name taken even when a
-    later source fails."""
+    """Each source's side of the mark, all at once: a PostgreSQL restore
+    point is written at the mark's instant while captures are still being
+    waited for, whatever the order of the config. Each is recorded as it is
+    taken: a restore point already in a WAL keeps its name taken even when
+    another source fails."""
     from pitr import kinds
 
     repo = app.repo()
@@ -61,16 +64,27 @@ def take_marks(
     refuse_taken(repo, sources, name)
     at = datetime.now(UTC)
     done: list[MarkRecord] = []
-    for src in sources:
-        try:
-            record = kinds.get(src.kind).mark(app, src, name, at, timeout)
-        except Exception as e:
-            code = getattr(e, "exit_code", 5)
-            covered = f" (recorded for {', '.join(r.source for r in done)} only)" if done else ""
-            raise MarkError(f"{e}{covered}", code if isinstance(code, int) else 5) from e
-        record_mark(repo, record)
-        done.append(record)
-    return done
+    failed: list[BaseException] = []
+    with ThreadPoolExecutor(len(sources)) as pool:
+        futures = [
+            pool.submit(kinds.get(src.kind).mark, app, src, name, at, timeout) for src in sources
+        ]
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+                record_mark(repo, record)
+            except Exception as e:
+                failed.append(e)
+                continue
+            done.append(record)
+    if failed:
+        first = failed[0]
+        code = getattr(first, "exit_code", 5)
+        names = ", ".join(sorted(r.source for r in done))
+        covered = f" (recorded for {names} only)" if done else ""
+        raise MarkError(f"{first}{covered}", code if isinstance(code, int) else 5) from first
+    order = [src.name for src in sources]
+    return sorted(done, key=lambda r: order.index(r.source))
 
 
 def record_mark(repo: Repository, record: MarkRecord) -> None:
