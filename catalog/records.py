@@ -10,74 +10,24 @@ rebuild and expiry find the type by the record's "type" field.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from catalog.errors import FormatError
+from catalog.marks import MarkRecord
+from catalog.recordbase import Record as Record
+from catalog.recordbase import record_key as record_key
+from catalog.recordbase import source_records_prefix as source_records_prefix
 
 if TYPE_CHECKING:  # SQLAlchemy loads only when a row is made: wal-fetch never needs it
     from catalog.db.models import (
         Backup,
-        Base,
         SqliteBatch,
         SqliteGap,
         StreamBatch,
         StreamGap,
         WalFile,
     )
-
-R = TypeVar("R", bound="Record")
-
-
-def record_key(source: str, folder: str, name: str) -> str:
-    return f"records/{source}/{folder}/{name}"
-
-
-def source_records_prefix(source: str) -> str:
-    return f"records/{source}/"
-
-
-@dataclass(frozen=True)
-class Record:
-    """Fields common to every record: which source the fact belongs to."""
-
-    TYPE: ClassVar[str] = ""
-    SOURCE_KIND: ClassVar[str] = ""  # the kind of source that writes it
-    source: str
-
-    @property
-    def source_kind(self) -> str:
-        return self.SOURCE_KIND
-
-    @property
-    def key(self) -> str:
-        raise NotImplementedError
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"type": self.TYPE}
-        for name, value in asdict(self).items():
-            doc[name] = value.isoformat() if isinstance(value, datetime) else value
-        return doc
-
-    @classmethod
-    def from_json(cls: type[R], doc: dict[str, Any]) -> R:
-        values: dict[str, Any] = {}
-        try:
-            for f in fields(cls):
-                if f.name not in doc:
-                    continue  # an optional field an older pitr did not write
-                value = doc[f.name]
-                if f.type in ("datetime", "datetime | None") and value is not None:
-                    value = datetime.fromisoformat(str(value))
-                values[f.name] = value
-            return cls(**values)
-        except (TypeError, ValueError) as e:
-            raise FormatError(f"record of type {cls.TYPE!r}: {e}") from e
-
-    def row(self, source_id: int) -> Base:
-        """The catalog row this fact projects to."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -373,6 +323,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         GapRecord,
         SqliteBatchRecord,
         SqliteGapRecord,
+        MarkRecord,
     )
 }
 

@@ -51,17 +51,26 @@ def source_limits(config: Config, name: str, given: Thresholds) -> tuple[Limit, 
 
 def assess_sources(app: Any, only: str | None = None, given: Thresholds | None = None) -> list[Rpo]:
     """The assessment of every known source (or the one named), now."""
+    from catalog.marks import marks_by_source
     from pitr import kinds
     from recovery.status import source_status
 
     repo = app.repo()
     now = datetime.now(UTC)
+    with repo.catalog.session() as s:
+        marks = marks_by_source(s)
     rows = []
     for name, kind, configured in app.known_sources(only):
         status = source_status(repo, name, kind, kinds.get(kind).reports, configured)
+        status.marks = [(m.name, _aware(m.at)) for m in marks.get(name, [])]
         lag, age = source_limits(app.config, name, given or Thresholds())
         rows.append(assess(status, now, lag, age))
     return rows
+
+
+def _aware(at: datetime) -> datetime:
+    """A catalog instant as UTC (SQLite hands them back without a zone)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def assess(status: Any, now: datetime, lag_limit: Limit, age_limit: Limit) -> Rpo:

@@ -24,6 +24,7 @@ COMMANDS = [
     "backup",
     "tail",
     "daemon",
+    "mark",
     "restore",
     "info",
     "report",

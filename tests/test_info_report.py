@@ -30,7 +30,7 @@ from tests.servers import RedisFactory
 
 # The fields docs/reference.md lists.
 INFO_SOURCE_FIELDS = WINDOW_FIELDS | {"name", "kind", "configured", "identity", "backups"}
-INFO_SOURCE_FIELDS |= {"last_archived_at", "archive", "notes"}
+INFO_SOURCE_FIELDS |= {"last_archived_at", "archive", "notes", "marks"}
 INFO_BACKUP_FIELDS = {"id", "kind", "started_at", "finished_at", "timeline", "start_lsn"}
 INFO_BACKUP_FIELDS |= {"size_bytes", "stored_bytes", "dedup_ratio", "stop_lsn"}
 PG_ARCHIVE_FIELDS = {"wal_files", "wal_bytes", "wal_stored_bytes", "timelines", "newest_segment"}

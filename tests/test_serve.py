@@ -1,4 +1,4 @@
-"""pitr serve: the status page in a real Chromium, /metrics through the
+"""pitr serve: the status page in a real Chromium (timelines, a gap, a mark), /metrics through the
 Prometheus client's parser, /healthz against the configured limits, the
 token, and the daemon serving it all with its own counters."""
 
@@ -63,6 +63,7 @@ def test_the_page_draws_every_source_its_gap_and_backups(
     server = redis_factory()
     server.client().set("cb:health:a", "ok")
     lost = archive_with_a_gap(archived)
+    archived.pitr("mark", "before-change", "--source", "db")
     add_redis_and_sqlite(archived, server.url)
 
     with serving(archived.config, archived.base) as served, chromium() as browser:
@@ -82,6 +83,12 @@ def test_the_page_draws_every_source_its_gap_and_backups(
             title = gap.find_element("tag name", "title").get_attribute("textContent") or ""
             assert lost in title
             assert lost in browser.find_element("css selector", "#source-db ul.gaps").text
+            (mark,) = db.find_elements("css selector", "rect.mark")
+            title = mark.find_element("tag name", "title").get_attribute("textContent") or ""
+            assert title.startswith("mark before-change ")
+            assert (
+                "before-change" in browser.find_element("css selector", "#source-db ul.marks").text
+            )
         browser.save_screenshot(str(archived.base / "status-page.png"))
         if os.environ.get("PITR_SCREENSHOT"):  # how docs/monitoring.md's picture is made
             browser.save_screenshot(os.environ["PITR_SCREENSHOT"])

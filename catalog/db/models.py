@@ -188,3 +188,17 @@ class SqliteGap(Base):
     to_time: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[str] = mapped_column(Text)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Mark(Base):
+    """A named instant (pitr mark), one row per source it covers."""
+
+    __tablename__ = "marks"
+    __table_args__ = (UniqueConstraint("source_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lsn: Mapped[str | None] = mapped_column(String(32))  # PostgreSQL restore point
+    timeline: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

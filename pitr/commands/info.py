@@ -26,6 +26,7 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
 def info_doc(app: AppContext, source_name: str | None) -> dict[str, Any]:
     """What `info --output json` prints (and /api/sources serves)."""
     from catalog import reports
+    from catalog.marks import marks_by_source
     from pitr import kinds
     from recovery.status import source_status
 
@@ -36,17 +37,18 @@ def info_doc(app: AppContext, source_name: str | None) -> dict[str, Any]:
     ]
     with repo.catalog.session() as s:
         totals = reports.repository_totals(s)
+        marks = marks_by_source(s)
     return {
         "repository": {
             "url": app.config.repository.url,
             "catalog": repo.catalog.safe_url,
             **totals,
         },
-        "sources": [source_json(st) for st in statuses],
+        "sources": [source_json(st, marks.get(st.name, [])) for st in statuses],
     }
 
 
-def source_json(st: Any) -> dict[str, Any]:
+def source_json(st: Any, marks: list[Any]) -> dict[str, Any]:
     from pitr.output import window_json
     from pitr.timeparse import format_utc
 
@@ -74,6 +76,10 @@ def source_json(st: Any) -> dict[str, Any]:
         "last_archived_at": format_utc(st.last_archived_at),
         "archive": st.totals,
         "notes": st.notes,
+        "marks": [
+            {"name": m.name, "at": format_utc(m.at), "lsn": m.lsn, "timeline": m.timeline}
+            for m in marks
+        ],
     }
 
 
@@ -108,6 +114,9 @@ def _print(doc: dict[str, Any]) -> None:
         click.echo(f"  last archived: {t(src['last_archived_at'])}")
         for note in src["notes"]:
             click.echo(f"  note: {note}")
+        for m in src["marks"]:
+            where = f", restore point at LSN {m['lsn']}" if m["lsn"] else ""
+            click.echo(f"  mark {m['name']}: {t(m['at'])}{where}")
         if src["backups"]:
             table(
                 None,

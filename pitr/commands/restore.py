@@ -1,4 +1,5 @@
-"""pitr restore: every chosen source back to one instant.
+"""pitr restore: every chosen source back to one instant, mark or other
+target (docs/targets.md says which to use when).
 
 All plans are made before anything is touched, so a target that one source
 cannot reach leaves every source as it was.
@@ -6,20 +7,33 @@ cannot reach leaves every source as it was.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from pitr.config import ConfigError
 from pitr.context import AppContext
-from pitr.timeparse import format_utc, parse_time
+from pitr.kinds.base import SourceConfig
+from pitr.targets import ACTIONS, Target
 
 
 @click.command(name="restore")
 @click.option(
     "--to",
     "to",
-    required=True,
-    metavar="TIME",
-    help="Target instant (local time unless a zone is given).",
+    metavar="TIME|MARK",
+    help="Target instant (local time unless a zone is given), a mark's name, "
+    "'latest' (all archived WAL) or 'end-of-backup'.",
+)
+@click.option("--to-lsn", metavar="LSN", help="PostgreSQL: stop at this WAL location.")
+@click.option("--to-xid", metavar="XID", help="PostgreSQL: stop at this transaction's commit.")
+@click.option(
+    "--exclusive", is_flag=True, help="Stop just before the target (time, LSN or xid), not after."
+)
+@click.option(
+    "--target-action",
+    type=click.Choice(ACTIONS),
+    help="PostgreSQL, once replay reaches the target: promote (default), pause or shutdown.",
 )
 @click.option(
     "--source", "source_name", metavar="NAME", help="Only this source (default: every source)."
@@ -48,7 +62,11 @@ from pitr.timeparse import format_utc, parse_time
 @click.pass_obj
 def command(
     app: AppContext,
-    to: str,
+    to: str | None,
+    to_lsn: str | None,
+    to_xid: str | None,
+    exclusive: bool,
+    target_action: str | None,
     source_name: str | None,
     pgdata: str | None,
     redis_url: str | None,
@@ -57,21 +75,23 @@ def command(
     force: bool,
     delta: bool,
 ) -> None:
-    """Restore sources to the instant TIME."""
+    """Restore sources to the instant TIME, the mark MARK, or another target."""
     from pitr import kinds
     from pitr.kinds.base import RestoreRequest
+    from pitr.targets import check_sources, parse_target
 
-    try:
-        target = parse_time(to)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    sources = [app.source(source_name)] if source_name else list(app.config.sources.values())
-    if not sources:
-        raise ConfigError("the configuration has no sources to restore")
+    target = parse_target(to, to_lsn, to_xid, exclusive, target_action)
+    target = _with_mark(app, target)
+    sources = _sources(app, source_name, target)
+    check_sources(target, [(s.name, s.kind, kinds.get(s.kind).target_forms) for s in sources])
     if delta and not any(s.kind == "postgres" for s in sources):
         raise ConfigError("--delta is for postgres sources: name one with --source")
     request = RestoreRequest(
-        target, force, {"pgdata": pgdata, "redis_url": redis_url, "into": into}, delta
+        target.instant,
+        force,
+        {"pgdata": pgdata, "redis_url": redis_url, "into": into},
+        target.goal,
+        delta,
     )
     for option, value in request.into.items():
         takers = [s for s in sources if kinds.get(s.kind).into_option == option]
@@ -81,8 +101,13 @@ def command(
                 f"{flag} names one target: choose a {takers[0].kind} source with --source"
             )
 
-    click.echo(f"target: {to!r} = {format_utc(target)}")
-    jobs = [kinds.get(src.kind).plan_restore(app, src, request) for src in sources]
+    click.echo(target.describe(to))
+    jobs = [
+        kinds.get(src.kind).plan_restore(
+            app, src, replace(request, target=target.marks.get(src.name, target.instant))
+        )
+        for src in sources
+    ]
     for job in jobs:
         for line in job.describe():
             click.echo(f"  {line}")
@@ -94,3 +119,28 @@ def command(
         job.check_target()
     for job in jobs:
         job.execute(app)
+
+
+def _with_mark(app: AppContext, target: Target) -> Target:
+    """A mark's instant on each source it covers, from the catalog."""
+    if target.goal.form != "mark":
+        return target
+    from catalog.marks import mark_names, marks_named
+    from pitr.targets import resolve_mark
+
+    with app.repo().catalog.session() as s:
+        points = [(p.source, p.at) for p in marks_named(s, target.goal.mark or "")]
+        known = mark_names(s) if not points else []
+    return resolve_mark(target, points, known)
+
+
+def _sources(app: AppContext, name: str | None, target: Target) -> list[SourceConfig]:
+    """--source, else every source: of the config, or those a mark covers."""
+    if name:
+        return [app.source(name)]
+    sources = list(app.config.sources.values())
+    if target.goal.form == "mark":
+        sources = [s for s in sources if s.name in target.marks]
+    if not sources:
+        raise ConfigError("the configuration has no sources to restore")
+    return sources

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pitr.configfile import ConfigError
 
 if TYPE_CHECKING:
+    from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from recovery.reporting import KindReports
 
@@ -45,6 +46,22 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class Goal:
+    """Where a restore stops, beyond an instant (pitr.targets parses it).
+
+    form: time | mark | lsn | xid | latest | end-of-backup; a kind says in
+    target_forms which it takes. For a mark, the request's target is the
+    instant of this source's side of it."""
+
+    form: str = "time"
+    mark: str | None = None
+    lsn: str | None = None
+    xid: int | None = None
+    inclusive: bool = True  # False: stop just before the target (--exclusive)
+    action: str = "promote"  # PostgreSQL's recovery_target_action
+
+
+@dataclass(frozen=True)
 class RestoreRequest:
     """What `pitr restore` was asked, for every kind alike."""
 
@@ -52,6 +69,7 @@ class RestoreRequest:
     force: bool
     # per-kind destination options by name (pgdata, redis_url); None: the source's own
     into: dict[str, str | None]
+    goal: Goal = Goal()
     delta: bool = False  # rewrite only what differs in an existing destination
 
 
@@ -111,6 +129,10 @@ class SourceKind(Protocol):
     @property
     def reports(self) -> KindReports: ...
 
+    @property
+    def target_forms(self) -> frozenset[str]:
+        """The Goal forms its restore takes (every kind takes time and mark)."""
+
     def parse(self, name: str, raw: dict[str, Any], at: str) -> SourceConfig:
         """The typed config of a [sources.NAME] table (unknown keys already refused)."""
 
@@ -132,6 +154,16 @@ class SourceKind(Protocol):
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         """One line on what is archived (info), from the status totals."""
+
+    def mark_refusal(self, src: Any) -> str | None:
+        """Why this source cannot be marked at all (checked before any
+        source is), or None."""
+
+    def mark(
+        self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
+    ) -> MarkRecord:
+        """The source's side of mark NAME taken at `at`, once a restore can
+        reach it (waiting up to timeout seconds); not yet recorded."""
 
 
 def required_text(raw: dict[str, Any], key: str, at: str, kind: str) -> str:

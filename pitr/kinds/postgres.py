@@ -20,8 +20,12 @@ from pitr.kinds.base import Log, RestoreRequest, SourceConfig, SourceKind, requi
 from pitr.timeparse import format_utc
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from archiver.postgres.walwatch import WalPusher
+    from catalog.marks import MarkPoint, MarkRecord
     from pitr.context import AppContext
+    from recovery.postgres.catalog import PgState
     from recovery.postgres.planner import PgPlan
     from recovery.reporting import KindReports
 
@@ -39,6 +43,7 @@ class PostgresKind:
     config = PostgresConfig
     into_option = "pgdata"
     tails = False  # its WAL comes through archive_command and the daemon
+    target_forms = frozenset({"time", "mark", "lsn", "xid", "latest", "end-of-backup"})
 
     @property
     def reports(self) -> KindReports:
@@ -96,28 +101,37 @@ class PostgresKind:
         self, app: AppContext, src: PostgresConfig, request: RestoreRequest
     ) -> PgRestoreJob:
         from recovery.postgres.catalog import load_pg_state
-        from recovery.postgres.planner import plan_postgres
         from recovery.postgres.restore import require_plan_objects, stops_at_target
 
         repo = app.repo()
         state = load_pg_state(repo, src.name)
-        plan = plan_postgres(
-            src.name,
-            request.target,
-            state.backups,
-            state.segments,
-            state.timelines,
-            state.seg_size,
-        )
+        plan = _plan(app, src, request, state)
         pgdata = request.into.get(self.into_option) or src.pgdata
         require_plan_objects(repo, src.name, state.source_id, plan)
-        stop = stops_at_target(repo, state.source_id, plan)
+        stop = stops_at_target(repo, state.source_id, plan) if plan.goal.form == "time" else True
         system = None
         if request.delta:  # a delta restore is only into a directory of this system
             from recovery.postgres.restore import load_manifest
 
             system = load_manifest(repo, plan.backup.id).system_identifier
         return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force, system)
+
+    def mark_refusal(self, src: Any) -> str | None:
+        return None
+
+    def mark(
+        self, app: AppContext, src: PostgresConfig, name: str, at: datetime, timeout: float
+    ) -> MarkRecord:
+        from datetime import UTC
+        from datetime import datetime as dt
+
+        from archiver.postgres.restorepoint import create_restore_point
+        from catalog.marks import MarkRecord
+
+        point = create_restore_point(src.name, src.dsn, name)
+        return MarkRecord(
+            src.name, name, self.name, point.at, dt.now(UTC), point.lsn, point.timeline
+        )
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
@@ -131,6 +145,43 @@ class PostgresKind:
         )
 
 
+def _plan(app: AppContext, src: PostgresConfig, request: RestoreRequest, state: PgState) -> PgPlan:
+    """The plan of the request's goal: planner for an instant, targets for
+    the other forms (a mark is its restore point's name and LSN)."""
+    from dataclasses import replace
+
+    from catalog.wal import parse_lsn
+    from recovery.postgres.planner import PgTarget, plan_postgres
+    from recovery.postgres.targets import Archive, plan_target
+
+    g = request.goal
+    goal = PgTarget(inclusive=g.inclusive, action=g.action)
+    if g.form == "time":
+        plan = plan_postgres(
+            src.name, request.target, state.backups, state.segments, state.timelines, state.seg_size
+        )
+        return replace(plan, goal=goal)
+    archive = Archive(src.name, state.backups, state.segments, state.timelines, state.seg_size)
+    if g.form == "mark":
+        point = _mark_point(app, src.name, g.mark or "")
+        goal = replace(goal, form="name", name=point.name, lsn=parse_lsn(point.lsn or "0/0"))
+        return plan_target(archive, goal, point.timeline)
+    form = "immediate" if g.form == "end-of-backup" else g.form
+    lsn = parse_lsn(g.lsn) if g.lsn else None
+    return plan_target(archive, replace(goal, form=form, lsn=lsn, xid=g.xid))
+
+
+def _mark_point(app: AppContext, source: str, name: str) -> MarkPoint:
+    from catalog.marks import marks_named
+    from recovery.errors import PlanError
+
+    with app.repo().catalog.session() as s:
+        points = [p for p in marks_named(s, name) if p.source == source]
+    if not points or not points[0].lsn:
+        raise PlanError(f"restore {source}: mark {name!r} has no restore point on this source")
+    return points[0]
+
+
 @dataclass
 class PgRestoreJob:
     src: PostgresConfig
@@ -142,12 +193,9 @@ class PgRestoreJob:
     delta_system: str | None = None  # --delta: the system identifier of the backup
 
     def describe(self) -> list[str]:
+        from recovery.postgres.targets import describe_goal
+
         p, src = self.plan, self.src
-        how = (
-            f"stop before the first transaction after {format_utc(p.target)}"
-            if self.stop_at_target
-            else "replay all archived WAL (nothing archived happened after the target)"
-        )
         return [
             f"{src.name} (postgres) into {self.pgdata}:",
             f"  base backup {p.backup.id}, ended {format_utc(p.backup.finished_at)}",
@@ -158,7 +206,7 @@ class PgRestoreJob:
                 if self.delta_system
                 else []
             ),
-            f"  {how}, then promote",
+            f"  {describe_goal(p, self.stop_at_target)}",
             f"  recoverable window: {format_utc(p.recoverable_from)} .. "
             f"{format_utc(p.recoverable_to)}",
         ]
@@ -225,9 +273,11 @@ class PgRestoreJob:
             )
         if result.set_aside:
             click.echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
+        then = {"promote": "promotes", "pause": "pauses", "shutdown": "shuts down"}
+        action = "promote" if self.plan.goal.form == "latest" else self.plan.goal.action
         click.echo(
             f"{src.name}: start PostgreSQL on {result.pgdata}; "
-            "it replays WAL to the target and promotes"
+            f"it replays WAL to the target and {then[action]}"
         )
 
 

@@ -22,6 +22,9 @@ from pitr.kinds.base import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from recovery.redis.plan import RedisRestorePlan
     from recovery.reporting import KindReports
@@ -47,6 +50,7 @@ class RedisKind:
     config = RedisConfig
     into_option = "redis_url"
     tails = True
+    target_forms = frozenset({"time", "mark"})
 
     @property
     def reports(self) -> KindReports:
@@ -149,6 +153,24 @@ class RedisKind:
             plan = load_plan(s, src.name, source.id, request.target)
         url = request.into.get(self.into_option) or src.url
         return RedisRestoreJob(src, plan, url, request.force)
+
+    def mark_refusal(self, src: Any) -> str | None:
+        if src.capture != "replication":
+            return None
+        # Its batches say what arrived, but no heartbeat says up to when
+        # everything has: the window, and a mark, would wait forever on an
+        # idle server.
+        return (
+            f"source {src.name!r} is captured by replication, whose archived-up-to instant "
+            "pitr does not track yet: leave it out with --source, restore it with --to TIME"
+        )
+
+    def mark(
+        self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
+    ) -> MarkRecord:
+        from pitr.marking import archived_mark
+
+        return archived_mark(app, src, name, at, timeout)
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes

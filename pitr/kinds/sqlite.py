@@ -25,6 +25,9 @@ from pitr.kinds.base import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from recovery.reporting import KindReports
     from recovery.sqlite.facts import DbFacts
@@ -54,6 +57,7 @@ class SqliteKind:
     config = SqliteConfig
     into_option = "into"
     tails = True
+    target_forms = frozenset({"time", "mark"})
 
     @property
     def reports(self) -> KindReports:
@@ -147,6 +151,16 @@ class SqliteKind:
         ]
         into = request.into.get(self.into_option)
         return SqliteRestoreJob(src, plans, into, request.force)
+
+    def mark_refusal(self, src: Any) -> str | None:
+        return None
+
+    def mark(
+        self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
+    ) -> MarkRecord:
+        from pitr.marking import archived_mark
+
+        return archived_mark(app, src, name, at, timeout)
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes

@@ -44,14 +44,31 @@ class Span:
 
 
 @dataclass(frozen=True)
+class PgTarget:
+    """Where PostgreSQL's replay stops: one recovery_target_* form.
+
+    form: time (recovery_target_time, the plan's target), name (a restore
+    point), lsn, xid, latest (no target: all archived WAL) or immediate (the
+    backup's consistent point)."""
+
+    form: str = "time"
+    name: str | None = None
+    lsn: int | None = None
+    xid: int | None = None
+    inclusive: bool = True
+    action: str = "promote"
+
+
+@dataclass(frozen=True)
 class PgPlan:
-    target: datetime
+    target: datetime  # the instant; for other forms, when the WAL replayed ends
     timeline: int
     backup: BackupPoint
     chain: tuple[tuple[str, datetime], ...]  # segment names from the backup on, with end times
     needed: int  # how many of chain's segments reach the target
     recoverable_from: datetime
     recoverable_to: datetime
+    goal: PgTarget = PgTarget()
 
     @property
     def first_segment(self) -> str:
@@ -130,7 +147,7 @@ def window(
     for b in backups:
         spans = ancestry(_newest_descendant(b, timelines, seg_size), timelines)
         chain, _ = walk_chain(b, spans, segments, seg_size)
-        if not _reaches_consistency(b, chain, seg_size):
+        if not reaches_consistency(b, chain, seg_size):
             continue
         end = max(t for _, t in chain)
         if end < b.finished_at:
@@ -148,12 +165,12 @@ def _newest_descendant(b: BackupPoint, timelines: Mapping[int, TimelineInfo], se
     return best
 
 
-def _reaches_consistency(b: BackupPoint, chain: list[tuple[str, datetime]], seg_size: int) -> bool:
+def reaches_consistency(b: BackupPoint, chain: list[tuple[str, datetime]], seg_size: int) -> bool:
     needed = lsn_segno(b.stop_lsn - 1, seg_size) - lsn_segno(b.start_lsn, seg_size) + 1
     return len(chain) >= needed
 
 
-def _fmt(t: datetime | None) -> str:
+def fmt(t: datetime | None) -> str:
     return "none" if t is None else t.isoformat().replace("+00:00", "Z")
 
 
@@ -170,7 +187,7 @@ def plan_postgres(
     if not backups:
         raise PlanError(f"restore {source}: no base backup is archived (run pitr backup)")
     w_from, w_to = window(backups, segments, timelines, seg_size)
-    win = f"recoverable window: {_fmt(w_from)} .. {_fmt(w_to)}"
+    win = f"recoverable window: {fmt(w_from)} .. {fmt(w_to)}"
     timeline = choose_timeline(target, backups, timelines)
     spans = ancestry(timeline, timelines)
     candidates = sorted(
@@ -181,16 +198,16 @@ def plan_postgres(
     if not candidates:
         if w_from is not None and target < w_from:
             raise PlanError(
-                f"restore {source}: target {_fmt(target)} is before the oldest backup; {win}"
+                f"restore {source}: target {fmt(target)} is before the oldest backup; {win}"
             )
         raise PlanError(
             f"restore {source}: no backup on timeline {timeline}'s history ended before "
-            f"{_fmt(target)}; {win}"
+            f"{fmt(target)}; {win}"
         )
     backup = candidates[0]
     chain, missing = walk_chain(backup, spans, segments, seg_size)
     missing_name = segment_name(timeline_for_segment(missing, spans, seg_size), missing, seg_size)
-    if not _reaches_consistency(backup, chain, seg_size):
+    if not reaches_consistency(backup, chain, seg_size):
         raise PlanError(
             f"restore {source}: WAL of backup {backup.id} is incomplete: segment "
             f"{missing_name} is missing; {win}"
@@ -201,11 +218,11 @@ def plan_postgres(
         if any(s > missing and tli in on_spans for (tli, s) in segments):
             raise PlanError(
                 f"restore {source}: gap at segment {missing_name}: WAL after "
-                f"{_fmt(chain_end)} cannot be replayed; {win}"
+                f"{fmt(chain_end)} cannot be replayed; {win}"
             )
         raise PlanError(
-            f"restore {source}: target {_fmt(target)} is after the newest archived point "
-            f"({_fmt(chain_end)}); {win}"
+            f"restore {source}: target {fmt(target)} is after the newest archived point "
+            f"({fmt(chain_end)}); {win}"
         )
     needed = next((i + 1 for i, (_, t) in enumerate(chain) if t >= target), len(chain))
     stop = lsn_segno(backup.stop_lsn - 1, seg_size) - lsn_segno(backup.start_lsn, seg_size) + 1

@@ -32,6 +32,7 @@ from recovery.postgres.delta import can_delta, delta_restore
 from recovery.postgres.delta import finish as delta_finish
 from recovery.postgres.planner import PgPlan
 from recovery.postgres.target import check_target
+from recovery.postgres.targets import target_settings
 from recovery.preflight import require_objects
 
 Progress = Callable[[int, int], None]
@@ -118,12 +119,7 @@ def recovery_settings(
     ]
     if end_command:
         lines.append(f"recovery_end_command = {_quote(end_command)}")
-    if stop_at_target:
-        lines += [
-            f"recovery_target_time = '{plan.target.isoformat(sep=' ')}'",
-            "recovery_target_inclusive = on",
-            "recovery_target_action = 'promote'",
-        ]
+    lines += target_settings(plan, stop_at_target)
     return "\n".join(lines) + "\n"
 
 
