@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,15 @@ class Archived:
         """Commit marker n; return the instant it was written."""
         out = self.cluster.psql(f"INSERT INTO markers(n) VALUES ({n}) RETURNING t")
         return datetime.fromisoformat(out.strip()).astimezone(UTC)
+
+    def instant_between_markers(self, pause: float) -> str:
+        """Markers 1 and 2 `pause` seconds apart, archived; the ISO instant
+        halfway between them (a restore there holds marker 1 only)."""
+        t1 = self.marker(1)
+        time.sleep(pause)
+        self.marker(2)
+        self.switch_and_wait()
+        return midpoint(t1, t1 + timedelta(seconds=pause)).isoformat()
 
     def switch_and_wait(self, timeout: float = 60) -> None:
         """Close the current segment and wait until PostgreSQL has archived it."""

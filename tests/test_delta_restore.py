@@ -7,11 +7,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
-from datetime import timedelta
 from pathlib import Path
 
-from tests.pgsupport import Archived, markers_in, midpoint
+from tests.pgsupport import Archived, markers_in
 from tests.servers import ClusterFactory
 
 PAUSE = 1.0
@@ -42,11 +40,7 @@ def test_delta_restore_rewrites_only_what_changed_and_equals_a_full_restore(
         "CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 100000) g"
     )
     archived.pitr("backup", "--source", "db")
-    t1 = archived.marker(1)
-    time.sleep(PAUSE)
-    archived.marker(2)
-    archived.switch_and_wait()
-    target = midpoint(t1, t1 + timedelta(seconds=PAUSE)).isoformat()
+    target = archived.instant_between_markers(PAUSE)
 
     full, changed = archived.base / "full", archived.base / "changed"
     archived.pitr("restore", "--to", target, "--pgdata", str(full))

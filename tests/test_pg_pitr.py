@@ -146,11 +146,7 @@ def test_targets_outside_the_window_exit_3_with_the_window(archived: Archived) -
 
 def test_dry_run_changes_nothing_and_non_empty_target_needs_force(archived: Archived) -> None:
     archived.pitr("backup", "--source", "db")
-    t1 = archived.marker(1)
-    time.sleep(PAUSE)
-    archived.marker(2)
-    archived.switch_and_wait()
-    target = midpoint(t1, t1 + timedelta(seconds=PAUSE)).isoformat()
+    target = archived.instant_between_markers(PAUSE)
     pgdata = archived.base / "busy"
     open_dir(pgdata)
     (pgdata / "precious").write_text("keep me")

@@ -84,8 +84,9 @@ def command(
     target = _with_mark(app, target)
     sources = _sources(app, source_name, target)
     check_sources(target, [(s.name, s.kind, kinds.get(s.kind).target_forms) for s in sources])
-    if delta and not any(s.kind == "postgres" for s in sources):
-        raise ConfigError("--delta is for postgres sources: name one with --source")
+    if delta and not any(kinds.get(s.kind).delta_restores for s in sources):
+        able = " or ".join(k for k in kinds.names() if kinds.get(k).delta_restores)
+        raise ConfigError(f"--delta is for {able} sources: name one with --source")
     request = RestoreRequest(
         target.instant,
         force,

@@ -127,6 +127,10 @@ class SourceKind(Protocol):
         """`pitr tail` can run its capture in the foreground."""
 
     @property
+    def delta_restores(self) -> bool:
+        """`restore --delta` can rewrite only what differs in an existing destination."""
+
+    @property
     def reports(self) -> KindReports: ...
 
     @property

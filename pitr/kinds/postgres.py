@@ -43,6 +43,7 @@ class PostgresKind:
     config = PostgresConfig
     into_option = "pgdata"
     tails = False  # its WAL comes through archive_command and the daemon
+    delta_restores = True
     target_forms = frozenset({"time", "mark", "lsn", "xid", "latest", "end-of-backup"})
 
     @property

@@ -50,6 +50,7 @@ class RedisKind:
     config = RedisConfig
     into_option = "redis_url"
     tails = True
+    delta_restores = False
     target_forms = frozenset({"time", "mark"})
 
     @property

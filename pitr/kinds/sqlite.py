@@ -57,6 +57,7 @@ class SqliteKind:
     config = SqliteConfig
     into_option = "into"
     tails = True
+    delta_restores = False
     target_forms = frozenset({"time", "mark"})
 
     @property

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -84,13 +85,7 @@ def build(app: Any, token: str | None, counters: Counters | None = None) -> Star
         Route("/api/sources/{name}", one_source),
         Route("/healthz", healthz),
     ]
-    return Starlette(routes=routes, middleware=[_guard(token)])
-
-
-def _guard(token: str | None) -> Any:
-    from starlette.middleware import Middleware
-
-    return Middleware(Guard, token=token)
+    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)])
 
 
 class Guard:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from catalog.errors import IntegrityError
+from catalog.durable import fsync_dir
 from catalog.manifests import FileEntry, PgBackupManifest
 from catalog.repository import Repository
 from recovery.errors import TargetNotEmpty
+from recovery.postgres.chunkio import check_chunk, pwrite_all
 from recovery.postgres.target import server_using
 
 MARKER = "pitr-delta-restoring"  # holds the system identifier while a delta runs
@@ -87,7 +88,7 @@ def delta_restore(
     """Rewrite target as the backup's files. The caller writes the recovery
     files afterwards, then calls finish()."""
     (target / MARKER).write_text(manifest.system_identifier + "\n")
-    _fsync(target)
+    fsync_dir(target)
     (target / PG_CONTROL).unlink(missing_ok=True)
     aside = _set_aside_extras(target, manifest.entries)
     for entry in manifest.entries:
@@ -108,7 +109,7 @@ def delta_restore(
 def finish(target: Path) -> None:
     """The delta is complete and durable: the directory may be started."""
     (target / MARKER).unlink(missing_ok=True)
-    _fsync(target)
+    fsync_dir(target)
 
 
 def _set_aside_extras(target: Path, entries: Sequence[FileEntry]) -> str | None:
@@ -193,24 +194,10 @@ def _sync_piece(
                     offset += len(have)
                     continue
             data = repo.get_chunk_view(oid)
-            if chunk_size and len(data) > chunk_size:
-                raise IntegrityError(
-                    f"restore {entry.path}: chunk {i} holds {len(data)} bytes, "
-                    f"the manifest's chunks are {chunk_size}"
-                )
-            while data:
-                n = os.pwrite(fd, data, offset)
-                data = data[n:]
-                offset += n
-                rewritten += n
+            check_chunk(entry.path, i, len(data), len(entry.chunks), chunk_size)
+            n = pwrite_all(fd, data, offset)
+            offset += n
+            rewritten += n
     finally:
         os.close(fd)
     return checked, rewritten
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -28,6 +28,7 @@ from catalog.manifests import FileEntry, PgBackupManifest, read_manifest
 from catalog.records import wal_folder
 from catalog.repository import Repository
 from catalog.wal import transaction_times
+from recovery.postgres.chunkio import check_chunk, pwrite_all
 from recovery.postgres.delta import can_delta, delta_restore
 from recovery.postgres.delta import finish as delta_finish
 from recovery.postgres.planner import PgPlan
@@ -316,17 +317,8 @@ def _write_chunks(
     try:
         for i in range(first, end):
             data = repo.get_chunk_view(oids[i])
-            if chunk_size and (
-                len(data) > chunk_size or (i < len(oids) - 1 and len(data) < chunk_size)
-            ):
-                raise IntegrityError(
-                    f"restore {path.name}: chunk {i} holds {len(data)} bytes, "
-                    f"the manifest's chunks are {chunk_size}"
-                )
-            while data:
-                n = os.pwrite(fd, data, offset)
-                data = data[n:]
-                offset += n
+            check_chunk(path.name, i, len(data), len(oids), chunk_size)
+            offset += pwrite_all(fd, data, offset)
     finally:
         os.close(fd)
     return offset - start
