@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pitr.configfile import ConfigError
 
@@ -71,6 +71,35 @@ class RestoreRequest:
     into: dict[str, str | None]
     goal: Goal = Goal()
     delta: bool = False  # rewrite only what differs in an existing destination
+
+
+MODES = ("insert-missing", "replace", "side-table")
+FORMATS = ("sql", "csv", "jsonl")
+
+
+@dataclass(frozen=True)
+class RowsRequest:
+    """Which rows of a source as it was at the target (--table, --where):
+    what a partial restore brings back and what an export writes."""
+
+    tables: tuple[str, ...]
+    where: str | None = None  # an SQL condition, evaluated on the restored copy
+
+
+@dataclass(frozen=True)
+class PartialRequest(RowsRequest):
+    """`pitr restore --table`: rows brought back into a live database."""
+
+    into_database: str | None = None  # its DSN or file; None: the source's own
+    mode: str = "insert-missing"  # one of MODES
+
+
+@dataclass(frozen=True)
+class ExportRequest(RowsRequest):
+    """`pitr export`: data as it was at the target, written as format."""
+
+    format: str = "jsonl"  # one of FORMATS
+    keys: str | None = None  # Redis: the key pattern to export
 
 
 class RestoreJob(Protocol):
@@ -155,6 +184,17 @@ class SourceKind(Protocol):
     def plan_restore(self, app: AppContext, src: Any, request: RestoreRequest) -> RestoreJob:
         """The plan of a restore to request.target; PlanError (exit 3) with the
         recoverable window when it cannot be met."""
+
+    def restore_rows(
+        self, app: AppContext, src: Any, request: RestoreRequest, rows: PartialRequest
+    ) -> None:
+        """Bring the chosen rows as they were at request.target into a live
+        database, which keeps running; ConfigError for a kind without tables."""
+
+    def export(
+        self, app: AppContext, src: Any, request: RestoreRequest, what: ExportRequest, out: IO[str]
+    ) -> None:
+        """Write the chosen data as it was at request.target to out."""
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         """One line on what is archived (info), from the status totals."""
