@@ -7,13 +7,14 @@ cannot reach leaves every source as it was.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import click
 
 from pitr.config import ConfigError
 from pitr.context import AppContext
-from pitr.kinds.base import SourceConfig
+from pitr.kinds.base import MODES, PartialRequest, RestoreRequest, SourceConfig
 from pitr.targets import ACTIONS, Target
 
 
@@ -59,6 +60,29 @@ from pitr.targets import ACTIONS, Target
     help="PostgreSQL: rewrite only what differs in an existing, stopped data directory "
     "of the same cluster.",
 )
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    metavar="TABLE",
+    help="Partial restore: only this table's rows (repeatable), brought into a live database.",
+)
+@click.option("--where", metavar="SQL", help="Partial restore: only rows meeting this condition.")
+@click.option(
+    "--into-database",
+    metavar="DSN|FILE",
+    help="Partial restore: the live database the rows go into (default: the source's own).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    help="Partial restore: insert-missing (default), replace (by primary key) or side-table.",
+)
+@click.option(
+    "--scratch-dir",
+    metavar="DIR",
+    help="Partial restore: where the restored copy is made (default: the temp directory).",
+)
 @click.pass_obj
 def command(
     app: AppContext,
@@ -74,15 +98,39 @@ def command(
     dry_run: bool,
     force: bool,
     delta: bool,
+    tables: tuple[str, ...],
+    where: str | None,
+    into_database: str | None,
+    mode: str | None,
+    scratch_dir: str | None,
 ) -> None:
-    """Restore sources to the instant TIME, the mark MARK, or another target."""
+    """Restore sources to the instant TIME, the mark MARK, or another target;
+    with --table, only those rows, into a live database."""
     from pitr import kinds
-    from pitr.kinds.base import RestoreRequest
     from pitr.targets import check_sources, parse_target
 
+    _check_options(
+        tables,
+        {
+            "--where": where,
+            "--into-database": into_database,
+            "--mode": mode,
+            "--scratch-dir": scratch_dir,
+        },
+        {
+            "--pgdata": pgdata,
+            "--redis-url": redis_url,
+            "--into": into,
+            "--force": force,
+            "--delta": delta,
+            "--target-action": target_action,
+        },
+    )
     target = parse_target(to, to_lsn, to_xid, exclusive, target_action)
     target = _with_mark(app, target)
     sources = _sources(app, source_name, target)
+    if tables and len(sources) > 1:
+        raise ConfigError("--table restores one source's rows: name it with --source")
     check_sources(target, [(s.name, s.kind, kinds.get(s.kind).target_forms) for s in sources])
     if delta and not any(kinds.get(s.kind).delta_restores for s in sources):
         able = " or ".join(k for k in kinds.names() if kinds.get(k).delta_restores)
@@ -103,6 +151,17 @@ def command(
             )
 
     click.echo(target.describe(to))
+    if tables:
+        rows = PartialRequest(tables, where, scratch_dir, into_database, mode or MODES[0])
+        src = sources[0]
+        _restore_rows(
+            app,
+            src,
+            replace(request, target=target.marks.get(src.name, target.instant)),
+            rows,
+            dry_run,
+        )
+        return
     jobs = [
         kinds.get(src.kind).plan_restore(
             app, src, replace(request, target=target.marks.get(src.name, target.instant))
@@ -120,6 +179,34 @@ def command(
         job.check_target()
     for job in jobs:
         job.execute(app)
+
+
+def _check_options(
+    tables: tuple[str, ...], partial: Mapping[str, object], whole: Mapping[str, object]
+) -> None:
+    """The options of a partial restore and of a whole one do not mix."""
+    if not tables and any(partial.values()):
+        raise ConfigError(f"{_first_set(partial)} is for a partial restore: name a --table")
+    if tables and any(whole.values()):
+        raise ConfigError(f"{_first_set(whole)} is for a whole restore, not with --table")
+
+
+def _first_set(options: Mapping[str, object]) -> str:
+    return next(name for name, value in options.items() if value)
+
+
+def _restore_rows(
+    app: AppContext, src: SourceConfig, request: RestoreRequest, rows: PartialRequest, dry_run: bool
+) -> None:
+    from pitr import kinds
+
+    kind = kinds.get(src.kind)
+    if dry_run:
+        for line in kind.plan_restore(app, src, request).describe():
+            click.echo(f"  {line}")
+        click.echo(f"  then {', '.join(rows.tables)} by {rows.mode}; dry run: nothing changed")
+        return
+    kind.restore_rows(app, src, request, rows)
 
 
 def _with_mark(app: AppContext, target: Target) -> Target:

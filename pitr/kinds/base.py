@@ -84,6 +84,7 @@ class RowsRequest:
 
     tables: tuple[str, ...]
     where: str | None = None  # an SQL condition, evaluated on the restored copy
+    scratch_dir: str | None = None  # where the restored copy goes (default: the temp dir)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,22 @@ import shlex
 import shutil
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
 
 from pitr.configfile import ConfigError
-from pitr.kinds.base import Log, RestoreRequest, SourceConfig, SourceKind, required_text
+from pitr.kinds.base import (
+    ExportRequest,
+    Log,
+    PartialRequest,
+    RestoreRequest,
+    SourceConfig,
+    SourceKind,
+    required_text,
+)
 from pitr.timeparse import format_utc
 
 if TYPE_CHECKING:
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
     from pitr.context import AppContext
     from recovery.postgres.catalog import PgState
     from recovery.postgres.planner import PgPlan
+    from recovery.postgres.restore import PgRestoreResult
     from recovery.reporting import KindReports
 
 
@@ -134,6 +143,34 @@ class PostgresKind:
             src.name, name, self.name, point.at, dt.now(UTC), point.lsn, point.timeline
         )
 
+    def restore_rows(
+        self, app: AppContext, src: PostgresConfig, request: RestoreRequest, rows: PartialRequest
+    ) -> None:
+        from recovery.partial.pgrestore import restore_rows
+
+        job = self._scratch_job(app, src, request)
+        restore_rows(app, job, rows, rows.into_database or src.dsn, click.echo)
+
+    def export(
+        self,
+        app: AppContext,
+        src: PostgresConfig,
+        request: RestoreRequest,
+        what: ExportRequest,
+        out: IO[str],
+    ) -> None:
+        from recovery.partial.pgexport import export
+
+        job = self._scratch_job(app, src, request)
+        export(app, job, what, src.dsn, out, lambda line: click.echo(line, err=True))
+
+    def _scratch_job(
+        self, app: AppContext, src: PostgresConfig, request: RestoreRequest
+    ) -> PgRestoreJob:
+        """The plan of a restore into a scratch cluster: it must end promoted."""
+        goal = replace(request.goal, action="promote")
+        return self.plan_restore(app, src, replace(request, goal=goal, delta=False))
+
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
 
@@ -149,8 +186,6 @@ class PostgresKind:
 def _plan(app: AppContext, src: PostgresConfig, request: RestoreRequest, state: PgState) -> PgPlan:
     """The plan of the request's goal: planner for an instant, targets for
     the other forms (a mark is its restore point's name and LSN)."""
-    from dataclasses import replace
-
     from catalog.wal import parse_lsn
     from recovery.postgres.planner import PgTarget, plan_postgres
     from recovery.postgres.targets import Archive, plan_target
@@ -221,8 +256,32 @@ class PgRestoreJob:
         check_target(Path(self.pgdata), self.force)
 
     def execute(self, app: AppContext) -> None:
-        from pitr.progress import byte_progress
         from pitr.units import human_bytes
+
+        src = self.src
+        result = self.lay_down(app)
+        if result.checked is not None:
+            click.echo(
+                f"{src.name}: delta restore of {result.files} files into {result.pgdata}: "
+                f"{human_bytes(result.checked)} compared, {human_bytes(result.bytes)} rewritten"
+            )
+        else:
+            click.echo(
+                f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
+                f"{result.pgdata}"
+            )
+        if result.set_aside:
+            click.echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
+        then = {"promote": "promotes", "pause": "pauses", "shutdown": "shuts down"}
+        action = "promote" if self.plan.goal.form == "latest" else self.plan.goal.action
+        click.echo(
+            f"{src.name}: start PostgreSQL on {result.pgdata}; "
+            f"it replays WAL to the target and {then[action]}"
+        )
+
+    def lay_down(self, app: AppContext) -> PgRestoreResult:
+        """The data directory and its WAL spool, ready for PostgreSQL to start on."""
+        from pitr.progress import byte_progress
         from recovery.postgres.restore import local_records_dir, restore_postgres, spool_entries
         from recovery.postgres.spool import write_index
 
@@ -262,24 +321,7 @@ class PgRestoreJob:
             from pitr.entry import start_prefetcher
 
             start_prefetcher(app.config_path, spool)
-        if result.checked is not None:
-            click.echo(
-                f"{src.name}: delta restore of {result.files} files into {result.pgdata}: "
-                f"{human_bytes(result.checked)} compared, {human_bytes(result.bytes)} rewritten"
-            )
-        else:
-            click.echo(
-                f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
-                f"{result.pgdata}"
-            )
-        if result.set_aside:
-            click.echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
-        then = {"promote": "promotes", "pause": "pauses", "shutdown": "shuts down"}
-        action = "promote" if self.plan.goal.form == "latest" else self.plan.goal.action
-        click.echo(
-            f"{src.name}: start PostgreSQL on {result.pgdata}; "
-            f"it replays WAL to the target and {then[action]}"
-        )
+        return result
 
 
 def _give_to_owner(path: str, pgdata: str) -> None:
