@@ -23,6 +23,7 @@ from catalog.queries import source_row
 from catalog.repository import Repository
 
 if TYPE_CHECKING:
+    from catalog.marks import MarkPoint
     from recovery.reporting import KindReports
 
 
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 class Policy:
     keep: int | None = None  # the N newest backups
     keep_within: timedelta | None = None  # backups finished within this long before now
+    # Marks whose restores stay possible, whatever their age (--ignore-marks: none)
+    marks: tuple[MarkPoint, ...] = ()
+
+    def marks_of(self, source: str) -> list[MarkPoint]:
+        return [m for m in self.marks if m.source == source]
 
     @property
     def empty(self) -> bool:
@@ -59,9 +65,10 @@ def select_backups(
     now: datetime,
     chosen_at: Callable[[datetime], str | None],
     breakpoints: Iterable[datetime],
+    marks: Iterable[MarkPoint] = (),
 ) -> Selection:
-    """Backups the policy keeps, plus those the window they open needs.
-    chosen_at(t) is the backup the planner restores instant t from."""
+    """Backups the policy keeps, plus those the window they open and the
+    marks need. chosen_at(t) is the backup the planner restores instant t from."""
     if not items:
         return Selection({}, None)
     if policy.empty:
@@ -87,6 +94,10 @@ def select_backups(
         needed = chosen_at(t)
         if needed is not None and needed not in kept:
             kept[needed] = f"needed to restore {_fmt(t)}"
+    for mark in marks:
+        needed = chosen_at(mark.at)
+        if needed is not None and needed not in kept:
+            kept[needed] = f"needed by mark {mark.name}"
     return Selection(kept, start)
 
 

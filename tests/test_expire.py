@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from catalog.marks import MarkPoint
 from catalog.records import record_key
 from catalog.wal import HistoryEntry, lsn_segno, parse_lsn, segment_name
 from recovery.postgres.facts import WalRef
@@ -74,6 +75,19 @@ def choose(policy: Policy, backups: list[BackupPoint] = LINE, timelines=None) ->
 )
 def test_selection_on_one_timeline(policy: Policy, kept: set[str]) -> None:
     assert choose(policy) == kept
+
+
+def test_selection_keeps_the_backup_a_mark_restores_from() -> None:
+    mark = MarkPoint("db", "before-change", at(15), None, None)
+    sel = select_backups(
+        [Candidate(b.id, b.finished_at, b.finished_at) for b in LINE],
+        Policy(keep=1, marks=(mark,)),
+        at(40),
+        pg_chooser(LINE, {}),
+        [b.finished_at for b in LINE],
+        [mark],
+    )
+    assert sel.kept == {"d": "the newest", "b": "needed by mark before-change"}
 
 
 def test_selection_keeps_the_backup_a_newer_timeline_needs() -> None:

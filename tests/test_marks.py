@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.badinput import expect_row
 from tests.sqlitesupport import make_source, rows
@@ -48,3 +49,33 @@ def test_a_replication_captured_redis_source_is_refused_before_any_mark(tmp_path
         f.write('capture = "replication"\n')
     expect_row("mark-redis-replication", source.pitr("mark", "x", check=False))
     assert not list((tmp_path / "repo").glob("records/*/marks/*"))
+
+
+def test_expire_keeps_what_a_mark_needs_unless_told_otherwise(tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    proc = source.tail()
+    try:
+        source.write(2, name="a")
+        before = rows(source.db)
+        source.pitr("mark", "old", "--wait", "20s")
+        source.write(2, name="b")
+        source.pitr("backup", "--source", "app")
+        source.write(1, name="c")
+        source.pitr("backup", "--source", "app")
+    finally:
+        code, _, err = proc.stop()
+    assert code == 0, err
+
+    def expire(*args: str) -> dict[str, Any]:
+        out = source.pitr("expire", "--keep", "1", "--grace", "0s", "--output", "json", *args)
+        (plan,) = json.loads(out.stdout)["sources"]
+        return dict(plan)
+
+    ignoring = expire("--ignore-marks", "--dry-run")
+    plan = expire()
+    by_mark = [k["id"] for k in plan["kept"] if k["reason"] == "needed by mark old"]
+    assert len(by_mark) == 1 and len(plan["kept"]) == 2
+    assert by_mark[0] in [b["id"] for b in ignoring["removed_backups"]]
+    into = tmp_path / "old.db"
+    source.pitr("restore", "--to", "old", "--into", str(into))
+    assert rows(into) == before

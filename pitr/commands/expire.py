@@ -3,8 +3,9 @@
 --keep N keeps the N newest backups (snapshots) of each source,
 --keep-within DURATION every one finished within DURATION; with both, a
 backup either rule keeps stays. The backup needed to restore the start of
-the kept window stays too, and the WAL and stream entries the kept backups
-need. With neither option only unreferenced objects are removed.
+the kept window stays too, as does the backup each mark's restore starts
+from (unless --ignore-marks), and the WAL and stream entries the kept
+backups need. With neither option only unreferenced objects are removed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from pitr.output import duration, output_option, source_option
     show_default=True,
 )
 @source_option("Apply retention to this source only.")
+@click.option(
+    "--ignore-marks",
+    is_flag=True,
+    help="Let retention remove what marks need (restores to old marks stop working).",
+)
 @click.option("--dry-run", is_flag=True, help="Print what would be removed, change nothing.")
 @output_option()
 @click.pass_obj
@@ -38,10 +44,12 @@ def command(
     keep_within: timedelta | None,
     grace: timedelta,
     source_name: str | None,
+    ignore_marks: bool,
     dry_run: bool,
     output: str,
 ) -> None:
     """Apply retention and remove unreferenced objects."""
+    from catalog.marks import MarkPoint, marks_by_source
     from pitr import exitcodes
     from pitr.commands.check import chosen_sources
     from pitr.expiry import apply_plan, garbage, sweep
@@ -49,7 +57,11 @@ def command(
 
     repo = app.repo()
     now = datetime.now(UTC)
-    policy = Policy(keep, keep_within)
+    marks: tuple[MarkPoint, ...] = ()
+    if not ignore_marks:
+        with repo.catalog.session() as s:
+            marks = tuple(m for ms in marks_by_source(s).values() for m in ms)
+    policy = Policy(keep, keep_within, marks)
     plans = [
         plan_expiry(repo, name, hooks, policy, now)
         for name, _, hooks in chosen_sources(app, source_name)

@@ -87,9 +87,8 @@ class PostgresReports:
         breakpoints = [b.finished_at for b in facts.backups] + [
             t.created_at for t in facts.timelines.values()
         ]
-        sel = select_backups(
-            items, policy, now, pg_chooser(facts.backups, facts.timelines), breakpoints
-        )
+        chooser = pg_chooser(facts.backups, facts.timelines)
+        sel = select_backups(items, policy, now, chooser, breakpoints, policy.marks_of(src.name))
         kept_points = [b for b in facts.backups if b.id in sel.kept]
         plan = SourceExpiry(src.name, src.kind)
         plan.facts = [

@@ -101,7 +101,8 @@ class RedisReports:
             before = [v for v in snaps.values() if v.started_at <= t]
             return max(before, key=lambda v: v.started_at).id if before else None
 
-        sel = select_backups(items, policy, now, chosen, [v.started_at for v in snaps.values()])
+        starts = [v.started_at for v in snaps.values()]
+        sel = select_backups(items, policy, now, chosen, starts, policy.marks_of(src.name))
         kept_snaps = [v for v in snaps.values() if v.id in sel.kept]
         plan = SourceExpiry(src.name, src.kind)
         plan.facts = [_expired(src.name, f) for f in facts_to_expire(kept_snaps, stream_facts)]

@@ -126,6 +126,7 @@ class SqliteReports:
                 now,
                 partial(_newest_base, facts),
                 [b.seen for b in facts.bases],
+                policy.marks_of(src.name),
             )
             kept.update(sel.kept)
             starts += [sel.window_start] if sel.window_start else []
