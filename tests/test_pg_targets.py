@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from tests.badinput import expect_row
-from tests.pgsupport import Archived, markers_in, start_archiving
+from tests.pgsupport import Archived, markers_in, open_dir, start_archiving
 from tests.redissupport import TailProcess, archived_entries_of
 from tests.servers import ClusterFactory, PostgresCluster, RedisFactory, wait_until
+from tests.sqlitesupport import Writer, rows
 
 M = "app:stream:markers"
 
@@ -154,7 +155,7 @@ def test_bad_targets_one_line_and_nothing_changed(archived: Archived) -> None:
     assert not list(archived.base.glob(".never.*"))
 
 
-def test_one_mark_brings_postgres_and_redis_back_to_it(
+def test_one_mark_brings_postgres_redis_and_sqlite_back_to_it(
     pg_cluster: PostgresCluster,
     pg_cluster_factory: ClusterFactory,
     redis_factory: RedisFactory,
@@ -162,35 +163,58 @@ def test_one_mark_brings_postgres_and_redis_back_to_it(
 ) -> None:
     archived = start_archiving(pg_cluster, shared_tmp, pg_cluster_factory)
     redis = redis_factory()
+    # The SQLite database is written by another process; the capture runs
+    # as the postgres user, as the tail below does.
+    db, log = open_dir(archived.base / "app") / "app.db", archived.base / "writer.log"
+    Writer(db, log, 0, ()).wait()
     with archived.config.open("a") as f:
         f.write(f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n')
+        f.write(f'\n[sources.app]\nkind = "sqlite"\npath = "{db}"\n')
+    for path in db.parent.iterdir():
+        path.chmod(0o666)
     c = redis.client()
     archived.pitr("backup", "--source", "db")
     archived.pitr("backup", "--source", "cache")
-    tail = TailProcess(archived.config, "--batch-seconds", "0.2", user="postgres")
+    tails = [
+        TailProcess(archived.config, "--source", name, "--batch-seconds", "0.2", user="postgres")
+        for name in ("cache", "app")
+    ]
     try:
         archived.marker(1)
         r1 = c.xadd(M, {"marker": "1"})
-        out = archived.pitr("mark", "before-change").stdout
+        Writer(db, log, 2, ("--name", "before")).wait()
+        before = rows(db)
+        out = archived.pitr("mark", "before-change", "--wait", "30s").stdout
         assert "cache (redis) archived up to" in out and "db (postgres) restore point" in out
+        assert "app (sqlite) archived up to" in out
         archived.marker(2)
         c.xadd(M, {"marker": "2"})
+        Writer(db, log, 2, ("--name", "after")).wait()
         archived.switch_and_wait()
         wait_until(
             lambda: len(archived_entries_of(archived.config, "cache")) >= 2, 60, "stream entries"
         )
     finally:
-        code, _, err = tail.stop(signal.SIGTERM)
-    assert code == 0, err
+        stopped = [tail.stop(signal.SIGTERM) for tail in tails]
+    assert [code for code, _, _ in stopped] == [0, 0], stopped
 
     dst = redis_factory()
-    pgdata = archived.base / "r-both"
+    pgdata, into = archived.base / "r-all", archived.base / "r-app.db"
     out = archived.pitr(
-        "restore", "--to", "before-change", "--pgdata", str(pgdata), "--redis-url", dst.url
+        "restore",
+        "--to",
+        "before-change",
+        "--pgdata",
+        str(pgdata),
+        "--redis-url",
+        dst.url,
+        "--into",
+        str(into),
     ).stdout
-    assert "target: mark 'before-change': cache at" in out
+    assert "target: mark 'before-change': app at" in out
     assert [fields[b"marker"] for _, fields in dst.client().xrange(M)] == [b"1"]
     assert dst.client().xrange(M)[0][0] == r1
+    assert rows(into) == before and {name for name, _ in before} == {"before"}
     cluster = start(archived, pgdata)
     try:
         assert markers_in(cluster) == [1]
