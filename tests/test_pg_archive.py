@@ -182,3 +182,21 @@ def test_a_backup_pushes_its_own_wal_when_the_archiver_is_stuck(archived: Archiv
         assert markers_in(restored) == [1, 2]
     finally:
         restored.stop()
+
+
+def test_init_prints_the_archive_command_and_check_warns_of_a_slower_one(
+    archived: Archived,
+) -> None:
+    out = archived.pitr("init").stdout
+    assert "db: in postgresql.conf" in out and "  archive_mode = on" in out
+    line = archived.pitr("archive-command", "--source", "db").stdout.strip()
+    assert f"  archive_command = '{line}'" in out  # (it holds no quote to double)
+
+    # The fixture's archive_command is plain wal-push: check says so, and passes.
+    archived.switch_and_wait()
+    plain = archived.pitr("check")
+    assert "archive_command runs plain `pitr wal-push`" in plain.stderr
+
+    archived.cluster.set_archive_command(line)
+    archived.switch_and_wait()
+    assert "warning" not in archived.pitr("check").stderr

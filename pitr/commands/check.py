@@ -23,10 +23,15 @@ if TYPE_CHECKING:
 @report_command("check")
 def command(app: AppContext, source_name: str | None, output: str) -> None:
     """Continuity of WAL chains and stream batches, missing objects."""
+    from pitr import kinds
     from recovery.integrity import check_archive
 
     repo = app.repo()
     report = check_archive(repo, chosen_sources(app, source_name))
+    for src in app.config.sources.values():
+        if source_name in (None, src.name):
+            for line in kinds.get(src.kind).setup_warnings(app, src):
+                click.echo(f"pitr: warning: {line}", err=True)
     doc = report_json(report)
     if output == "json":
         from pitr.output import emit_json

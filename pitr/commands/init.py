@@ -53,6 +53,11 @@ def command(app: AppContext, encrypt: bool) -> None:
         state += " (encrypted)"
     click.echo(f"repository {rc.url}: {state}; catalog {repo.catalog.safe_url}: ready")
     repo.close()
+    from pitr import kinds
+
+    for src in app.config.sources.values():
+        for line in kinds.get(src.kind).setup(app, src):
+            click.echo(line)
 
 
 def _key_and_encryption(app: AppContext, encrypt: bool) -> tuple[bytes | None, Any]:

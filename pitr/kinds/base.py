@@ -197,6 +197,13 @@ class SourceKind(Protocol):
     ) -> None:
         """Write the chosen data as it was at request.target to out."""
 
+    def setup(self, app: AppContext, src: Any) -> list[str]:
+        """What the operator does for the capture to start (pitr init prints it)."""
+
+    def setup_warnings(self, app: AppContext, src: Any) -> list[str]:
+        """Where the live source is set up to archive slower or less than it
+        could (pitr check warns); none when it cannot be asked."""
+
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         """One line on what is archived (info), from the status totals."""
 
@@ -209,6 +216,11 @@ class SourceKind(Protocol):
     ) -> MarkRecord:
         """The source's side of mark NAME taken at `at`, once a restore can
         reach it (waiting up to timeout seconds); not yet recorded."""
+
+
+def run_capture_hint(app: AppContext, src: SourceConfig) -> list[str]:
+    """The setup of a source that only pitr's own capture archives."""
+    return [f"{src.name}: run `pitr daemon` (or `pitr tail --source {src.name}`) to capture it"]
 
 
 def required_text(raw: dict[str, Any], key: str, at: str, kind: str) -> str:

@@ -171,6 +171,16 @@ class PostgresKind:
         goal = replace(request.goal, action="promote")
         return self.plan_restore(app, src, replace(request, goal=goal, delta=False))
 
+    def setup(self, app: AppContext, src: PostgresConfig) -> list[str]:
+        from pitr.pgsetup import setup_lines
+
+        return setup_lines(app, src)
+
+    def setup_warnings(self, app: AppContext, src: PostgresConfig) -> list[str]:
+        from pitr.pgsetup import setup_warnings
+
+        return setup_warnings(app, src)
+
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
 

@@ -163,6 +163,14 @@ class SqliteKind:
 
         return archived_mark(app, src, name, at, timeout)
 
+    def setup(self, app: AppContext, src: Any) -> list[str]:
+        from pitr.kinds.base import run_capture_hint
+
+        return run_capture_hint(app, src)
+
+    def setup_warnings(self, app: AppContext, src: Any) -> list[str]:
+        return []
+
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
 
