@@ -3,6 +3,7 @@ against a real PostgreSQL 15."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from datetime import timedelta
@@ -194,9 +195,11 @@ def test_init_prints_the_archive_command_and_check_warns_of_a_slower_one(
 
     # The fixture's archive_command is plain wal-push: check says so, and passes.
     archived.switch_and_wait()
-    plain = archived.pitr("check")
-    assert "archive_command runs plain `pitr wal-push`" in plain.stderr
+    plain = archived.pitr("check").stdout
+    assert "warning: db: archive_command runs plain `pitr wal-push`" in plain
+    doc = json.loads(archived.pitr("check", "--output", "json").stdout)
+    assert doc["ok"] is True and len(doc["warnings"]) == 1
 
     archived.cluster.set_archive_command(line)
     archived.switch_and_wait()
-    assert "warning" not in archived.pitr("check").stderr
+    assert "warning" not in archived.pitr("check").stdout

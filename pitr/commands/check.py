@@ -28,11 +28,13 @@ def command(app: AppContext, source_name: str | None, output: str) -> None:
 
     repo = app.repo()
     report = check_archive(repo, chosen_sources(app, source_name))
-    for src in app.config.sources.values():
-        if source_name in (None, src.name):
-            for line in kinds.get(src.kind).setup_warnings(app, src):
-                click.echo(f"pitr: warning: {line}", err=True)
     doc = report_json(report)
+    doc["warnings"] = [
+        line
+        for src in app.config.sources.values()
+        if source_name in (None, src.name)
+        for line in kinds.get(src.kind).setup_warnings(app, src)
+    ]
     if output == "json":
         from pitr.output import emit_json
 
@@ -122,6 +124,8 @@ def print_report(doc: dict[str, Any], what: str) -> None:
         for r in b["refs"]:
             what_ = {"wal": "WAL file", "stream_batch": "stream batch"}.get(r["kind"], r["kind"])
             click.echo(f"  needed by {r['source']}: {what_} {r['name']}")
+    for line in doc.get("warnings", []):
+        click.echo(f"warning: {line}")
     problems = sum(len(s["problems"]) for s in doc["sources"])
     click.echo(
         f"{what}: {doc['objects_checked']} objects, {problems} continuity problems, "
