@@ -31,3 +31,11 @@ class FormatError(CatalogError):
 
 class KeyError_(CatalogError):
     """The repository is encrypted and the key is missing or wrong."""
+
+
+def first_line(error: BaseException | None) -> str:
+    """An error's message cut to its first line, for one-line reports
+    (drivers such as psycopg add DETAIL and HINT lines)."""
+    if error is None:
+        return "unknown error"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -27,6 +27,7 @@ from archiver.filecopy import Copier, FileCopy
 from archiver.postgres.files import Entry, walk_pgdata
 from catalog.db.models import WalFile
 from catalog.details import PgBackupDetails
+from catalog.errors import first_line
 from catalog.manifests import FileEntry, PgBackupManifest
 from catalog.queries import ensure_source
 from catalog.records import BackupRecord
@@ -58,7 +59,7 @@ def take_base_backup(
 
         conn = psycopg.connect(dsn, autocommit=True, **pg_timeouts(conninfo_to_dict(dsn)))
     except psycopg.Error as e:
-        raise SourceUnreachable(f"backup {source}: cannot connect: {_first_line(e)}") from e
+        raise SourceUnreachable(f"backup {source}: cannot connect: {first_line(e)}") from e
     try:
         with conn:
             server = _server_facts(conn, source, root)
@@ -84,7 +85,7 @@ def take_base_backup(
     except psycopg.Error as e:
         # The server went away or refused mid-backup (restart, shutdown, ...):
         # nothing is recorded, and the next backup starts afresh.
-        raise SourceUnreachable(f"backup {source}: the server failed: {_first_line(e)}") from e
+        raise SourceUnreachable(f"backup {source}: the server failed: {first_line(e)}") from e
     assert row is not None
     stop_lsn, labelfile, spcmap = row
     label_info = parse_backup_label(labelfile)
@@ -280,7 +281,3 @@ def _owner(root: Path) -> str:
         return pwd.getpwuid(root.stat().st_uid).pw_name
     except KeyError:
         return str(root.stat().st_uid)
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

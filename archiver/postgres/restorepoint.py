@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from archiver.errors import BackupFailed, SourceUnreachable
+from catalog.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def create_restore_point(source: str, dsn: str, name: str) -> RestorePoint:
     try:
         conn = psycopg.connect(dsn, autocommit=True, **pg_timeouts(conninfo_to_dict(dsn)))
     except psycopg.Error as e:
-        raise SourceUnreachable(f"mark {source}: cannot connect: {_first_line(e)}") from e
+        raise SourceUnreachable(f"mark {source}: cannot connect: {first_line(e)}") from e
     try:
         with conn:
             row = conn.execute(
@@ -40,11 +41,7 @@ def create_restore_point(source: str, dsn: str, name: str) -> RestorePoint:
     except psycopg.Error as e:
         # A standby refuses restore points (recovery is in progress), as does
         # a server with wal_level minimal.
-        raise BackupFailed(f"mark {source}: {_first_line(e)}") from e
+        raise BackupFailed(f"mark {source}: {first_line(e)}") from e
     assert row is not None
     lsn, walfile, at = row
     return RestorePoint(str(lsn), int(str(walfile)[:8], 16), at.astimezone(UTC))
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from recovery.errors import PlanError, RecoveryError
+from catalog.errors import first_line
+from recovery.errors import PlanError, RecoveryError, RestoreInputError
 from recovery.partial.pgscratch import scratch_cluster
 from recovery.partial.pgtables import (
     Table,
@@ -41,9 +42,9 @@ def connect_live(dsn: str) -> Any:
         params = conninfo_to_dict(dsn)
         return psycopg.connect(dsn, autocommit=True, **pg_timeouts(params))
     except psycopg.ProgrammingError as e:
-        raise PlanError(f"--into-database: not a connection string: {_first(e)}") from e
+        raise RestoreInputError(f"--into-database: not a connection string: {first_line(e)}") from e
     except psycopg.Error as e:
-        raise RecoveryError(f"--into-database: cannot connect: {_first(e)}") from e
+        raise RecoveryError(f"--into-database: cannot connect: {first_line(e)}") from e
 
 
 def restore_rows(
@@ -73,7 +74,7 @@ def restore_rows(
                         _bring(old, live, n, t, lt, rows, side) for n, (t, lt) in enumerate(pairs)
                     ]
             except psycopg.Error as e:
-                raise PlanError(f"into {dbname}: {_first(e)}; nothing was changed") from e
+                raise PlanError(f"into {dbname}: {first_line(e)}; nothing was changed") from e
     for line in done:
         echo(f"{job.src.name}: {line}")
 
@@ -188,8 +189,3 @@ def _copy(old: Any, live: Any, table: Table, where: str | None, dest: str) -> in
             into.write(block)
     row = live.execute(f"SELECT count(*) FROM {dest}").fetchone()
     return int(row[0])
-
-
-def _first(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from catalog.errors import first_line
 from pitr.throwaway import free_port, pg_bin
 from recovery.errors import RecoveryError
 
@@ -104,7 +105,7 @@ class ScratchCluster:
                         return
             except psycopg.OperationalError as e:
                 if "does not exist" in str(e):  # no role to get in with
-                    raise RecoveryError(f"scratch cluster: {_first(e)}") from e
+                    raise RecoveryError(f"scratch cluster: {first_line(e)}") from e
             time.sleep(0.2)
 
     def log_tail(self) -> str:
@@ -200,8 +201,3 @@ def _start(workdir: Path, pgdata: Path) -> ScratchCluster:
             **kwargs,
         )
     return ScratchCluster(workdir, pgdata, port, proc, name)
-
-
-def _first(error: Exception | None) -> str:
-    text = str(error or "unknown error").strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from catalog.errors import first_line
 from recovery.errors import PlanError, RestoreInputError
 
 
@@ -59,7 +60,7 @@ def find_table(conn: Any, spec: str) -> Table | None:
             (spec,),
         ).fetchone()
     except psycopg.errors.InvalidName as e:  # e.g. an unbalanced quote
-        raise RestoreInputError(f"--table {spec}: not a table name ({_first(e)})") from e
+        raise RestoreInputError(f"--table {spec}: not a table name ({first_line(e)})") from e
     if row is None:
         return None
     oid, schema, name = row
@@ -110,7 +111,7 @@ def check_where(conn: Any, table: Table, where: str | None) -> None:
     try:
         conn.execute(f"EXPLAIN {selection(table, where)}")
     except psycopg.Error as e:
-        raise RestoreInputError(f"--where on {table.label}: {_first(e)}") from e
+        raise RestoreInputError(f"--where on {table.label}: {first_line(e)}") from e
 
 
 def _outside_quotes(text: str) -> bool:
@@ -130,8 +131,3 @@ def require_key(table: Table, mode: str) -> None:
             f"{table.label} has no primary key: --mode {mode} needs one; "
             "use --mode side-table to restore it beside the live table"
         )
-
-
-def _first(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
