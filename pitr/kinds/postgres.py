@@ -134,6 +134,16 @@ class PostgresKind:
             src.name, name, self.name, point.at, dt.now(UTC), point.lsn, point.timeline
         )
 
+    # Placeholders on the export branch only, so that the seam type-checks;
+    # the PostgreSQL implementation (branch main) replaces both.
+    def restore_rows(self, app: AppContext, src: Any, request: RestoreRequest, rows: Any) -> None:
+        raise ConfigError("a partial restore of a postgres source is not available yet")
+
+    def export(
+        self, app: AppContext, src: Any, request: RestoreRequest, what: Any, out: Any
+    ) -> None:
+        raise ConfigError("an export of a postgres source is not available yet")
+
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
 

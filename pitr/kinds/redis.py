@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import click
 
 from pitr.configfile import ConfigError
 from pitr.kinds.base import (
+    ExportRequest,
     Log,
+    PartialRequest,
     RestoreRequest,
     SourceConfig,
     SourceKind,
@@ -154,6 +156,54 @@ class RedisKind:
             plan = load_plan(s, src.name, source.id, request.target)
         url = request.into.get(self.into_option) or src.url
         return RedisRestoreJob(src, plan, url, request.force)
+
+    def restore_rows(
+        self, app: AppContext, src: RedisConfig, request: RestoreRequest, rows: PartialRequest
+    ) -> None:
+        raise ConfigError(
+            f"--table is for postgres and sqlite sources; a restore of redis source "
+            f"{src.name!r} takes its keys from the source's patterns ({', '.join(src.patterns)})"
+        )
+
+    def export(
+        self,
+        app: AppContext,
+        src: RedisConfig,
+        request: RestoreRequest,
+        what: ExportRequest,
+        out: IO[str],
+    ) -> None:
+        """The keys as of the target, from a scratch server the replication
+        capture's base and writes are replayed into (recovery/redis/export.py)."""
+        from recovery.errors import PlanError
+        from recovery.redis.export import export_keys
+        from recovery.redis.replay import replay_to
+
+        if what.tables or what.where:
+            raise ConfigError(
+                "--table and --where are for postgres and sqlite sources: "
+                "choose redis keys with --keys PATTERN"
+            )
+        if what.format != "jsonl":
+            raise ConfigError(f"a redis source exports as --format jsonl, not {what.format}")
+        if src.capture != "replication":
+            raise PlanError(
+                f"export of {src.name}: needs a replication capture (capture = "
+                '"replication"); a source captured by stream tailing has only its streams '
+                "between snapshots: restore it with pitr restore --redis-url instead"
+            )
+        target_ms = int(request.target.timestamp() * 1000)
+        scratch, _ = replay_to(app.repo(), src.name, target_ms)
+        try:
+            keys = [what.keys] if what.keys else src.patterns
+            written, expired = export_keys(scratch.client, keys, target_ms, out)
+        finally:
+            scratch.close()
+        click.echo(
+            f"{src.name}: exported {written} keys of {', '.join(keys)}; left out {expired} "
+            "keys expired at the target",
+            err=True,
+        )
 
     def mark_refusal(self, src: Any) -> str | None:
         if src.capture != "replication":
