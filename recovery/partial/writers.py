@@ -52,7 +52,9 @@ def quote_name(name: str) -> str:
 def _write_sql(
     out: IO[str], table: str, columns: list[str], rows: Iterable[Sequence[Any]], dialect: str
 ) -> int:
-    head = f"INSERT INTO {quote_name(table)} ({', '.join(_quote_column(c) for c in columns)})"
+    # SQLite has no schemas: its table name is one identifier, dots and all.
+    name = quote_name(table) if dialect == "postgresql" else _quote_column(table)
+    head = f"INSERT INTO {name} ({', '.join(_quote_column(c) for c in columns)})"
     count = 0
     for row in rows:
         values = ", ".join(sql_literal(v, dialect) for v in row)
