@@ -72,12 +72,13 @@ def command(
     kind = kinds.get(src.kind)
     check_sources(target, [(src.name, src.kind, kind.target_forms)])
     request = RestoreRequest(target.marks.get(src.name, target.instant), False, {}, target.goal)
-    click.echo(target.describe(to), err=True)
     if destination is None:
         kind.export(app, src, request, what, sys.stdout)
-        return
-    _write_whole(destination, lambda out: kind.export(app, src, request, what, out))
-    click.echo(f"{src.name}: wrote {destination}", err=True)
+    else:
+        _write_whole(destination, lambda out: kind.export(app, src, request, what, out))
+        click.echo(f"{src.name}: wrote {destination}", err=True)
+    # Last, so that a refusal is the one line on standard error.
+    click.echo(target.describe(to), err=True)
 
 
 def _destination(output: str | None, force: bool) -> Path | None:
