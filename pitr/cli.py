@@ -43,7 +43,7 @@ SUMMARIES = {
     "daemon": "Run all continuous work of the config.",
     "mark": "Record a named instant to restore to.",
     "restore": "Restore sources to an instant, a mark or another target.",
-    "export": "Write a source's data as of an instant as SQL, CSV or JSON lines.",
+    "export": "Write a source's data as of an instant or mark.",
     "info": "Sources, backups, recoverable windows and sizes.",
     "report": "Reports: rpo.",
     "serve": "Serve the status page, metrics and health check.",
