@@ -22,7 +22,7 @@ from pitr import exitcodes
 from recovery.redis.replay import epochs
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory
-from tests.redissupport import TailProcess, make_source
+from tests.redissupport import RedisSource, TailProcess, make_source, wait_for_entries
 from tests.rowsupport import Accident, accident_history
 
 # -- SQLite ------------------------------------------------------------------
@@ -214,37 +214,85 @@ def test_redis_keys_at_the_target_are_what_a_restore_brings_back(
     finally:
         code, _, err = tail.stop(signal.SIGTERM)
     assert code == 0, err
-    target = datetime.fromtimestamp(target_ms / 1000, UTC).isoformat()
-    result = src.pitr("export", "--source", "cache", "--to", target, "--keys", "cb:*",
-                      "--format", "jsonl")  # fmt: skip
-    docs = {d["key"]: d for d in map(json.loads, result.stdout.splitlines())}
-    assert "exported 8 keys of cb:*" in result.stderr
-    dst = redis_factory()
-    src.pitr("restore", "--source", "cache", "--to", target, "--redis-url", dst.url)
-    d = dst.client()
-    restored_keys = sorted(k.decode("latin-1") for k in d.scan_iter(match="cb:*"))
-    by_name = {(decode(doc, k)).decode("latin-1"): doc for k, doc in docs.items()}
-    assert sorted(by_name) == restored_keys
+    by_name = exported_as_restored(src, target_ms, redis_factory)
     assert "cb:new" not in by_name and "cb:brief" not in by_name and "other:k" not in by_name
-    for name, doc in by_name.items():
-        key = name.encode("latin-1")
-        assert doc["type"] == d.type(key).decode(), name
-        assert logical(doc) == read(d, key), name
     assert by_name["cb:bin"]["encoding"] == "base64"
     assert by_name["cb:q"] == {"key": "cb:q", "type": "string", "ttl_ms": None,
                                "encoding": "utf-8", "value": "base"}  # fmt: skip
     ttl = by_name["cb:ttl"]["ttl_ms"]
     assert abs(ttl - (600_000 - (target_ms - set_ms))) < 1000, ttl
-    assert 0 < d.pttl("cb:ttl") <= ttl
+
+
+def exported_as_restored(
+    src: RedisSource, target_ms: int, redis_factory: RedisFactory, *more: str
+) -> dict[str, dict[str, Any]]:
+    """Export the source's keys at target_ms, restore it to the same instant
+    into a new server, assert that both hold the same keys, values and
+    TTLs; the exported objects by key."""
+    target = datetime.fromtimestamp(target_ms / 1000, UTC).isoformat()
+    args = ("--source", "cache", "--to", target)
+    result = src.pitr("export", *args, "--format", "jsonl", *more)
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert f"exported {len(docs)} keys" in result.stderr
+    dst = redis_factory()
+    src.pitr("restore", *args, "--redis-url", dst.url)
+    d = dst.client()
+    by_name = {decode(doc, doc["key"]).decode("latin-1"): doc for doc in docs}
+    assert sorted(by_name) == sorted(k.decode("latin-1") for k in d.scan_iter(match="cb:*"))
+    for name, doc in by_name.items():
+        key = name.encode("latin-1")
+        assert doc["type"] == d.type(key).decode(), name
+        assert logical(doc) == read(d, key), name
+        assert (doc["ttl_ms"] is None) == (d.pttl(key) == -1), name
+        assert doc["ttl_ms"] is None or 0 < d.pttl(key) <= doc["ttl_ms"], name
+    return by_name
+
+
+def test_redis_stream_capture_exports_its_snapshot_and_stream_entries(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    src = make_source(redis_factory(), tmp_path)  # capture by snapshots and the stream tailer
+    c = src.client()
+    c.set("cb:health", "ok")
+    c.hset("cb:metrics", mapping={"calls": 3})
+    c.set("cb:circuit", "open", px=300_000)
+    c.set("unrelated", "not archived")
+    first = c.xadd("cb:stream:ev", {"n": "0"})
+    src.pitr("backup", "--source", "cache")
+    tail = TailProcess(src.config, "--batch-seconds", "0.2")
+    try:
+        ids = [first]
+        for n in range(1, 5):
+            time.sleep(0.2)
+            ids.append(c.xadd("cb:stream:ev", {"n": str(n)}))
+        wait_for_entries(src, 5)
+    finally:
+        code, _, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    target_ms = (int(ids[2].split(b"-")[0]) + int(ids[3].split(b"-")[0])) // 2
+    by_name = exported_as_restored(src, target_ms, redis_factory)
+    assert sorted(by_name) == ["cb:circuit", "cb:health", "cb:metrics", "cb:stream:ev"]
+    stream = by_name["cb:stream:ev"]["value"]
+    assert [e["fields"] for e in stream] == [{"n": "0"}, {"n": "1"}, {"n": "2"}]
+    assert 290_000 < by_name["cb:circuit"]["ttl_ms"] <= 300_000
+    only = exported_as_restored_keys(src, target_ms, "cb:h*")
+    assert list(only) == ["cb:health"]
+
+
+def exported_as_restored_keys(src: RedisSource, target_ms: int, pattern: str) -> list[str]:
+    target = datetime.fromtimestamp(target_ms / 1000, UTC).isoformat()
+    result = src.pitr("export", "--source", "cache", "--to", target, "--format", "jsonl",
+                      "--keys", pattern)  # fmt: skip
+    return [json.loads(line)["key"] for line in result.stdout.splitlines()]
 
 
 def test_redis_refusals_are_one_line(redis_factory: RedisFactory, tmp_path: Path) -> None:
-    src = make_source(redis_factory(), tmp_path)  # stream capture: no replayable keyspace
+    src = make_source(redis_factory(), tmp_path)  # nothing archived yet
     base = ("export", "--source", "cache", "--to", iso(time.time()))
     for args, code, says in [
         (("--format", "sql"), exitcodes.USAGE, "exports as --format jsonl"),
         (("--format", "jsonl", "--table", "t"), exitcodes.USAGE, "--table and --where are for"),
-        (("--format", "jsonl"), exitcodes.UNMET, "needs a replication capture"),
+        (("--format", "jsonl"), exitcodes.UNMET, "no snapshot"),
     ]:
         result = src.pitr(*base, *args, check=code)
         assert len(result.stderr.splitlines()) == 1 and says in result.stderr, result.stderr

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from recovery.redis.plan import RedisRestorePlan
+    from recovery.redis.replay import ScratchRedis
     from recovery.reporting import KindReports
 
 
@@ -173,11 +174,9 @@ class RedisKind:
         what: ExportRequest,
         out: IO[str],
     ) -> None:
-        """The keys as of the target, from a scratch server the replication
-        capture's base and writes are replayed into (recovery/redis/export.py)."""
-        from recovery.errors import PlanError
+        """The keys as of the target, from a scratch server that holds them
+        (recovery/redis/export.py), a JSON object a line."""
         from recovery.redis.export import export_keys
-        from recovery.redis.replay import replay_to
 
         if what.tables or what.where:
             raise ConfigError(
@@ -186,17 +185,10 @@ class RedisKind:
             )
         if what.format != "jsonl":
             raise ConfigError(f"a redis source exports as --format jsonl, not {what.format}")
-        if src.capture != "replication":
-            raise PlanError(
-                f"export of {src.name}: needs a replication capture (capture = "
-                '"replication"); a source captured by stream tailing has only its streams '
-                "between snapshots: restore it with pitr restore --redis-url instead"
-            )
-        target_ms = int(request.target.timestamp() * 1000)
-        scratch, _ = replay_to(app.repo(), src.name, target_ms)
+        scratch, reference_ms = self._keyspace_at(app, src, request)
         try:
             keys = [what.keys] if what.keys else src.patterns
-            written, expired = export_keys(scratch.client, keys, target_ms, out)
+            written, expired = export_keys(scratch.client, keys, reference_ms, out)
         finally:
             scratch.close()
         click.echo(
@@ -204,6 +196,31 @@ class RedisKind:
             "keys expired at the target",
             err=True,
         )
+
+    def _keyspace_at(
+        self, app: AppContext, src: RedisConfig, request: RestoreRequest
+    ) -> tuple[ScratchRedis, int]:
+        """A scratch server holding the source's keys as of the target, and
+        the instant (ms) its expiry times count the keys' TTL from: the
+        target for a replayed capture, the restore's start for a snapshot
+        restored with each key's TTL left at the target."""
+        from archiver.redis.replication import now_ms
+        from recovery.redis.export import EMPTY_RDB, scratch_url
+        from recovery.redis.replay import ScratchRedis, replay_to
+        from recovery.redis.restore import restore_redis
+
+        target_ms = int(request.target.timestamp() * 1000)
+        job = self.plan_restore(app, src, request)
+        if isinstance(job, ReplayJob):
+            return replay_to(app.repo(), src.name, target_ms)[0], target_ms
+        scratch = ScratchRedis(iter([EMPTY_RDB]))
+        try:
+            started = now_ms()
+            restore_redis(app.repo(), job.plan, scratch_url(scratch), src.patterns, force=True)
+        except BaseException:
+            scratch.close()
+            raise
+        return scratch, started
 
     def mark_refusal(self, src: Any) -> str | None:
         if src.capture != "replication":

@@ -18,21 +18,35 @@ import base64
 import json
 import math
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recovery.redis.replay import ScratchRedis
 
 Encode = Callable[[bytes], str]
 
+# An RDB file of no keys (version 9, checksum 0: not checked), for a scratch
+# server that a snapshot is then restored into.
+EMPTY_RDB = b"REDIS0009\xff" + bytes(8)
 
-def export_keys(client: Any, patterns: list[str], target_ms: int, out: IO[str]) -> tuple[int, int]:
-    """Write every key of the patterns to out; (keys written, keys left out
-    because they had expired at the target)."""
+
+def scratch_url(scratch: ScratchRedis) -> str:
+    return f"unix://{scratch.dir / 'redis.sock'}"
+
+
+def export_keys(
+    client: Any, patterns: list[str], reference_ms: int, out: IO[str]
+) -> tuple[int, int]:
+    """Write every key of the patterns to out, each with the TTL its expiry
+    time leaves after reference_ms; (keys written, keys left out because
+    they had expired by then)."""
     keys = sorted({k for p in patterns for k in client.scan_iter(match=p, count=1000)})
     written = expired = 0
     for key in keys:
         expires = int(client.execute_command("PEXPIRETIME", key))
         if expires == -2:
             continue  # gone from the scratch server meanwhile
-        ttl = None if expires < 0 else expires - target_ms
+        ttl = None if expires < 0 else expires - reference_ms
         if ttl is not None and ttl <= 0:
             expired += 1
             continue
