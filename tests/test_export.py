@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from archiver.redis.replication import now_ms
 from pitr import exitcodes
+from recovery.partial.writers import write_rows
 from recovery.redis.replay import epochs
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory
@@ -141,6 +143,34 @@ def test_a_target_before_anything_archived_is_exit_3(accident: Accident) -> None
     args = ("export", "--source", source.name, "--to", "2001-01-01 00:00Z", "--format", "sql")
     result = source.pitr(*args, check=exitcodes.UNMET)
     assert "no base copy at or before" in result.stderr
+
+
+def test_sql_literals_of_awkward_values_read_back_the_same_in_sqlite() -> None:
+    values = ("it's \"quoted\"\nand -- not a comment", b"\x00\xff'", None, 7, -0.5, 1e300,
+              float("inf"), True)  # fmt: skip
+    columns = ["t", "b", "n", "i", "f", "big", "inf", "yes"]
+    out = io.StringIO()
+    assert write_rows(out, "sql", "odd.name", columns, [values], dialect="sqlite") == 1
+    conn = sqlite3.connect(":memory:")
+    conn.execute('CREATE TABLE "odd.name" (t, b, n, i, f, big, inf, yes)')
+    conn.executescript(out.getvalue())
+    assert conn.execute('SELECT * FROM "odd.name"').fetchall() == [(*values[:-1], 1)]
+    pg = io.StringIO()
+    write_rows(pg, "sql", "public.t", ["b", "yes"], [(b"\x01", False)])
+    assert pg.getvalue() == 'INSERT INTO "public"."t" ("b", "yes") VALUES (\'\\x01\', FALSE);\n'
+
+
+def test_jsonl_and_csv_shapes_of_typed_values() -> None:
+    row = (b"\x01\x02", datetime(2025, 1, 16, 12, 0, tzinfo=UTC), Decimal("1.10"), None, True)
+    out = io.StringIO()
+    write_rows(out, "jsonl", "t", ["b", "at", "d", "n", "ok"], [row])
+    assert json.loads(out.getvalue()) == {
+        "table": "t",
+        "row": {"b": "0102", "at": "2025-01-16T12:00:00+00:00", "d": "1.10", "n": None, "ok": True},
+    }
+    out = io.StringIO()
+    write_rows(out, "csv", "t", ["b", "at", "d", "n", "ok"], [row])
+    assert out.getvalue() == "b,at,d,n,ok\n0102,2025-01-16T12:00:00+00:00,1.10,,true\n"
 
 
 # -- Redis -------------------------------------------------------------------

@@ -5,6 +5,7 @@ database, which keeps the good writes made since."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 from pitr import exitcodes, kinds
 from pitr.context import AppContext
 from pitr.kinds.base import PartialRequest, RestoreRequest
+from recovery.errors import RestoreInputError
+from recovery.sqlite.tables import resolve_tables
 from tests.rowsupport import Accident, accident_history, copy_database, everything, table
 
 
@@ -91,7 +94,7 @@ def test_replace_with_where_restores_the_old_versions_of_updated_rows(
     assert "2 rows at the target, 0 missing brought back, 2 replaced" in out
     old = {r[0]: r for r in accident.at_target["accounts"]}
     after = {r[0]: r for r in table(live, "accounts")}
-    assert before.keys() == after.keys()  # nothing deleted ones came back
+    assert before.keys() == after.keys()  # the deleted rows are outside the condition
     assert {i: after[i] for i in accident.updated} == {i: old[i] for i in accident.updated}
     assert {k: v for k, v in after.items() if k not in (7, 8)} == {
         k: v for k, v in before.items() if k not in (7, 8)
@@ -168,7 +171,33 @@ def test_a_table_dropped_from_the_live_database_needs_side_table(
     conn.execute("DROP TABLE memberships")
     conn.commit()
     conn.close()
-    before = everything_but_memberships = {t: table(live, t) for t in ("accounts", "rows")}
+    before = {t: table(live, t) for t in ("accounts", "rows")}
     code, message = refused(accident, "accounts", "memberships", mode="insert-missing", into=live)
     assert code == exitcodes.USAGE and "memberships is not in the live database" in message
-    assert {t: table(live, t) for t in ("accounts", "rows")} == everything_but_memberships == before
+    assert {t: table(live, t) for t in ("accounts", "rows")} == before
+
+
+@pytest.mark.parametrize(
+    ("names", "found"),
+    [
+        ((), ["a.db/orders", "a.db/users", "b.db/Users", "b.db/logs"]),
+        (("orders",), ["a.db/orders"]),
+        (("ORDERS", "orders"), ["a.db/orders"]),
+        (("b.db/users", "logs"), ["b.db/Users", "b.db/logs"]),
+        (("users",), "a table of several databases (a.db, b.db): name it as DB/users"),
+        (("c.db/users",), "no database 'c.db'"),
+        (
+            ("b.db/orders",),
+            "--table b.db/orders: no such table at the target (tables: Users, logs)",
+        ),
+    ],
+)
+def test_table_names_of_a_source_of_several_databases(
+    names: tuple[str, ...], found: list[str] | str
+) -> None:
+    tables_of = {"a.db": ["orders", "users"], "b.db": ["Users", "logs"]}
+    if isinstance(found, list):
+        assert [str(r) for r in resolve_tables(names, tables_of)] == found
+        return
+    with pytest.raises(RestoreInputError, match=re.escape(found)):
+        resolve_tables(names, tables_of)
