@@ -20,6 +20,7 @@ from tests.servers import clean_env
 from tests.sqlitesupport import SqliteSource, make_source
 
 QUIET = 0.5  # seconds without a commit on each side of the target
+MARK = "before-accident"  # a mark taken just after the target, before the accident
 
 # The application: runs its statements in one transaction, in WAL mode.
 APP = (
@@ -100,6 +101,7 @@ def accident_history(base: Path) -> Accident:
         target = time.time()
         at_target = everything(source.db)
         time.sleep(QUIET)
+        source.pitr("mark", MARK)  # no commit between the target and the mark
         app_sql(
             source.db,
             "DELETE FROM accounts WHERE id IN (3, 4, 5)",

@@ -25,7 +25,7 @@ from recovery.redis.replay import epochs
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory
 from tests.redissupport import RedisSource, TailProcess, make_source, wait_for_entries
-from tests.rowsupport import Accident, accident_history
+from tests.rowsupport import MARK, Accident, accident_history
 
 # -- SQLite ------------------------------------------------------------------
 
@@ -80,6 +80,16 @@ def test_jsonl_of_every_table_is_what_a_full_restore_holds(
     assert f"exported {len(query(restored, 'SELECT * FROM accounts'))} rows of app.db/accounts" in (
         result.stderr
     )
+
+
+def test_a_mark_is_a_target_too(accident: Accident) -> None:
+    source = accident.source
+    by_mark = source.pitr("export", "--source", source.name, "--to", MARK, "--format", "jsonl")
+    assert by_mark.stdout == export(accident, "--format", "jsonl").stdout
+    assert f"target: mark {MARK!r}: app at " in by_mark.stderr
+    unknown = ("export", "--source", source.name, "--to", "no-such-mark", "--format", "sql")
+    result = source.pitr(*unknown, check=exitcodes.USAGE)
+    assert "unknown mark 'no-such-mark'" in result.stderr and MARK in result.stderr
 
 
 def test_sql_loads_back_into_the_same_rows(
