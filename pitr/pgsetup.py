@@ -65,4 +65,3 @@ def setup_warnings(app: AppContext, src: PostgresConfig) -> list[str]:
             f"`pitr archive-command --source {src.name}` prints the faster form"
         ]
     return []
-

@@ -7,10 +7,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pitr.config import ConfigError
 from pitr.kinds.base import Goal
 from pitr.timeparse import format_utc, parse_time
+
+if TYPE_CHECKING:
+    from pitr.context import AppContext
 
 LSN_RE = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 ACTIONS = ("promote", "pause", "shutdown")
@@ -127,3 +131,16 @@ def check_sources(target: Target, sources: list[tuple[str, str, frozenset[str]]]
             raise ConfigError(
                 f"mark {g.mark!r} does not cover source {name!r} (it covers {covered})"
             )
+
+
+def with_marks(app: AppContext, target: Target) -> Target:
+    """A mark target with each covered source's instant, from the catalog
+    (any other target as it is); unknown mark: exit 2."""
+    if target.goal.form != "mark":
+        return target
+    from catalog.marks import mark_names, marks_named
+
+    with app.repo().catalog.session() as s:
+        points = [(p.source, p.at) for p in marks_named(s, target.goal.mark or "")]
+        known = mark_names(s) if not points else []
+    return resolve_mark(target, points, known)

@@ -26,6 +26,7 @@ COMMANDS = [
     "daemon",
     "mark",
     "restore",
+    "export",
     "info",
     "report",
     "serve",

@@ -107,7 +107,7 @@ def command(
     """Restore sources to the instant TIME, the mark MARK, or another target;
     with --table, only those rows, into a live database."""
     from pitr import kinds
-    from pitr.targets import check_sources, parse_target
+    from pitr.targets import check_sources, parse_target, with_marks
 
     _check_options(
         tables,
@@ -127,7 +127,7 @@ def command(
         },
     )
     target = parse_target(to, to_lsn, to_xid, exclusive, target_action)
-    target = _with_mark(app, target)
+    target = with_marks(app, target)
     sources = _sources(app, source_name, target)
     if tables and len(sources) > 1:
         raise ConfigError("--table restores one source's rows: name it with --source")
@@ -207,19 +207,6 @@ def _restore_rows(
         click.echo(f"  then {', '.join(rows.tables)} by {rows.mode}; dry run: nothing changed")
         return
     kind.restore_rows(app, src, request, rows)
-
-
-def _with_mark(app: AppContext, target: Target) -> Target:
-    """A mark's instant on each source it covers, from the catalog."""
-    if target.goal.form != "mark":
-        return target
-    from catalog.marks import mark_names, marks_named
-    from pitr.targets import resolve_mark
-
-    with app.repo().catalog.session() as s:
-        points = [(p.source, p.at) for p in marks_named(s, target.goal.mark or "")]
-        known = mark_names(s) if not points else []
-    return resolve_mark(target, points, known)
 
 
 def _sources(app: AppContext, name: str | None, target: Target) -> list[SourceConfig]:

@@ -101,6 +101,7 @@ class ExportRequest(RowsRequest):
 
     format: str = "jsonl"  # one of FORMATS
     keys: str | None = None  # Redis: the key pattern to export
+    database: str | None = None  # PostgreSQL: the database to read; None: the source dsn's
 
 
 class RestoreJob(Protocol):

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import click
 
 from pitr.configfile import ConfigError
 from pitr.kinds.base import (
+    ExportRequest,
     Log,
+    PartialRequest,
     RestoreRequest,
     SourceConfig,
     SourceKind,
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from recovery.redis.plan import RedisRestorePlan
+    from recovery.redis.replay import ScratchRedis
     from recovery.reporting import KindReports
 
 
@@ -154,6 +157,70 @@ class RedisKind:
             plan = load_plan(s, src.name, source.id, request.target)
         url = request.into.get(self.into_option) or src.url
         return RedisRestoreJob(src, plan, url, request.force)
+
+    def restore_rows(
+        self, app: AppContext, src: RedisConfig, request: RestoreRequest, rows: PartialRequest
+    ) -> None:
+        raise ConfigError(
+            f"--table is for postgres and sqlite sources; a restore of redis source "
+            f"{src.name!r} takes its keys from the source's patterns ({', '.join(src.patterns)})"
+        )
+
+    def export(
+        self,
+        app: AppContext,
+        src: RedisConfig,
+        request: RestoreRequest,
+        what: ExportRequest,
+        out: IO[str],
+    ) -> None:
+        """The keys as of the target, from a scratch server that holds them
+        (recovery/redis/export.py), a JSON object a line."""
+        from recovery.redis.export import export_keys
+
+        if what.tables or what.where:
+            raise ConfigError(
+                "--table and --where are for postgres and sqlite sources: "
+                "choose redis keys with --keys PATTERN"
+            )
+        if what.format != "jsonl":
+            raise ConfigError(f"a redis source exports as --format jsonl, not {what.format}")
+        scratch, reference_ms = self._keyspace_at(app, src, request)
+        try:
+            keys = [what.keys] if what.keys else src.patterns
+            written, expired = export_keys(scratch.client, keys, reference_ms, out)
+        finally:
+            scratch.close()
+        click.echo(
+            f"{src.name}: exported {written} keys of {', '.join(keys)}; left out {expired} "
+            "keys expired at the target",
+            err=True,
+        )
+
+    def _keyspace_at(
+        self, app: AppContext, src: RedisConfig, request: RestoreRequest
+    ) -> tuple[ScratchRedis, int]:
+        """A scratch server holding the source's keys as of the target, and
+        the instant (ms) its expiry times count the keys' TTL from: the
+        target for a replayed capture, the restore's start for a snapshot
+        restored with each key's TTL left at the target."""
+        from archiver.redis.replication import now_ms
+        from recovery.redis.export import EMPTY_RDB, scratch_url
+        from recovery.redis.replay import ScratchRedis, replay_to
+        from recovery.redis.restore import restore_redis
+
+        target_ms = int(request.target.timestamp() * 1000)
+        job = self.plan_restore(app, src, request)
+        if isinstance(job, ReplayJob):
+            return replay_to(app.repo(), src.name, target_ms)[0], target_ms
+        scratch = ScratchRedis(iter([EMPTY_RDB]))
+        try:
+            started = now_ms()
+            restore_redis(app.repo(), job.plan, scratch_url(scratch), src.patterns, force=True)
+        except BaseException:
+            scratch.close()
+            raise
+        return scratch, started
 
     def mark_refusal(self, src: Any) -> str | None:
         if src.capture != "replication":

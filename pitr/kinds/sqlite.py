@@ -7,15 +7,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import click
 
 from pitr.configfile import ConfigError
 from pitr.kinds.base import (
+    MODES,
+    ExportRequest,
     Log,
+    PartialRequest,
     RestoreRequest,
     SourceConfig,
     SourceKind,
@@ -25,8 +29,6 @@ from pitr.kinds.base import (
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from recovery.reporting import KindReports
@@ -153,6 +155,56 @@ class SqliteKind:
         into = request.into.get(self.into_option)
         return SqliteRestoreJob(src, plans, into, request.force)
 
+    def restore_rows(
+        self, app: AppContext, src: SqliteConfig, request: RestoreRequest, rows: PartialRequest
+    ) -> None:
+        """Rows of the source as of the target back into one live database
+        (recovery/sqlite/partial.py), a line per table."""
+        from recovery.sqlite.partial import check_live, restore_rows
+        from recovery.sqlite.scratch import restored_copies
+        from recovery.sqlite.tables import resolve_tables
+
+        if not rows.tables:
+            raise ConfigError("a partial restore needs the tables: name them with --table")
+        if rows.mode not in MODES:
+            raise ConfigError(f"--mode {rows.mode!r}: one of {', '.join(MODES)}")
+        if rows.into_database is not None:
+            check_live(Path(rows.into_database).expanduser())
+        job = self.plan_restore(app, src, request)
+        with restored_copies(app.repo(), job.plans) as copies:
+            refs = resolve_tables(rows.tables, _tables_of(copies))
+            dbs = sorted({ref.db for ref in refs})
+            if len(dbs) > 1:
+                raise ConfigError(
+                    f"--table names tables of several databases ({', '.join(dbs)}): a partial "
+                    "restore writes into one database, run it once per database"
+                )
+            live = _live_database(job, dbs[0], rows.into_database)
+            stamp = request.target.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+            names = [ref.name for ref in refs]
+            lines = restore_rows(copies[dbs[0]], live, names, rows.where, rows.mode, stamp)
+        for line in lines:
+            click.echo(f"{src.name}: {line} ({rows.mode}, into {live})")
+
+    def export(
+        self,
+        app: AppContext,
+        src: SqliteConfig,
+        request: RestoreRequest,
+        what: ExportRequest,
+        out: IO[str],
+    ) -> None:
+        from recovery.sqlite.export import export_tables
+        from recovery.sqlite.scratch import restored_copies
+
+        if what.keys is not None:
+            raise ConfigError("--keys is for redis sources: choose sqlite tables with --table")
+        job = self.plan_restore(app, src, request)
+        with restored_copies(app.repo(), job.plans) as copies:
+            written = export_tables(copies, what.tables, what.where, what.format, out)
+        for ref, count in written:
+            click.echo(f"{src.name}: exported {count} rows of {ref}", err=True)
+
     def mark_refusal(self, src: Any) -> str | None:
         return None
 
@@ -185,6 +237,31 @@ class SqliteKind:
 
 def _one(load: Callable[[], dict[str, DbFacts]], db: str) -> DbFacts:
     return load()[db]
+
+
+def _tables_of(copies: dict[str, Path]) -> dict[str, list[str]]:
+    from recovery.sqlite.tables import open_read_only, user_tables
+
+    found = {}
+    for db, path in copies.items():
+        conn = open_read_only(path)
+        try:
+            found[db] = user_tables(conn)
+        finally:
+            conn.close()
+    return found
+
+
+def _live_database(job: SqliteRestoreJob, db: str, into: str | None) -> Path:
+    """--into-database, else the database's own file on disk."""
+    if into is not None:
+        return Path(into).expanduser().absolute()
+    if db not in job.live:
+        raise ConfigError(
+            f"{job.src.name}: database {db} is not on disk now: name the file to restore "
+            "rows into with --into-database"
+        )
+    return job.live[db]
 
 
 @dataclass

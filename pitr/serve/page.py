@@ -40,8 +40,7 @@ def page(repository: str, rows: list[Rpo], span_name: str, now: datetime) -> str
         else f'<p class="ok">all {len(rows)} sources within their limits</p>'
     )
     nav = " ".join(
-        f'<a href="?span={name}"{" class=on" if name == span_name else ""}>'
-        f"{SPAN_WORDS[name]}</a>"
+        f'<a href="?span={name}"{" class=on" if name == span_name else ""}>{SPAN_WORDS[name]}</a>'
         for name in SPANS
     )
     sections = "".join(_source(r, span) for r in rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
-from recovery.errors import PlanError
+from recovery.errors import PlanError, RestoreInputError
 from recovery.partial.pgscratch import scratch_cluster
 from recovery.partial.pgtables import check_where, find_table, selection, user_tables
 from recovery.partial.writers import write_rows
@@ -32,7 +32,7 @@ def export(
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(dsn)
-    dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    dbname = what.database or str(params.get("dbname") or params.get("user") or "postgres")
     user = params.get("user")
     with (
         scratch_cluster(app, job, what.scratch_dir, echo, [str(user)] if user else []) as scratch,
@@ -51,5 +51,7 @@ def export(
             with old.transaction(), old.cursor(name="pitr_export") as cur:
                 cur.itersize = BATCH
                 cur.execute(selection(table, what.where))
-                total += write_rows(out, what.format, table.label, table.writable, cur)
+                total += write_rows(
+                    out, what.format, table.label, table.writable, cur, "postgresql"
+                )
     echo(f"{job.src.name}: exported {total} rows of {len(chosen)} tables")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalog.errors import first_line
 from recovery.errors import PlanError, RecoveryError, RestoreInputError
+from recovery.partial import outcome
 from recovery.partial.pgscratch import scratch_cluster
 from recovery.partial.pgtables import (
     Table,
@@ -135,7 +136,7 @@ def _bring(
             defs.append(f"PRIMARY KEY ({column_list(table.key)})")
         live.execute(f"CREATE TABLE {dest} ({', '.join(defs)})")
         count = _copy(old, live, table, where, dest)
-        return f"{table.label}: {count} rows at the target written to {table.schema}.{name}"
+        return outcome(table.label, count, mode, side=f"{table.schema}.{name}")
     assert now is not None
     cols = column_list(table.writable)
     temp = f"pitr_rows_{n}"
@@ -151,11 +152,7 @@ def _bring(
             f"SELECT {cols} FROM {temp} s WHERE NOT EXISTS (SELECT 1 FROM {now.qualified} l "
             f"WHERE ({column_list(table.key, 'l.')}) = ({column_list(table.key, 's.')}))"
         )
-        added = cur.rowcount
-        return (
-            f"{table.label}: {count} rows at the target; {added} missing rows brought back, "
-            f"{count - added} already there"
-        )
+        return outcome(table.label, count, mode, added=cur.rowcount)
     others = [c for c in table.writable if c not in table.key]
     if others:
         sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in others)
@@ -171,10 +168,7 @@ def _bring(
         "SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM r"
     ).fetchone()
     added, replaced = row
-    return (
-        f"{table.label}: {count} rows at the target; {replaced} replaced by their old version, "
-        f"{added} missing rows brought back, {count - added - replaced} unchanged"
-    )
+    return outcome(table.label, count, mode, added, replaced)
 
 
 def _copy(old: Any, live: Any, table: Table, where: str | None, dest: str) -> int:
