@@ -46,12 +46,11 @@ def export(
                 raise PlanError(f"--table {spec}: no such table in {dbname} at the target")
             check_where(old, table, what.where)
             chosen.append(table)
-        total = 0
+        if what.format == "csv" and len(chosen) != 1:
+            raise RestoreInputError("--format csv writes one table: name it with --table")
         for table in chosen:
             with old.transaction(), old.cursor(name="pitr_export") as cur:
                 cur.itersize = BATCH
                 cur.execute(selection(table, what.where))
-                total += write_rows(
-                    out, what.format, table.label, table.writable, cur, "postgresql"
-                )
-    echo(f"{job.src.name}: exported {total} rows of {len(chosen)} tables")
+                count = write_rows(out, what.format, table.label, table.writable, cur)
+            echo(f"{job.src.name}: exported {count} rows of {table.label}")
