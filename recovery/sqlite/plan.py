@@ -176,7 +176,10 @@ def plan_caught_up(load: Callable[[], DbFacts], target: datetime) -> DbPlan:
         except PlanError:
             beat = max(facts.caught_up.values(), default=None)
             running = beat is not None and beat >= target - CATCH_UP
-            if not running or target > datetime.now(UTC) or time.monotonic() > deadline:
+            # Only a target past what is archived can be reached by waiting.
+            ahead = all(target > (p.end or p.start) for p in coverage(facts).restorable)
+            late = target > datetime.now(UTC) or time.monotonic() > deadline
+            if not running or not ahead or late:
                 raise
         time.sleep(0.1)
         facts = load()
