@@ -23,6 +23,7 @@ def test_demo_restores_every_source_to_the_mark_and_cleans_up(shared_tmp: Path) 
         result.stdout
     )
     assert "the damage is gone" in result.stdout
+    assert "holds the 450 orders of the mark" in result.stdout  # the partial restore
     assert not work.exists()
     assert not postgres_running_in(work)
 
