@@ -152,7 +152,9 @@ def command(
 
     click.echo(target.describe(to))
     if tables:
-        rows = PartialRequest(tables, where, scratch_dir, into_database, mode or MODES[0])
+        rows = PartialRequest(
+            tuple(dict.fromkeys(tables)), where, scratch_dir, into_database, mode or MODES[0]
+        )
         src = sources[0]
         _restore_rows(
             app,
