@@ -42,9 +42,18 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class PostgresConfig(SourceConfig):
     KIND: ClassVar[str] = "postgres"
-    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"dsn", "pgdata"}
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {
+        "dsn",
+        "pgdata",
+        "stream",
+        "slot",
+        "stream_dir",
+    }
     dsn: str = ""
     pgdata: str = ""
+    stream: bool = False  # the daemon runs pg_receivewal and ships what arrives
+    slot: str = ""  # the physical replication slot it streams from
+    stream_dir: str = ""  # where pg_receivewal writes (beside pgdata by default)
 
 
 class PostgresKind:
@@ -62,9 +71,14 @@ class PostgresKind:
         return PostgresReports()
 
     def parse(self, name: str, raw: dict[str, Any], at: str) -> PostgresConfig:
+        from pitr.kinds.pgstream import stream_settings
+
         dsn = required_text(raw, "dsn", at, self.name)
         pgdata = required_text(raw, "pgdata", at, self.name)
-        return PostgresConfig(name, dsn=dsn, pgdata=pgdata)
+        stream, slot, stream_dir = stream_settings(name, pgdata, raw, at)
+        return PostgresConfig(
+            name, dsn=dsn, pgdata=pgdata, stream=stream, slot=slot, stream_dir=stream_dir
+        )
 
     def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
         from archiver.postgres.backup import take_base_backup
@@ -92,6 +106,10 @@ class PostgresKind:
 
         tag = mark_tag(app.config.repository.url, src.name)
         log(f"pushing WAL ahead from {src.pgdata}/pg_wal")
+        if src.stream:
+            from pitr.kinds.pgstream import streaming_capture
+
+            return streaming_capture(app, src, tag, log)
         return WalPusher(app.repo(), src.name, src.pgdata, tag)
 
     def tail(
