@@ -129,7 +129,11 @@ class PostgresKind:
         self, app: AppContext, src: PostgresConfig, request: RestoreRequest
     ) -> PgRestoreJob:
         from recovery.postgres.catalog import load_pg_state
-        from recovery.postgres.restore import require_plan_objects, stops_at_target
+        from recovery.postgres.restore import (
+            require_plan_objects,
+            stops_at_target,
+            streamed_segments,
+        )
 
         repo = app.repo()
         state = load_pg_state(repo, src.name)
@@ -142,7 +146,9 @@ class PostgresKind:
             from recovery.postgres.restore import load_manifest
 
             system = load_manifest(repo, plan.backup.id).system_identifier
-        return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force, system)
+        streamed = streamed_segments(repo, state.source_id) & {n for n, _ in plan.chain}
+        job = PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force, system)
+        return replace(job, streamed=tuple(sorted(streamed)))
 
     def mark_refusal(self, src: Any) -> str | None:
         return None
@@ -245,6 +251,7 @@ class PgRestoreJob:
     pgdata: str
     force: bool
     delta_system: str | None = None  # --delta: the system identifier of the backup
+    streamed: tuple[str, ...] = ()  # chain segments served from streamed pieces
 
     def describe(self) -> list[str]:
         from recovery.postgres.targets import describe_goal
@@ -258,6 +265,11 @@ class PgRestoreJob:
             *(
                 ["  delta: only chunks that differ are rewritten in an existing directory"]
                 if self.delta_system
+                else []
+            ),
+            *(
+                [f"  streamed WAL: {', '.join(self.streamed)} (as received so far)"]
+                if self.streamed
                 else []
             ),
             f"  {describe_goal(p, self.stop_at_target)}",

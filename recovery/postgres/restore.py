@@ -83,6 +83,15 @@ def segment_oids(repo: Repository, source_id: int) -> dict[str, str]:
     """Segment name -> the object a restore hands PostgreSQL for it: the
     completed segment, else its newest streamed piece (full-size, zeros past
     what was received: replay ends there)."""
+    return {w.name.split(".")[0]: w.oid for w in _segment_files(repo, source_id)}
+
+
+def streamed_segments(repo: Repository, source_id: int) -> set[str]:
+    """The segments only a streamed piece stands for (not completed yet)."""
+    return {w.name.split(".")[0] for w in _segment_files(repo, source_id) if w.kind == "stream"}
+
+
+def _segment_files(repo: Repository, source_id: int) -> list[WalFile]:
     with repo.catalog.session() as s:
         rows = list(
             s.scalars(
@@ -91,7 +100,7 @@ def segment_oids(repo: Repository, source_id: int) -> dict[str, str]:
                 )
             )
         )
-    return {w.name.split(".")[0]: w.oid for w in newest_segment_files(rows).values()}
+    return list(newest_segment_files(rows).values())
 
 
 def local_records_dir(repo: Repository, source: str) -> str | None:

@@ -66,13 +66,16 @@ def archived_oid(repo: Repository, source: str, name: str) -> str | None:
     from catalog.db.models import Source, WalFile
 
     with repo.catalog.session() as s:
-        return s.scalars(
-            select(WalFile.oid)
-            .join(Source, Source.id == WalFile.source_id)
-            .where(Source.name == source, WalFile.name == name)
-        ).first() or s.scalars(  # a piece whose record was lost
-            select(WalFile.oid)
-            .join(Source, Source.id == WalFile.source_id)
-            .where(Source.name == source, WalFile.name.startswith(f"{name}.stream."))
-            .order_by(WalFile.name.desc())
-        ).first()
+        return (
+            s.scalars(
+                select(WalFile.oid)
+                .join(Source, Source.id == WalFile.source_id)
+                .where(Source.name == source, WalFile.name == name)
+            ).first()
+            or s.scalars(  # a piece whose record was lost
+                select(WalFile.oid)
+                .join(Source, Source.id == WalFile.source_id)
+                .where(Source.name == source, WalFile.name.startswith(f"{name}.stream."))
+                .order_by(WalFile.name.desc())
+            ).first()
+        )

@@ -1,0 +1,179 @@
+"""WAL streaming (`stream = true`): the daemon runs pg_receivewal and ships
+the segment still being written, so that a commit is recoverable within
+seconds with archive_timeout off; without streaming it is not."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from pitr.daemon_client import ask, socket_path
+from tests.pgsupport import Archived, markers_in, midpoint
+from tests.servers import PITR_BIN, clean_env, wait_until
+
+WITHIN = 20.0  # seconds a streamed commit may take to become recoverable (it takes ~1)
+
+
+def stream_config(archived: Archived, stream: bool) -> None:
+    text = archived.config.read_text()
+    archived.config.write_text(text + f"stream = {'true' if stream else 'false'}\n")
+
+
+def start_daemon(archived: Archived) -> subprocess.Popen[bytes]:
+    """`pitr daemon` as the postgres user, its log in the test's directory."""
+    pw = pwd.getpwnam("postgres")
+    log = open(archived.base / "daemon.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(
+        [str(PITR_BIN), "--config", str(archived.config), "daemon"],
+        user=pw.pw_uid,
+        group=pw.pw_gid,
+        extra_groups=[],
+        env=clean_env({"HOME": pw.pw_dir}),
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    sock = socket_path(archived.repo.absolute().as_uri())
+    wait_until(
+        lambda: ask(sock, {"op": "ping"}, timeout=2) is not None,
+        30,
+        "the daemon's socket",
+        detail=lambda: daemon_log(archived),
+    )
+    return proc
+
+
+def daemon_log(archived: Archived) -> str:
+    return (archived.base / "daemon.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def daemon(archived: Archived, request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[bytes]]:
+    stream_config(archived, request.param)
+    proc = start_daemon(archived)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+def plan_to(archived: Archived, target: datetime, check: bool | int = True) -> str:
+    result = archived.pitr(
+        "restore", "--source", "db", "--to", target.isoformat(), "--dry-run", check=check
+    )
+    return str(result.stdout + result.stderr)
+
+
+def recoverable(archived: Archived, target: datetime) -> bool:
+    return (
+        archived.pitr(
+            "restore", "--source", "db", "--to", target.isoformat(), "--dry-run", check=False
+        ).returncode
+        == 0
+    )
+
+
+def two_markers(archived: Archived, first: int) -> datetime:
+    """Markers first and first+1, half a second apart: the instant between them."""
+    t1 = archived.marker(first)
+    time.sleep(0.5)
+    t2 = archived.marker(first + 1)
+    return midpoint(t1, t2)
+
+
+def receivers_of(daemon: subprocess.Popen[bytes]) -> list[int]:
+    """pids of the pg_receivewal processes the daemon started."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                comm, rest = f.read().split(" (", 1)[1].rsplit(") ", 1)
+        except (FileNotFoundError, IndexError, ValueError):
+            continue
+        if comm == "pg_receivewal" and int(rest.split()[1]) == daemon.pid:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.parametrize("daemon", [True], indirect=True)
+def test_a_streamed_commit_is_recoverable_within_seconds(
+    archived: Archived, daemon: subprocess.Popen[bytes]
+) -> None:
+    archived.pitr("backup", "--source", "db")
+    between = two_markers(archived, 1)  # no segment switch, no archive_timeout
+    wait_until(lambda: recoverable(archived, between), WITHIN, "the streamed markers")
+    assert "streamed WAL: " in plan_to(archived, between)  # its last segment: streamed
+
+    pgdata = archived.base / "r-stream"
+    archived.pitr("restore", "--source", "db", "--to", between.isoformat(), "--pgdata", str(pgdata))
+    restored = archived.restored(pgdata)
+    try:
+        assert markers_in(restored) == [1]
+    finally:
+        restored.stop()
+
+
+@pytest.mark.parametrize("daemon", [False], indirect=True)
+def test_without_streaming_the_commit_waits_for_its_segment(
+    archived: Archived, daemon: subprocess.Popen[bytes]
+) -> None:
+    archived.pitr("backup", "--source", "db")
+    between = two_markers(archived, 1)
+    time.sleep(3)  # what streaming needs about a second for
+    out = plan_to(archived, between, check=3)
+    assert "after the newest archived point" in out
+    assert not receivers_of(daemon)
+
+
+@pytest.mark.parametrize("daemon", [True], indirect=True)
+def test_a_killed_receiver_is_restarted_with_no_gap(
+    archived: Archived, daemon: subprocess.Popen[bytes]
+) -> None:
+    archived.pitr("backup", "--source", "db")
+    wait_until(
+        lambda: receivers_of(daemon), 30, "pg_receivewal", detail=lambda: daemon_log(archived)
+    )
+    (first,) = receivers_of(daemon)
+    os.kill(first, signal.SIGKILL)
+    wait_until(
+        lambda: [p for p in receivers_of(daemon) if p != first],
+        30,
+        "pg_receivewal to be restarted",
+        detail=lambda: daemon_log(archived),
+    )
+    assert "pg_receivewal exited with code" in daemon_log(archived)
+
+    between = two_markers(archived, 1)
+    wait_until(lambda: recoverable(archived, between), WITHIN, "the markers after the restart")
+    archived.pitr("check")
+
+    pgdata = archived.base / "r-restarted"
+    archived.pitr("restore", "--source", "db", "--to", between.isoformat(), "--pgdata", str(pgdata))
+    restored = archived.restored(pgdata)
+    try:
+        assert markers_in(restored) == [1]
+    finally:
+        restored.stop()
+
+
+def test_stream_keys_are_checked(archived: Archived) -> None:
+    text = archived.config.read_text()
+    archived.config.write_text(text + 'stream = true\nslot = "Bad-Slot"\n')
+    out = archived.pitr("info", check=False)
+    assert out.returncode == 2
+    assert "slot must be" in out.stderr
+    archived.config.write_text(text + "stream = 1\n")
+    out = archived.pitr("info", check=False)
+    assert out.returncode == 2
+    assert "stream must be true or false" in out.stderr
