@@ -128,6 +128,26 @@ def wal_totals(session: Session, source_id: int) -> dict[str, Any]:
     }
 
 
+def newest_streamed(session: Session, source_id: int) -> dict[str, Any] | None:
+    """The newest piece of WAL streamed (kind "stream": the segment still
+    being received), or None: a source that does not stream, or whose
+    streamed segment has just been completed and archived whole."""
+    row = session.scalars(
+        select(WalFile)
+        .where(WalFile.source_id == source_id, WalFile.kind == "stream")
+        .order_by(WalFile.end_time.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    segment, _, received = row.name.rpartition(".")
+    return {
+        "segment": segment.rsplit(".", 1)[0],
+        "received_bytes": int(received, 16),
+        "newest_at": _utc(row.end_time),
+    }
+
+
 def stream_totals(session: Session, source_id: int) -> dict[str, Any]:
     """Counts of a Redis source's archived stream batches and entries."""
     batches, entries, streams, newest_archived = session.execute(

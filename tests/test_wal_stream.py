@@ -4,9 +4,11 @@ seconds with archive_timeout off; without streaming it is not."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -90,6 +92,19 @@ def two_markers(archived: Archived, first: int) -> datetime:
     return midpoint(t1, t2)
 
 
+def pieces(archived: Archived) -> list[str]:
+    """Names of the streamed pieces the catalog holds."""
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        rows = db.execute("SELECT name FROM wal_files WHERE kind = 'stream' ORDER BY name")
+        return [name for (name,) in rows]
+
+
+def wal_kind(archived: Archived, name: str) -> str | None:
+    with sqlite3.connect(archived.repo / "catalog.db") as db:
+        row = db.execute("SELECT kind FROM wal_files WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def receivers_of(daemon: subprocess.Popen[bytes]) -> list[int]:
     """pids of the pg_receivewal processes the daemon started."""
     pids = []
@@ -115,6 +130,13 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
     wait_until(lambda: recoverable(archived, between), WITHIN, "the streamed markers")
     assert "streamed WAL: " in plan_to(archived, between)  # its last segment: streamed
 
+    (src,) = json.loads(archived.pitr("info", "--output", "json").stdout)["sources"]
+    streamed = src["archive"]["streamed"]
+    assert streamed["received_bytes"] > 0
+    assert datetime.fromisoformat(streamed["newest_at"]) > between
+    assert any(n.startswith("streams WAL: segment ") for n in src["notes"])
+    assert len(pieces(archived)) == 1  # an older piece goes once a newer one is durable
+
     pgdata = archived.base / "r-stream"
     archived.pitr("restore", "--source", "db", "--to", between.isoformat(), "--pgdata", str(pgdata))
     restored = archived.restored(pgdata)
@@ -122,6 +144,19 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
         assert markers_in(restored) == [1]
     finally:
         restored.stop()
+
+    # Completed, the segment is archived whole by both paths, with no conflict.
+    (piece,) = pieces(archived)
+    archived.switch_and_wait()
+    segment = piece.split(".")[0]
+    wait_until(
+        lambda: segment not in {p.split(".")[0] for p in pieces(archived)},
+        WITHIN,
+        f"the pieces of {segment} to go",
+        detail=lambda: daemon_log(archived),
+    )
+    assert wal_kind(archived, segment) == "segment"
+    assert "streaming:" not in daemon_log(archived)  # no error shipping what arrived
 
 
 @pytest.mark.parametrize("daemon", [False], indirect=True)
@@ -157,6 +192,7 @@ def test_a_killed_receiver_is_restarted_with_no_gap(
     between = two_markers(archived, 1)
     wait_until(lambda: recoverable(archived, between), WITHIN, "the markers after the restart")
     archived.pitr("check")
+    assert "streams WAL" in archived.pitr("report", "rpo").stdout
 
     pgdata = archived.base / "r-restarted"
     archived.pitr("restore", "--source", "db", "--to", between.isoformat(), "--pgdata", str(pgdata))

@@ -107,9 +107,10 @@ def _end_time(data: bytes, before: os.stat_result, after: os.stat_result) -> dat
 
 
 def drop_pieces(repo: Repository, source: str, segment: str, keep: str | None = None) -> int:
-    """Remove the pieces of segment other than keep: their records first (a
-    record left behind would bring the piece back on rebuild), then the rows.
-    Their objects are left to expire's garbage collection."""
+    """Remove the pieces of segment other than keep: their rows first, then
+    their records (so that check never sees a row whose record is gone; a
+    record left by a crash in between only brings back a piece that a newer
+    one supersedes). Their objects are left to expire's garbage collection."""
     with repo.catalog.session() as s:
         src_id = ensure_source(s, source, "postgres").id
         names = [
@@ -125,8 +126,8 @@ def drop_pieces(repo: Repository, source: str, segment: str, keep: str | None = 
         ]
     if not names:
         return 0
-    for name in names:
-        repo.store.delete(wal_key(source, name))
     with repo.catalog.session() as s:
         s.execute(delete(WalFile).where(WalFile.source_id == src_id, WalFile.name.in_(names)))
+    for name in names:
+        repo.store.delete(wal_key(source, name))
     return len(names)
