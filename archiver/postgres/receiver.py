@@ -33,13 +33,14 @@ class ReceiverSettings:
     dsn: str
     directory: str
     slot: str
-    synchronous_name: str | None = None  # application_name, for synchronous_standby_names
+    application_name: str = "pg_receivewal"  # what synchronous_standby_names lists
 
 
 def receiver_argv(s: ReceiverSettings) -> list[str]:
-    dsn = s.dsn
-    if s.synchronous_name:
-        dsn = f"{dsn} application_name={s.synchronous_name}"
+    from psycopg.conninfo import make_conninfo
+
+    # The name the server knows the receiver by (synchronous_standby_names).
+    dsn = make_conninfo(s.dsn, application_name=s.application_name)
     return [
         s.program,
         f"--directory={s.directory}",

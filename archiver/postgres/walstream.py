@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from archiver.postgres.receiver import Log, ReceiverSettings, ReceiverSupervisor
+from archiver.postgres.slotwatch import SlotWatch
 from archiver.postgres.walfile import file_identity
 from archiver.postgres.walpiece import drop_pieces, store_piece
 from archiver.postgres.walpush import PushResult, push_wal
@@ -140,10 +141,12 @@ class StreamingPusher(WalPusher):
         mark_tag: str,
         receiver: ReceiverSettings,
         log: Log,
+        synchronous: bool = False,
     ) -> None:
         super().__init__(repo, source, pgdata, mark_tag)
         self.receiver = ReceiverSupervisor(receiver, log)
         self.streamer = WalStreamer(repo, source, receiver.directory, log, self._push_streamed)
+        self.slot = SlotWatch(receiver.dsn, receiver.slot, synchronous, log)
 
     def _push_streamed(self, path: str) -> PushResult:
         result = push_wal(self.repo, self.source, path)
@@ -155,8 +158,10 @@ class StreamingPusher(WalPusher):
         super().start()
         self.receiver.start()
         self.streamer.start()
+        self.slot.start()
 
     def stop(self) -> None:
+        self.slot.stop()
         self.receiver.stop()
         self.streamer.stop()
         super().stop()

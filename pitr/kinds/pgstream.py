@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pitr.configfile import ConfigError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from pitr.context import AppContext
     from pitr.kinds.postgres import PostgresConfig
 
+STREAM_KEYS = frozenset({"stream", "slot", "stream_dir", "synchronous"})
 SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")  # what PostgreSQL accepts as a slot name
 
 
@@ -31,11 +33,27 @@ def default_stream_dir(pgdata: str) -> str:
     return os.path.abspath(os.path.expanduser(pgdata)).rstrip("/") + ".pitr-stream"
 
 
-def stream_settings(name: str, pgdata: str, raw: dict[str, Any], at: str) -> tuple[bool, str, str]:
-    """stream, slot and stream_dir of a [sources.NAME] table."""
-    stream = raw.get("stream", False)
-    if not isinstance(stream, bool):
-        raise ConfigError(f"{at}: stream must be true or false")
+@dataclass(frozen=True)
+class StreamSettings:
+    stream: bool
+    slot: str
+    stream_dir: str
+    synchronous: bool
+
+
+def _flag(raw: dict[str, Any], key: str, at: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{at}: {key} must be true or false")
+    return value
+
+
+def stream_settings(name: str, pgdata: str, raw: dict[str, Any], at: str) -> StreamSettings:
+    """The streaming keys of a [sources.NAME] table."""
+    stream = _flag(raw, "stream", at)
+    synchronous = _flag(raw, "synchronous", at)
+    if synchronous and not stream:
+        raise ConfigError(f"{at}: synchronous = true needs stream = true")
     slot = raw.get("slot", default_slot(name))
     if not isinstance(slot, str) or not SLOT_RE.match(slot):
         raise ConfigError(
@@ -44,7 +62,7 @@ def stream_settings(name: str, pgdata: str, raw: dict[str, Any], at: str) -> tup
     directory = raw.get("stream_dir", default_stream_dir(pgdata))
     if not isinstance(directory, str) or not directory:
         raise ConfigError(f"{at}: stream_dir must be a directory path")
-    return stream, slot, os.path.abspath(os.path.expanduser(directory))
+    return StreamSettings(stream, slot, os.path.abspath(os.path.expanduser(directory)), synchronous)
 
 
 def streaming_capture(
@@ -58,6 +76,7 @@ def streaming_capture(
         program = pg_bin("pg_receivewal")
     except FileNotFoundError as e:
         raise ConfigError(f"source {src.name!r} streams WAL, but {e}") from None
-    settings = ReceiverSettings(program, src.dsn, src.stream_dir, src.slot)
+    settings = ReceiverSettings(program, src.dsn, src.stream_dir, src.slot, src.slot)
     log(f"streaming WAL with pg_receivewal from slot {src.slot} into {src.stream_dir}")
-    return StreamingPusher(app.repo(), src.name, src.pgdata, mark_tag, settings, log)
+    repo = app.repo()
+    return StreamingPusher(repo, src.name, src.pgdata, mark_tag, settings, log, src.synchronous)

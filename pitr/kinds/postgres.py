@@ -25,6 +25,7 @@ from pitr.kinds.base import (
     SourceKind,
     required_text,
 )
+from pitr.kinds.pgstream import STREAM_KEYS
 from pitr.timeparse import format_utc
 
 if TYPE_CHECKING:
@@ -42,18 +43,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class PostgresConfig(SourceConfig):
     KIND: ClassVar[str] = "postgres"
-    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {
-        "dsn",
-        "pgdata",
-        "stream",
-        "slot",
-        "stream_dir",
-    }
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"dsn", "pgdata"} | STREAM_KEYS
     dsn: str = ""
     pgdata: str = ""
     stream: bool = False  # the daemon runs pg_receivewal and ships what arrives
     slot: str = ""  # the physical replication slot it streams from
     stream_dir: str = ""  # where pg_receivewal writes (beside pgdata by default)
+    synchronous: bool = False  # the receiver is named for synchronous_standby_names
 
 
 class PostgresKind:
@@ -75,9 +71,15 @@ class PostgresKind:
 
         dsn = required_text(raw, "dsn", at, self.name)
         pgdata = required_text(raw, "pgdata", at, self.name)
-        stream, slot, stream_dir = stream_settings(name, pgdata, raw, at)
+        st = stream_settings(name, pgdata, raw, at)
         return PostgresConfig(
-            name, dsn=dsn, pgdata=pgdata, stream=stream, slot=slot, stream_dir=stream_dir
+            name,
+            dsn=dsn,
+            pgdata=pgdata,
+            stream=st.stream,
+            slot=st.slot,
+            stream_dir=st.stream_dir,
+            synchronous=st.synchronous,
         )
 
     def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
