@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -124,6 +124,7 @@ def wal_totals(session: Session, source_id: int) -> dict[str, Any]:
         "wal_stored_bytes": int(stored or 0),
         "timelines": timelines,
         "newest_segment": newest,
+        "streamed": newest_streamed(session, source_id),
         "last_archived_at": _utc(newest_archived),
     }
 
@@ -144,7 +145,7 @@ def newest_streamed(session: Session, source_id: int) -> dict[str, Any] | None:
     return {
         "segment": segment.rsplit(".", 1)[0],
         "received_bytes": int(received, 16),
-        "newest_at": _utc(row.end_time),
+        "newest_at": row.end_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
 
 

@@ -38,17 +38,12 @@ class PostgresReports:
         }
         with repo.catalog.session() as s:
             status.totals = reports.wal_totals(s, src.id)
-            streamed = reports.newest_streamed(s, src.id)
         status.last_archived_at = status.totals.pop("last_archived_at")
-        status.totals["streamed"] = streamed and {
-            **streamed,
-            "newest_at": streamed["newest_at"].isoformat().replace("+00:00", "Z"),
-        }
+        streamed = status.totals["streamed"]
         if streamed:
             status.notes.append(
                 f"streams WAL: segment {streamed['segment']} received up to "
-                f"{streamed['received_bytes']} bytes, newest byte at "
-                f"{status.totals['streamed']['newest_at']}"
+                f"{streamed['received_bytes']} bytes, newest byte at {streamed['newest_at']}"
             )
         facts = load_source(repo, src)
         status.notes += [why for _, why in facts.unreadable.values()]
