@@ -11,7 +11,9 @@ again, with a growing pause, whenever it exits.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,6 +133,7 @@ class ReceiverSupervisor:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_die_with_parent(),
         )
         with self._lock:
             self._proc = proc
@@ -142,6 +145,24 @@ class ReceiverSupervisor:
         with self._lock:
             self._proc = None
         return time.monotonic() - started, code, last
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux: the receiver gets SIGTERM when the thread that started it
+    ends, a daemon killed with SIGKILL included; otherwise it would go on
+    holding the slot, and the next daemon's receiver could not start."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
+    prctl = libc.prctl
+    PR_SET_PDEATHSIG = 1
+
+    def set_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return set_death_signal
 
 
 def _drain(stream: IO[str]) -> str:

@@ -119,7 +119,10 @@ class WalStreamer:
             return  # completed meanwhile: shipped as a segment next round
         if self._shipped.get(name) == identity:
             return
-        piece = store_piece(self.repo, self.source, path)
+        try:
+            piece = store_piece(self.repo, self.source, path)
+        except FileNotFoundError:
+            return  # completed between the stat and the read
         if piece is None:
             return
         self._shipped[name] = piece.identity
