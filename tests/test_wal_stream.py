@@ -213,3 +213,42 @@ def test_stream_keys_are_checked(archived: Archived) -> None:
     out = archived.pitr("info", check=False)
     assert out.returncode == 2
     assert "stream must be true or false" in out.stderr
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("daemon", [True], indirect=True)
+def test_the_slot_keeps_what_arrives_while_the_daemon_is_killed(
+    archived: Archived, daemon: subprocess.Popen[bytes]
+) -> None:
+    archived.pitr("backup", "--source", "db")
+    before = two_markers(archived, 1)
+    wait_until(lambda: recoverable(archived, before), WITHIN, "markers 1 and 2")
+    (receiver,) = receivers_of(daemon)
+    daemon.kill()
+    daemon.wait(30)
+    wait_until(lambda: not alive(receiver), 30, "pg_receivewal to go with its daemon")
+
+    down = two_markers(archived, 3)  # written with nobody receiving: the slot keeps them
+    again = start_daemon(archived)
+    try:
+        wait_until(lambda: recoverable(archived, down), WITHIN, "markers 3 and 4")
+        archived.pitr("check")
+        pgdata = archived.base / "r-again"
+        archived.pitr(
+            "restore", "--source", "db", "--to", down.isoformat(), "--pgdata", str(pgdata)
+        )
+        restored = archived.restored(pgdata)
+        try:
+            assert markers_in(restored) == [1, 2, 3]
+        finally:
+            restored.stop()
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(60)
