@@ -12,11 +12,14 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
+from archiver.postgres.receiver import ReceiverSettings, receiver_argv
+from archiver.postgres.slotwatch import SlotState
 from pitr.daemon_client import ask, socket_path
+from recovery.postgres.facts import WalRef, newest_segment_files
 from tests.pgsupport import Archived, markers_in, midpoint
 from tests.servers import PITR_BIN, clean_env, wait_until
 
@@ -238,7 +241,12 @@ def test_the_slot_keeps_what_arrives_while_the_daemon_is_killed(
     down = two_markers(archived, 3)  # written with nobody receiving: the slot keeps them
     again = start_daemon(archived)
     try:
-        wait_until(lambda: recoverable(archived, down), WITHIN, "markers 3 and 4")
+        wait_until(
+            lambda: recoverable(archived, down),
+            WITHIN,
+            "markers 3 and 4",
+            detail=lambda: daemon_log(archived) + plan_to(archived, down, check=False),
+        )
         archived.pitr("check")
         pgdata = archived.base / "r-again"
         archived.pitr(
@@ -252,3 +260,37 @@ def test_the_slot_keeps_what_arrives_while_the_daemon_is_killed(
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(60)
+
+
+# -- the pure parts ---------------------------------------------------------------
+
+
+def test_the_slot_warns_before_max_slot_wal_keep_size_invalidates_it() -> None:
+    mib = 1 << 20
+    assert SlotState("reserved", 16 * mib, None, -1).warning() is None
+    assert SlotState("extended", 900 * mib, 300 * mib, 1024 * mib).warning() is None
+    near = SlotState("extended", 900 * mib, 100 * mib, 1024 * mib).warning()
+    assert near is not None and "100 MiB left" in near
+    lost = SlotState("lost", None, None, 1024 * mib).warning()
+    assert lost is not None and "lost" in lost
+
+
+def test_the_receiver_is_named_for_synchronous_standby_names_in_either_dsn_form() -> None:
+    for dsn in ("host=/run/pg port=5432 user=postgres", "postgresql://postgres@/x?host=/run/pg"):
+        argv = receiver_argv(ReceiverSettings("pg_receivewal", dsn, "/d", "pitr_db", "pitr_db"))
+        (given,) = [a for a in argv if a.startswith("--dbname=")]
+        assert "application_name=pitr_db" in given
+        assert "--synchronous" in argv and "--slot=pitr_db" in argv
+
+
+def test_a_completed_segment_stands_for_itself_else_its_newest_piece() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    seg = "000000010000000000000003"
+
+    def ref(name: str, kind: str, segno: int) -> WalRef:
+        return WalRef(0, name, kind, 1, segno, name, at, at)
+
+    wal = [ref(f"{seg}.stream.00001000", "stream", 3), ref(f"{seg}.stream.00020000", "stream", 3)]
+    assert newest_segment_files(wal)[(1, 3)].name == f"{seg}.stream.00020000"
+    wal.append(ref(seg, "segment", 3))
+    assert newest_segment_files(wal)[(1, 3)].name == seg

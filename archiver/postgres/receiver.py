@@ -78,6 +78,7 @@ class ReceiverSupervisor:
 
     def __init__(self, settings: ReceiverSettings, log: Log) -> None:
         self.settings = settings
+        self.argv = receiver_argv(settings)  # here: psycopg is imported by one thread only
         self.log = log
         self.restarts = 0
         self._stop = threading.Event()
@@ -111,13 +112,19 @@ class ReceiverSupervisor:
                     create_slot(self.settings)
                     slot_ready = True
                 ran, code, why = self._receive_once()
-            except (OSError, ArchiverError, subprocess.SubprocessError) as e:
-                ran, code, why = 0.0, None, str(e)
+            except Exception as e:  # whatever it is, the receiver must come back
+                ran, code, why = 0.0, None, str(e) or type(e).__name__
             if self._stop.is_set():
                 return
             pause = FIRST_PAUSE if ran >= HEALTHY_AFTER else pause
             self.restarts += 1
-            status = "could not start" if code is None else f"exited with code {code}"
+            status = (
+                "could not start"
+                if code is None
+                else f"exited with code {code}"
+                if code >= 0
+                else f"was killed by signal {-code}"
+            )
             self.log(f"pg_receivewal {status} ({why}); restarting in {pause:.1f}s")
             self._stop.wait(pause)
             pause = min(pause * 2, MAX_PAUSE)
@@ -128,7 +135,7 @@ class ReceiverSupervisor:
 
         started = time.monotonic()
         proc = subprocess.Popen(
-            receiver_argv(self.settings),
+            self.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -13,9 +13,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from archiver.postgres.receiver import Log
+from catalog.db.engine import pg_timeouts
 
 CHECK_INTERVAL = 60.0
+FIRST_INTERVAL = 2.0  # until the receiver has created the slot
 NEAR = 0.2  # warn when less than this share of max_slot_wal_keep_size is left
 
 SLOT_QUERY = """
@@ -60,11 +65,6 @@ def synchronous_names(dsn: str) -> str:
 
 
 def _query(dsn: str, sql: str, args: tuple[str, ...]) -> tuple[Any, ...] | None:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    from catalog.db.engine import pg_timeouts
-
     with psycopg.connect(dsn, autocommit=True, **pg_timeouts(conninfo_to_dict(dsn))) as conn:
         row = conn.execute(sql, args).fetchone()
     return None if row is None else tuple(row)
@@ -92,20 +92,22 @@ class SlotWatch:
     def _run(self) -> None:
         if self.synchronous:
             self._check_synchronous()
-        said: str | None = ""
+        described = False  # the state is logged once, when first seen
+        warned: str | None = None
         while True:
             try:
                 state = slot_state(self.dsn, self.slot)
-            except Exception as e:  # the server is down: the receiver's restarts say so
-                state, said = None, f"cannot read: {e}"
+            except Exception:  # the server is down: the receiver's restarts say so
+                state = None
             if state is not None:
-                warning = state.warning()
-                if said == "":
+                if not described:
                     self.log(f"slot {self.slot}: {state.describe()}")
-                if warning is not None and warning != said:
+                    described = True
+                warning = state.warning()
+                if warning is not None and warning != warned:
                     self.log(f"slot {self.slot}: warning: {warning} ({state.describe()})")
-                said = warning
-            if self._stop.wait(CHECK_INTERVAL):
+                warned = warning
+            if self._stop.wait(CHECK_INTERVAL if described else FIRST_INTERVAL):
                 return
 
     def _check_synchronous(self) -> None:
