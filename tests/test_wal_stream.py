@@ -161,6 +161,14 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
     assert wal_kind(archived, segment) == "segment"
     assert "streaming:" not in daemon_log(archived)  # no error shipping what arrived
 
+    # The pieces are facts in the store like any WAL file: a rebuilt catalog knows them.
+    later = two_markers(archived, 3)
+    wait_until(lambda: recoverable(archived, later), WITHIN, "markers 3 and 4")
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(60)
+    archived.pitr("catalog", "rebuild", "--force")
+    assert pieces(archived) and recoverable(archived, later)
+
 
 @pytest.mark.parametrize("daemon", [False], indirect=True)
 def test_without_streaming_the_commit_waits_for_its_segment(

@@ -37,7 +37,7 @@ SHIP_INTERVAL = 0.5
 
 @dataclass
 class StreamState:
-    """What the streamer last shipped (for info and the daemon's metrics)."""
+    """What the streamer has shipped since the daemon started."""
 
     pieces: int = 0
     segments: int = 0
