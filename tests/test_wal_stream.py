@@ -270,6 +270,32 @@ def test_the_slot_keeps_what_arrives_while_the_daemon_is_killed(
         again.wait(60)
 
 
+def test_synchronous_streaming_makes_commits_wait_for_the_receiver(archived: Archived) -> None:
+    archived.config.write_text(archived.config.read_text() + "stream = true\nsynchronous = true\n")
+    c = archived.cluster
+    daemon = start_daemon(archived)
+    try:
+        # pitr does not touch the server's settings: it says what is missing.
+        wait_until(
+            lambda: "does not name pitr_db" in daemon_log(archived),
+            30,
+            "the synchronous_standby_names line",
+            detail=lambda: daemon_log(archived),
+        )
+        c.psql("ALTER SYSTEM SET synchronous_standby_names = 'pitr_db'")
+        c.psql("SELECT pg_reload_conf()")
+        state = "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pitr_db'"
+        wait_until(lambda: c.psql(state).strip() == "sync", 30, "the receiver as a sync standby")
+        archived.pitr("backup", "--source", "db")  # its commits wait for the receiver too
+        between = two_markers(archived, 1)
+        wait_until(lambda: recoverable(archived, between), WITHIN, "the synchronous markers")
+    finally:
+        c.psql("ALTER SYSTEM RESET synchronous_standby_names")  # or stopping would wait
+        c.psql("SELECT pg_reload_conf()")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+
+
 # -- the pure parts ---------------------------------------------------------------
 
 
