@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from archiver.postgres.receiver import ReceiverSettings, receiver_argv
 from archiver.postgres.slotwatch import SlotState
 from pitr.daemon_client import ask, socket_path
 from recovery.postgres.facts import WalRef, newest_segment_files
+from recovery.postgres.spool import never_archived, write_index
 from tests.pgsupport import Archived, markers_in, midpoint
 from tests.servers import PITR_BIN, clean_env, wait_until
 
@@ -328,3 +330,16 @@ def test_a_completed_segment_stands_for_itself_else_its_newest_piece() -> None:
     assert newest_segment_files(wal)[(1, 3)].name == f"{seg}.stream.00020000"
     wal.append(ref(seg, "segment", 3))
     assert newest_segment_files(wal)[(1, 3)].name == seg
+
+
+def test_a_planned_segment_without_its_own_record_is_not_answered_absent(tmp_path: Path) -> None:
+    """A streamed segment has piece records only (<segment>.stream.N): the
+    restore's index, not the record under its name, says it is archived."""
+    records = tmp_path / "records" / "db" / "wal"
+    records.mkdir(parents=True)
+    seg = "000000010000000000000004"
+    (records / f"{seg}.stream.00012000").write_bytes(b"sealed record")
+    spool = str(tmp_path / "spool")
+    write_index(spool, "db", [(seg, "ab" * 32)], plain_ids=True, records_dir=str(records))
+    assert not never_archived(spool, seg)
+    assert never_archived(spool, "000000010000000000000005")
