@@ -23,7 +23,7 @@ from pitr.daemon_client import ask, socket_path
 from recovery.postgres.facts import WalRef, newest_segment_files
 from recovery.postgres.spool import never_archived, write_index
 from tests.pgsupport import Archived, markers_in, midpoint
-from tests.servers import PITR_BIN, clean_env, wait_until
+from tests.servers import PITR_BIN, PostgresCluster, clean_env, wait_until
 
 WITHIN = 20.0  # seconds a streamed commit may take to become recoverable (it takes ~1)
 
@@ -97,6 +97,16 @@ def two_markers(archived: Archived, first: int) -> datetime:
     return midpoint(t1, t2)
 
 
+def restore_aside(archived: Archived, target: datetime, name: str) -> PostgresCluster:
+    """Restore to target and start it, archiving nowhere: promoted into the
+    same source, its new timeline would be the one later instants restore."""
+    pgdata = archived.base / name
+    archived.pitr("restore", "--source", "db", "--to", target.isoformat(), "--pgdata", str(pgdata))
+    restored: PostgresCluster = archived.factory.from_pgdata(pgdata, archive_command="/bin/true")
+    restored.start_recovered()
+    return restored
+
+
 def pieces(archived: Archived) -> list[str]:
     """Names of the streamed pieces the catalog holds."""
     with sqlite3.connect(archived.repo / "catalog.db") as db:
@@ -142,9 +152,7 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
     assert any(n.startswith("streams WAL: segment ") for n in src["notes"])
     assert len(pieces(archived)) == 1  # an older piece goes once a newer one is durable
 
-    pgdata = archived.base / "r-stream"
-    archived.pitr("restore", "--source", "db", "--to", between.isoformat(), "--pgdata", str(pgdata))
-    restored = archived.restored(pgdata)
+    restored = restore_aside(archived, between, "r-stream")
     try:
         assert markers_in(restored) == [1]
     finally:
@@ -165,7 +173,12 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
 
     # The pieces are facts in the store like any WAL file: a rebuilt catalog knows them.
     later = two_markers(archived, 3)
-    wait_until(lambda: recoverable(archived, later), WITHIN, "markers 3 and 4")
+    wait_until(
+        lambda: recoverable(archived, later),
+        WITHIN,
+        "markers 3 and 4",
+        detail=lambda: daemon_log(archived) + plan_to(archived, later, check=False),
+    )
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(60)
     archived.pitr("catalog", "rebuild", "--force")
@@ -207,9 +220,7 @@ def test_a_killed_receiver_is_restarted_with_no_gap(
     archived.pitr("check")
     assert "streams WAL" in archived.pitr("report", "rpo").stdout
 
-    pgdata = archived.base / "r-restarted"
-    archived.pitr("restore", "--source", "db", "--to", between.isoformat(), "--pgdata", str(pgdata))
-    restored = archived.restored(pgdata)
+    restored = restore_aside(archived, between, "r-restarted")
     try:
         assert markers_in(restored) == [1]
     finally:
@@ -258,11 +269,7 @@ def test_the_slot_keeps_what_arrives_while_the_daemon_is_killed(
             detail=lambda: daemon_log(archived) + plan_to(archived, down, check=False),
         )
         archived.pitr("check")
-        pgdata = archived.base / "r-again"
-        archived.pitr(
-            "restore", "--source", "db", "--to", down.isoformat(), "--pgdata", str(pgdata)
-        )
-        restored = archived.restored(pgdata)
+        restored = restore_aside(archived, down, "r-again")
         try:
             assert markers_in(restored) == [1, 2, 3]
         finally:
