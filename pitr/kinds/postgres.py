@@ -148,9 +148,10 @@ class PostgresKind:
             from recovery.postgres.restore import load_manifest
 
             system = load_manifest(repo, plan.backup.id).system_identifier
-        streamed = streamed_segments(repo, state.source_id) & {n for n, _ in plan.chain}
-        job = PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force, system)
-        return replace(job, streamed=tuple(sorted(streamed)))
+        streamed = streamed_segments(repo, state.source_id, plan)
+        return PgRestoreJob(
+            src, plan, stop, state.source_id, pgdata, request.force, system, streamed
+        )
 
     def mark_refusal(self, src: Any) -> str | None:
         return None

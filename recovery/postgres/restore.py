@@ -86,9 +86,13 @@ def segment_oids(repo: Repository, source_id: int) -> dict[str, str]:
     return {w.name.split(".")[0]: w.oid for w in _segment_files(repo, source_id)}
 
 
-def streamed_segments(repo: Repository, source_id: int) -> set[str]:
-    """The segments only a streamed piece stands for (not completed yet)."""
-    return {w.name.split(".")[0] for w in _segment_files(repo, source_id) if w.kind == "stream"}
+def streamed_segments(repo: Repository, source_id: int, plan: PgPlan) -> tuple[str, ...]:
+    """The plan's segments that only a streamed piece stands for (not completed yet)."""
+    chain = {name for name, _ in plan.chain}
+    files = _segment_files(repo, source_id)
+    return tuple(
+        sorted(n for w in files if w.kind == "stream" and (n := w.name.split(".")[0]) in chain)
+    )
 
 
 def _segment_files(repo: Repository, source_id: int) -> list[WalFile]:
