@@ -152,6 +152,12 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
     assert any(n.startswith("streams WAL: segment ") for n in src["notes"])
     assert len(pieces(archived)) == 1  # an older piece goes once a newer one is durable
 
+    # restore_command without a spool serves the segment from its piece, full-size.
+    segment = streamed["segment"]
+    archived.pitr("wal-fetch", "--source", "db", segment, str(archived.base / segment))
+    fetched = (archived.base / segment).read_bytes()
+    assert len(fetched) == 16 << 20 and len(fetched.rstrip(b"\0")) >= streamed["received_bytes"]
+
     restored = restore_aside(archived, between, "r-stream")
     try:
         assert markers_in(restored) == [1]
@@ -159,9 +165,7 @@ def test_a_streamed_commit_is_recoverable_within_seconds(
         restored.stop()
 
     # Completed, the segment is archived whole by both paths, with no conflict.
-    (piece,) = pieces(archived)
     archived.switch_and_wait()
-    segment = piece.split(".")[0]
     wait_until(
         lambda: segment not in {p.split(".")[0] for p in pieces(archived)},
         WITHIN,
