@@ -9,7 +9,7 @@ import shlex
 import shutil
 import sys
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -71,16 +71,8 @@ class PostgresKind:
 
         dsn = required_text(raw, "dsn", at, self.name)
         pgdata = required_text(raw, "pgdata", at, self.name)
-        st = stream_settings(name, pgdata, raw, at)
-        return PostgresConfig(
-            name,
-            dsn=dsn,
-            pgdata=pgdata,
-            stream=st.stream,
-            slot=st.slot,
-            stream_dir=st.stream_dir,
-            synchronous=st.synchronous,
-        )
+        streaming = asdict(stream_settings(name, pgdata, raw, at))  # the same field names
+        return PostgresConfig(name, dsn=dsn, pgdata=pgdata, **streaming)
 
     def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
         from archiver.postgres.backup import take_base_backup
