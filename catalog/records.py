@@ -51,12 +51,13 @@ def identity_key(source: str) -> str:
 
 @dataclass(frozen=True)
 class WalRecord(Record):
-    """One archived WAL file (segment, .history, .backup or .partial)."""
+    """One archived WAL file (segment, .history, .backup or .partial), or a
+    piece of a segment streamed while it was written (archiver.postgres.walpiece)."""
 
     TYPE: ClassVar[str] = "wal"
     SOURCE_KIND: ClassVar[str] = "postgres"
     name: str
-    kind: str  # segment | history | backup | partial
+    kind: str  # segment | history | backup | partial | stream (a streamed piece)
     timeline: int
     segno: int | None
     oid: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -124,7 +124,28 @@ def wal_totals(session: Session, source_id: int) -> dict[str, Any]:
         "wal_stored_bytes": int(stored or 0),
         "timelines": timelines,
         "newest_segment": newest,
+        "streamed": newest_streamed(session, source_id),
         "last_archived_at": _utc(newest_archived),
+    }
+
+
+def newest_streamed(session: Session, source_id: int) -> dict[str, Any] | None:
+    """The newest piece of WAL streamed (kind "stream": the segment still
+    being received), or None: a source that does not stream, or whose
+    streamed segment has just been completed and archived whole."""
+    row = session.scalars(
+        select(WalFile)
+        .where(WalFile.source_id == source_id, WalFile.kind == "stream")
+        .order_by(WalFile.end_time.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    segment, _, received = row.name.rpartition(".")
+    return {
+        "segment": segment.rsplit(".", 1)[0],
+        "received_bytes": int(received, 16),
+        "newest_at": row.end_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     }
 
 

@@ -139,7 +139,7 @@ JSON_BUILDERS = {
     "pitr/commands/check.py": ("report_json",),
     "pitr/commands/verify.py": ("command",),
     "pitr/commands/expire.py": ("_json",),
-    "catalog/reports.py": ("wal_totals", "stream_totals", "repository_totals"),
+    "catalog/reports.py": ("wal_totals", "newest_streamed", "stream_totals", "repository_totals"),
     "recovery/postgres/report.py": ("status",),  # identity
     "recovery/sqlite/report.py": ("status", "_totals"),  # identity, archive totals
 }

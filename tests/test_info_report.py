@@ -34,6 +34,7 @@ INFO_SOURCE_FIELDS |= {"last_archived_at", "archive", "notes", "marks"}
 INFO_BACKUP_FIELDS = {"id", "kind", "started_at", "finished_at", "timeline", "start_lsn"}
 INFO_BACKUP_FIELDS |= {"size_bytes", "stored_bytes", "dedup_ratio", "stop_lsn"}
 PG_ARCHIVE_FIELDS = {"wal_files", "wal_bytes", "wal_stored_bytes", "timelines", "newest_segment"}
+PG_ARCHIVE_FIELDS |= {"streamed"}  # null unless the source streams (test_wal_stream.py)
 REDIS_ARCHIVE_FIELDS = {"streams", "stream_batches", "stream_entries", "stream_bytes"}
 REDIS_ARCHIVE_FIELDS |= {"stream_stored_bytes", "stream_gaps"}
 RPO_FIELDS = WINDOW_FIELDS | {"source", "kind", "last_archived_at", "lag_seconds", "ok"}
@@ -58,6 +59,7 @@ def test_info_lists_backups_window_and_totals(archived: Archived) -> None:
     (src,) = doc["sources"]
     assert set(src) == INFO_SOURCE_FIELDS and set(src["archive"]) == PG_ARCHIVE_FIELDS
     assert src["name"] == "db" and src["kind"] == "postgres"
+    assert src["archive"]["streamed"] is None
     assert src["identity"]["system_identifier"] == archived.cluster.psql(
         "SELECT system_identifier FROM pg_control_system()"
     )

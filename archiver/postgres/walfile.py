@@ -65,7 +65,7 @@ def store_wal(repo: Repository, path: str | Path) -> StoredWal:
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             head = os.pread(f.fileno(), LONG_HEADER, 0)
-            wal, header = _check_header(wal, head, st.st_size, path)
+            wal, header = check_header(wal, head, st.st_size, path)
             oid, stored = _seal_file(repo, f, st, path)
     except FileNotFoundError:
         raise BadInput(f"wal-push {path}: no such file") from None
@@ -109,7 +109,7 @@ def _check_unchanged(f: FileIO, st: os.stat_result, n: int, path: Path) -> None:
         raise BadInput(f"wal-push {path}: the file changed while it was read")
 
 
-def _check_header(
+def check_header(
     wal: WalName, head: bytes, size: int, path: Path
 ) -> tuple[WalName, tuple[str, int, int] | None]:
     """Refuse what is not the segment its name says; return the name read for

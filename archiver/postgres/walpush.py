@@ -46,7 +46,7 @@ def push_wal(
         ).one_or_none()
         if row is not None:
             return _same_or_refuse(wal.name, row.oid, oid, 0)
-        identity = _check_identity(src, stored)
+        identity = check_identity(src, stored)
 
     record = WalRecord(
         source,
@@ -64,7 +64,7 @@ def push_wal(
         # Archived before, but the catalog had lost the row: the store decides.
         record = WalRecord.from_json(earlier)
         _same_or_refuse(wal.name, record.oid, oid, 0)
-    _commit_row(repo, record, stored.chunk, identity)
+    commit_row(repo, record, stored.chunk, identity)
     return PushResult(wal.name, oid, stored.chunk.stored_size, earlier is not None)
 
 
@@ -76,7 +76,7 @@ def _same_or_refuse(name: str, archived_oid: str, oid: str, stored: int) -> Push
     return PushResult(name, oid, stored, True)
 
 
-def _check_identity(src: Source, stored: StoredWal) -> tuple[str, int, int] | None:
+def check_identity(src: Source, stored: StoredWal) -> tuple[str, int, int] | None:
     """Refuse WAL of another system or version; return the identity to record
     when this is the first segment the source sees."""
     if stored.header is None:
@@ -93,7 +93,7 @@ def _check_identity(src: Source, stored: StoredWal) -> tuple[str, int, int] | No
     return None
 
 
-def _commit_row(
+def commit_row(
     repo: Repository,
     record: WalRecord,
     chunk: Chunk,

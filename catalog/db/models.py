@@ -83,7 +83,7 @@ class WalFile(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # segment | history | backup | partial
+    kind: Mapped[str] = mapped_column(String(16))  # segment | history | backup | partial | stream
     timeline: Mapped[int] = mapped_column(Integer)
     segno: Mapped[int | None] = mapped_column(BigInteger)  # for segment/partial/backup
     oid: Mapped[str] = mapped_column(String(64))

@@ -9,7 +9,7 @@ import shlex
 import shutil
 import sys
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -25,6 +25,7 @@ from pitr.kinds.base import (
     SourceKind,
     required_text,
 )
+from pitr.kinds.pgstream import STREAM_KEYS
 from pitr.timeparse import format_utc
 
 if TYPE_CHECKING:
@@ -42,9 +43,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class PostgresConfig(SourceConfig):
     KIND: ClassVar[str] = "postgres"
-    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"dsn", "pgdata"}
+    KEYS: ClassVar[frozenset[str]] = SourceConfig.KEYS | {"dsn", "pgdata"} | STREAM_KEYS
     dsn: str = ""
     pgdata: str = ""
+    stream: bool = False  # the daemon runs pg_receivewal and ships what arrives
+    slot: str = ""  # the physical replication slot it streams from
+    stream_dir: str = ""  # where pg_receivewal writes (beside pgdata by default)
+    synchronous: bool = False  # the receiver is named for synchronous_standby_names
 
 
 class PostgresKind:
@@ -62,9 +67,12 @@ class PostgresKind:
         return PostgresReports()
 
     def parse(self, name: str, raw: dict[str, Any], at: str) -> PostgresConfig:
+        from pitr.kinds.pgstream import stream_settings
+
         dsn = required_text(raw, "dsn", at, self.name)
         pgdata = required_text(raw, "pgdata", at, self.name)
-        return PostgresConfig(name, dsn=dsn, pgdata=pgdata)
+        streaming = asdict(stream_settings(name, pgdata, raw, at))  # the same field names
+        return PostgresConfig(name, dsn=dsn, pgdata=pgdata, **streaming)
 
     def backup(self, app: AppContext, src: PostgresConfig, log: Log, progress: bool) -> None:
         from archiver.postgres.backup import take_base_backup
@@ -92,6 +100,10 @@ class PostgresKind:
 
         tag = mark_tag(app.config.repository.url, src.name)
         log(f"pushing WAL ahead from {src.pgdata}/pg_wal")
+        if src.stream:
+            from pitr.kinds.pgstream import streaming_capture
+
+            return streaming_capture(app, src, tag, log)
         return WalPusher(app.repo(), src.name, src.pgdata, tag)
 
     def tail(
@@ -111,7 +123,11 @@ class PostgresKind:
         self, app: AppContext, src: PostgresConfig, request: RestoreRequest
     ) -> PgRestoreJob:
         from recovery.postgres.catalog import load_pg_state
-        from recovery.postgres.restore import require_plan_objects, stops_at_target
+        from recovery.postgres.restore import (
+            require_plan_objects,
+            stops_at_target,
+            streamed_segments,
+        )
 
         repo = app.repo()
         state = load_pg_state(repo, src.name)
@@ -124,7 +140,10 @@ class PostgresKind:
             from recovery.postgres.restore import load_manifest
 
             system = load_manifest(repo, plan.backup.id).system_identifier
-        return PgRestoreJob(src, plan, stop, state.source_id, pgdata, request.force, system)
+        streamed = streamed_segments(repo, state.source_id, plan)
+        return PgRestoreJob(
+            src, plan, stop, state.source_id, pgdata, request.force, system, streamed
+        )
 
     def mark_refusal(self, src: Any) -> str | None:
         return None
@@ -237,6 +256,7 @@ class PgRestoreJob:
     pgdata: str
     force: bool
     delta_system: str | None = None  # --delta: the system identifier of the backup
+    streamed: tuple[str, ...] = ()  # chain segments served from streamed pieces
 
     def describe(self) -> list[str]:
         from recovery.postgres.targets import describe_goal
@@ -250,6 +270,11 @@ class PgRestoreJob:
             *(
                 ["  delta: only chunks that differ are rewritten in an existing directory"]
                 if self.delta_system
+                else []
+            ),
+            *(
+                [f"  streamed WAL: {', '.join(self.streamed)} (as received so far)"]
+                if self.streamed
                 else []
             ),
             f"  {describe_goal(p, self.stop_at_target)}",

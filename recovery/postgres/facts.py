@@ -4,9 +4,10 @@ not raised, because check and verify must go on."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 
@@ -16,6 +17,20 @@ from catalog.queries import SourceRow
 from catalog.repository import Repository
 from catalog.wal import parse_history, parse_lsn
 from recovery.postgres.planner import BackupPoint, TimelineInfo
+
+
+class WalLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def timeline(self) -> int: ...
+    @property
+    def segno(self) -> int | None: ...
+
+
+W = TypeVar("W", bound=WalLike)
 
 
 @dataclass(frozen=True)
@@ -41,11 +56,27 @@ class PgFacts:
     unreadable: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     def segments(self, exclude_oids: Collection[str] = ()) -> dict[tuple[int, int], datetime]:
+        """Each segment a restore can read, with the newest instant it holds: a
+        completed segment, else the newest streamed piece of it."""
         out: dict[tuple[int, int], datetime] = {}
-        for w in self.wal:
-            if w.kind == "segment" and w.segno is not None and w.oid not in exclude_oids:
+        for w in newest_segment_files(self.wal).values():
+            if w.oid not in exclude_oids and w.segno is not None:
                 out[(w.timeline, w.segno)] = w.end_time
         return out
+
+
+def newest_segment_files(wal: Iterable[W]) -> dict[tuple[int, int], W]:
+    """(timeline, segno) -> the file that stands for the segment: the
+    completed segment when archived, else its newest streamed piece (piece
+    names end in the bytes received, fixed-width hex: the greatest is newest)."""
+    out: dict[tuple[int, int], W] = {}
+    for w in wal:
+        if w.segno is None or w.kind not in ("segment", "stream"):
+            continue
+        have = out.get((w.timeline, w.segno))
+        if have is None or (have.kind == "stream" and (w.kind == "segment" or w.name > have.name)):
+            out[(w.timeline, w.segno)] = w
+    return out
 
 
 def load_pg(repo: Repository, source_id: int, seg_size: int | None) -> PgFacts:

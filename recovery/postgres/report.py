@@ -39,6 +39,12 @@ class PostgresReports:
         with repo.catalog.session() as s:
             status.totals = reports.wal_totals(s, src.id)
         status.last_archived_at = status.totals.pop("last_archived_at")
+        streamed = status.totals["streamed"]
+        if streamed:
+            status.notes.append(
+                f"streams WAL: segment {streamed['segment']} received up to "
+                f"{streamed['received_bytes']} bytes, newest byte at {streamed['newest_at']}"
+            )
         facts = load_source(repo, src)
         status.notes += [why for _, why in facts.unreadable.values()]
         status.coverage = pg_coverage(

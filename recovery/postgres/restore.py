@@ -31,6 +31,7 @@ from catalog.wal import transaction_times
 from recovery.postgres.chunkio import check_chunk, pwrite_all
 from recovery.postgres.delta import can_delta, delta_restore
 from recovery.postgres.delta import finish as delta_finish
+from recovery.postgres.facts import newest_segment_files
 from recovery.postgres.planner import PgPlan
 from recovery.postgres.target import check_target
 from recovery.postgres.targets import target_settings
@@ -55,13 +56,7 @@ def stops_at_target(repo: Repository, source_id: int, plan: PgPlan) -> bool:
     fail at the end of WAL, so then all archived WAL is replayed instead
     (the same state: nothing archived happened after the target)."""
     names = [name for name, end in plan.chain if end >= plan.target]
-    with repo.catalog.session() as s:
-        rows = s.execute(
-            select(WalFile.name, WalFile.oid).where(
-                WalFile.source_id == source_id, WalFile.name.in_(names)
-            )
-        )
-        oids = {name: oid for name, oid in rows}
+    oids = segment_oids(repo, source_id)
     for name in reversed(names):
         times = transaction_times(repo.get_chunk(oids[name]))
         if any(t > plan.target for t in times):
@@ -75,11 +70,41 @@ def spool_entries(repo: Repository, source_id: int, plan: PgPlan) -> list[tuple[
     """What recovery will ask for, in order: history files, then the chain."""
     with repo.catalog.session() as s:
         rows = s.execute(
-            select(WalFile.name, WalFile.oid, WalFile.kind).where(WalFile.source_id == source_id)
+            select(WalFile.name, WalFile.oid).where(
+                WalFile.source_id == source_id, WalFile.kind == "history"
+            )
         ).all()
-    oids = {name: oid for name, oid, _ in rows}
-    history = sorted((name, oid) for name, oid, kind in rows if kind == "history")
+    history = sorted((name, oid) for name, oid in rows)
+    oids = segment_oids(repo, source_id)
     return history + [(name, oids[name]) for name, _ in plan.chain]
+
+
+def segment_oids(repo: Repository, source_id: int) -> dict[str, str]:
+    """Segment name -> the object a restore hands PostgreSQL for it: the
+    completed segment, else its newest streamed piece (full-size, zeros past
+    what was received: replay ends there)."""
+    return {w.name.split(".")[0]: w.oid for w in _segment_files(repo, source_id)}
+
+
+def streamed_segments(repo: Repository, source_id: int, plan: PgPlan) -> tuple[str, ...]:
+    """The plan's segments that only a streamed piece stands for (not completed yet)."""
+    chain = {name for name, _ in plan.chain}
+    files = _segment_files(repo, source_id)
+    return tuple(
+        sorted(n for w in files if w.kind == "stream" and (n := w.name.split(".")[0]) in chain)
+    )
+
+
+def _segment_files(repo: Repository, source_id: int) -> list[WalFile]:
+    with repo.catalog.session() as s:
+        rows = list(
+            s.scalars(
+                select(WalFile).where(
+                    WalFile.source_id == source_id, WalFile.kind.in_(("segment", "stream"))
+                )
+            )
+        )
+    return list(newest_segment_files(rows).values())
 
 
 def local_records_dir(repo: Repository, source: str) -> str | None:

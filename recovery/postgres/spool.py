@@ -121,6 +121,8 @@ def never_archived(spool: str, name: str) -> bool:
     records = index.get("records_dir") if index else None
     if not records or "/" in name or name.startswith("."):
         return False
+    if index and any(n == name for n, _ in index["names"]):  # planned: a streamed segment, say
+        return False
     try:
         os.lstat(os.path.join(records, name))
     except FileNotFoundError:  # and nothing else: unreadable is not "absent"

@@ -30,9 +30,10 @@ def fetch_wal(repo: Repository, source: str, name: str, dest: str | Path) -> boo
     except ObjectNotFound:
         # Not in the store's records: the catalog must not know it either,
         # or "not archived" would end recovery early (a lost record).
-        oid = archived_oid(repo, source, name)
-        if oid is None:
+        found = streamed_oid(repo, source, name) or archived_oid(repo, source, name)
+        if found is None:
             return False
+        oid = found
     data = repo.get_chunk(oid)
     write_atomically(Path(dest), data)
     return True
@@ -45,14 +46,36 @@ def write_atomically(dest: Path, data: bytes) -> None:
         os.replace(tmp, dest)
 
 
+def streamed_oid(repo: Repository, source: str, name: str) -> str | None:
+    """The newest streamed piece of segment `name` (see archiver.postgres.walpiece):
+    the segment as far as it was received, served while it is not complete."""
+    if "." in name:
+        return None  # only segments are streamed
+    pieces = sorted(repo.list_records(wal_key(source, f"{name}.stream.")))
+    for key in reversed(pieces):  # the newest; an older one if it was just removed
+        try:
+            return str(repo.get_record(key)["oid"])
+        except ObjectNotFound:
+            continue
+    return None
+
+
 def archived_oid(repo: Repository, source: str, name: str) -> str | None:
     from sqlalchemy import select
 
     from catalog.db.models import Source, WalFile
 
     with repo.catalog.session() as s:
-        return s.scalars(
-            select(WalFile.oid)
-            .join(Source, Source.id == WalFile.source_id)
-            .where(Source.name == source, WalFile.name == name)
-        ).first()
+        return (
+            s.scalars(
+                select(WalFile.oid)
+                .join(Source, Source.id == WalFile.source_id)
+                .where(Source.name == source, WalFile.name == name)
+            ).first()
+            or s.scalars(  # a piece whose record was lost
+                select(WalFile.oid)
+                .join(Source, Source.id == WalFile.source_id)
+                .where(Source.name == source, WalFile.name.startswith(f"{name}.stream."))
+                .order_by(WalFile.name.desc())
+            ).first()
+        )
