@@ -112,6 +112,12 @@ def archived_mark(
     while True:
         status = source_status(repo, src.name, src.kind, reports, True)
         reached = status.coverage.recoverable_to
+        start = status.coverage.recoverable_from
+        if start is not None and start > at:  # waiting cannot help: nothing restores it
+            raise MarkError(
+                f"mark {name}: {src.name} is recoverable only from {format_utc(start)}, "
+                f"after the mark's instant {format_utc(at)}: take a backup first"
+            )
         if reached is not None and reached >= at:
             return MarkRecord(src.name, name, src.kind, at, datetime.now(UTC))
         if time.monotonic() >= deadline:

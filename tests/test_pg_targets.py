@@ -7,6 +7,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.badinput import expect_row
 from tests.pgsupport import Archived, markers_in, open_dir, start_archiving
@@ -42,6 +43,11 @@ def markers_after(archived: Archived, name: str, *target: str) -> list[int]:
         return markers_in(cluster)
     finally:
         cluster.stop()
+
+
+def info_of(archived: Archived, source: str) -> dict[str, Any]:
+    out = archived.pitr("info", "--source", source, "--output", "json").stdout
+    return dict(json.loads(out)["sources"][0])
 
 
 def xid_of_marker(archived: Archived, n: int) -> str:
@@ -180,6 +186,8 @@ def test_one_mark_brings_postgres_redis_and_sqlite_back_to_it(
         for name in ("cache", "app")
     ]
     try:
+        # The SQLite capture's first base copy opens its window.
+        wait_until(lambda: info_of(archived, "app")["backups"], 60, "a SQLite base copy")
         archived.marker(1)
         r1 = c.xadd(M, {"marker": "1"})
         Writer(db, log, 2, ("--name", "before")).wait()
