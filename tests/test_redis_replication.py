@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -323,13 +324,20 @@ def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_
             if i == 1000:
                 tail.kill9()
                 tail = TailProcess(src.config, "--source", "cache")
-        for _ in range(3):  # quiet moments: batches of their own
-            time.sleep(QUIET)
+        (epoch,) = epochs(repo, "cache")
+
+        def stored() -> int:
+            return len(list(batches(repo, "cache", epoch.name)))
+
+        def grew(before: int) -> bool:
+            return stored() > before
+
+        for _ in range(3):  # quiet moments: each write waits for a batch of its own
+            before = stored()
             c.incr("cb:n")
-        time.sleep(1)
+            wait_until(partial(grew, before), 30, "a batch of its own")
         code, _, err = tail.stop(signal.SIGTERM)
         assert code == 0, err
-        (epoch,) = epochs(repo, "cache")
         docs = list(batches(repo, "cache", epoch.name))
         assert all(a["end"] == b["start"] for a, b in zip(docs, docs[1:], strict=False))
         assert any(d["resumed_from_ms"] for d in docs)
