@@ -91,6 +91,7 @@ class Repository:
         self.codec = codec
         self._catalog = None if isinstance(catalog, str) else catalog
         self._catalog_url = catalog if isinstance(catalog, str) else catalog.url
+        self._writer: str | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -98,25 +99,20 @@ class Repository:
             from catalog.db.engine import Catalog
 
             catalog = Catalog(self._catalog_url)
-            if self.check_projection:
-                self._refuse_lost_catalog(catalog)
+            if self.check_projection and catalog.revision() is None:
+                catalog.upgrade()  # lost: made again from the records below
             catalog.check_schema()
             self._catalog = catalog
+            if self.check_projection:
+                from catalog.catchup import catch_up
+
+                catch_up(self)
         return self._catalog
 
-    check_projection = True  # init and catalog rebuild turn it off: they fill the catalog
-
-    def _refuse_lost_catalog(self, catalog: Catalog) -> None:
-        """A catalog that knows no source while the store holds records was
-        lost or replaced: answering from it ("no backup is archived") would
-        be wrong, so every command asks for the rebuild instead."""
-        if catalog.revision() is not None and catalog.knows_a_source():
-            return
-        if self.holds_records():
-            raise FormatError(
-                f"catalog {catalog.safe_url} is missing or empty but the repository holds "
-                "records: run pitr catalog rebuild"
-            )
+    # init and catalog rebuild turn it off: they fill the catalog themselves.
+    # Otherwise the catalog is brought up to date with the store's records
+    # when it is opened.
+    check_projection = True
 
     def holds_records(self) -> bool:
         return next(iter(self.store.list("records/")), None) is not None
@@ -292,19 +288,34 @@ class Repository:
 
     # -- records ---------------------------------------------------------------
 
-    def put_record(self, key: str, fact: dict[str, Any]) -> dict[str, Any] | None:
-        """Write a fact durably unless one is there already.
+    def put_record(
+        self, key: str, fact: dict[str, Any], projected: bool = True
+    ) -> dict[str, Any] | None:
+        """Write a fact durably unless one is there already, named first in
+        the journal; projected: this writer commits it to its catalog too.
 
         None when written; otherwise the fact already stored, for the caller
         to compare (the archive never changes what it acknowledged)."""
+        from catalog.journal import UNPROJECTED, write_entry
+
         body = json.dumps(fact, sort_keys=True, separators=(",", ":")).encode()
+        write_entry(self, key, self.journal_writer() if projected else UNPROJECTED)
         if self.store.put_if_absent(key, self.codec.seal(body, key)):
             return None
         return self.get_record(key)
 
-    def put_fact(self, record: Record) -> dict[str, Any] | None:
+    def put_fact(self, record: Record, projected: bool = True) -> dict[str, Any] | None:
         """put_record of a typed record under its own key."""
-        return self.put_record(record.key, record.to_json())
+        return self.put_record(record.key, record.to_json(), projected)
+
+    def journal_writer(self) -> str:
+        """The catalog's name in the journal entries of the records it projects."""
+        if self._writer is None:
+            from catalog.catchup import writer_id
+
+            with self.catalog.session() as s:
+                self._writer = writer_id(s)
+        return self._writer
 
     def get_record(self, key: str) -> dict[str, Any]:
         stored = self.store.get(key)

@@ -1,8 +1,9 @@
 """The console script's entry point.
 
 `pitr wal-push` runs once per WAL segment. When a daemon serves the
-repository, the whole job is one question over a socket (pitr.walpush_door),
-so that case is recognised here without importing click or anything heavy;
+repository, the whole job is one question over a socket (pitr.walpush_door);
+without one, the segment is pushed here. Neither imports click or anything
+heavy;
 so are restore_command's and recovery_end_command's answers that need no
 repository. Every other command line goes to the full CLI.
 """
@@ -44,14 +45,18 @@ def _global_options(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _push(config: str | None, args: list[str]) -> None:
-    """`wal-push [--source S] PATH` answered by a daemon, if one answers."""
-    from pitr.walpush_door import PushRequest, ask_daemon, exit_with
+    """`wal-push [--source S] PATH` answered by a daemon, if one answers,
+    else pushed here; anything else about it goes to the full CLI."""
+    from pitr.walpush_door import PushRequest, ask_daemon, exit_with, push_here
 
     request = PushRequest.from_args(config, args)
     if request is not None:
         answer = ask_daemon(request)
         if answer is not None:
             exit_with(answer)
+        from pitr.context import AppContext
+
+        sys.exit(push_here(AppContext(config), request))
 
 
 def _fetch(config: str | None, args: list[str]) -> int | None:

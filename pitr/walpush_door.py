@@ -30,6 +30,8 @@ TYPE_CHECKING = False  # typing itself costs milliseconds at every start
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    from pitr.context import AppContext
+
     Answer = dict[str, Any]
 
 STORAGE = 5  # pitr.exitcodes.STORAGE, without importing it
@@ -152,3 +154,25 @@ def failure_code(code: object) -> int:
     if isinstance(code, int) and not isinstance(code, bool) and 1 <= code <= 125:
         return code
     return STORAGE
+
+
+def push_here(app: AppContext, request: PushRequest) -> int:
+    """Push the segment in this process, when no daemon answered: the store
+    alone acknowledges it (catalog.journal), so neither click nor SQLAlchemy
+    is loaded. The exit code and the one-line refusal are the CLI's."""
+    from archiver.postgres.walpush import push_wal
+    from pitr import exitcodes
+
+    try:
+        src = app.source(request.source, "postgres")
+        push_wal(app.repo(lazy_catalog=True), src.name, request.path, project=False)
+    except KeyboardInterrupt:
+        sys.stderr.write("pitr: interrupted\n")
+        return exitcodes.INTERRUPTED
+    except Exception as e:
+        code = exitcodes.exit_code_for(e)
+        if code is None:
+            raise
+        sys.stderr.write(f"pitr: {e}\n")
+        return code
+    return exitcodes.OK

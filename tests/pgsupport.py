@@ -3,6 +3,7 @@ pitr repository, marker rows, and restoring into a second cluster."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,12 @@ class Archived:
     def pitr(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> Any:
         """Run pitr as the postgres user, as an operator on the database host would."""
         return run_pitr(list(args), config=self.config, user="postgres", check=check, env=env)
+
+    def catalog_db(self) -> sqlite3.Connection:
+        """The SQLite catalog once it has caught up with the store (a plain
+        `wal-push` acknowledges from the store alone; any command catches up)."""
+        self.pitr("info")
+        return sqlite3.connect(self.repo / "catalog.db")
 
     def marker(self, n: int) -> datetime:
         """Commit marker n; return the instant it was written."""

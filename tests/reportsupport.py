@@ -32,7 +32,9 @@ WINDOW_FIELDS = {"recoverable_from", "recoverable_to", "gaps"}
 
 
 def catalog_sql(archived: Archived, sql: str, *params: Any) -> list[list[Any]]:
-    """Run one statement on the repository's SQLite catalog as postgres."""
+    """Run one statement on the repository's SQLite catalog as postgres,
+    once it has caught up with the store."""
+    archived.pitr("info")
     argv = [sys.executable, "-c", _SQL, str(archived.repo / "catalog.db"), sql, json.dumps(params)]
     proc = subprocess.run(
         as_user("postgres", argv), capture_output=True, text=True, check=False, env=clean_env()

@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 
@@ -56,7 +55,7 @@ def daemon(archived: Archived) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def catalog_has(archived: Archived, name: str) -> bool:
-    with sqlite3.connect(archived.repo / "catalog.db") as db:
+    with archived.catalog_db() as db:
         return db.execute("SELECT 1 FROM wal_files WHERE name = ?", (name,)).fetchone() is not None
 
 

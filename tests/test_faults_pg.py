@@ -178,7 +178,7 @@ def small_disk(shared_tmp: Path):  # type: ignore[no-untyped-def]
 
 
 def archived_segments(archived: Archived) -> list[str]:
-    with sqlite3.connect(archived.repo / "catalog.db") as db:
+    with archived.catalog_db() as db:
         rows = db.execute("SELECT name FROM wal_files WHERE kind = 'segment' ORDER BY name")
         return [r[0] for r in rows]
 

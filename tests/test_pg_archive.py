@@ -18,7 +18,7 @@ from tests.pgsupport import Archived, markers_in, open_dir
 
 
 def archived_names(archived: Archived) -> list[str]:
-    with sqlite3.connect(archived.repo / "catalog.db") as db:
+    with archived.catalog_db() as db:
         return [r[0] for r in db.execute("SELECT name FROM wal_files ORDER BY name")]
 
 

@@ -21,7 +21,7 @@ from catalog.errors import (
     StorageError,
 )
 from catalog.queries import ensure_source, get_source, known_objects, record_objects
-from catalog.records import record_key
+from catalog.records import IdentityRecord, record_key
 from catalog.repository import (
     FORMAT_VERSION,
     REPO_CONFIG_KEY,
@@ -123,12 +123,18 @@ def test_open_refuses_a_damaged_repository_file(
         Repository.open(url, catalog_url)
 
 
-def test_open_refuses_a_catalog_without_schema(tmp_path: Path) -> None:
+def test_open_fills_a_catalog_without_schema_from_the_store(tmp_path: Path) -> None:
     url, catalog_url = urls(tmp_path)
-    Repository.init(url, catalog_url)[0].close()
-    other = f"sqlite:///{tmp_path / 'empty.db'}"
-    with pytest.raises(FormatError, match="no schema"):
-        Repository.open(url, other)
+    repo = Repository.init(url, catalog_url)[0]
+    repo.put_record(record_key("db", "marks", "m"), {"type": "unknown-to-this-pitr"})
+    repo.put_fact(IdentityRecord("db", "7000000000000000001", 150000, 16 << 20))
+    repo.close()
+    other = Repository.open(url, f"sqlite:///{tmp_path / 'empty.db'}")
+    assert other.catalog.revision() == HEAD_REVISION
+    with other.catalog.session() as s:
+        src = get_source(s, "db")
+        assert src is not None and src.system_identifier == "7000000000000000001"
+    other.close()
 
 
 # -- chunks --------------------------------------------------------------------------

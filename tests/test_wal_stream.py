@@ -8,7 +8,6 @@ import json
 import os
 import pwd
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -109,13 +108,13 @@ def restore_aside(archived: Archived, target: datetime, name: str) -> PostgresCl
 
 def pieces(archived: Archived) -> list[str]:
     """Names of the streamed pieces the catalog holds."""
-    with sqlite3.connect(archived.repo / "catalog.db") as db:
+    with archived.catalog_db() as db:
         rows = db.execute("SELECT name FROM wal_files WHERE kind = 'stream' ORDER BY name")
         return [name for (name,) in rows]
 
 
 def wal_kind(archived: Archived, name: str) -> str | None:
-    with sqlite3.connect(archived.repo / "catalog.db") as db:
+    with archived.catalog_db() as db:
         row = db.execute("SELECT kind FROM wal_files WHERE name = ?", (name,)).fetchone()
     return None if row is None else str(row[0])
 

@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 
 from archiver.errors import BadInput
 from archiver.postgres.walfile import StoredWal, check_header, file_identity
-from archiver.postgres.walpush import check_identity, commit_row
+from archiver.postgres.walpush import commit_row, source_identity
 from catalog.db.models import WalFile
 from catalog.queries import ensure_source
 from catalog.records import WalRecord, wal_key
@@ -70,12 +70,12 @@ def store_piece(repo: Repository, source: str, path: Path) -> Piece | None:
     name = piece_name(segment, valid)
     chunk = repo.put_chunk(data)
     stored = StoredWal(path, named, chunk, before.st_mtime, file_identity(before), header)
+    identity = source_identity(repo, source, stored)
     with repo.catalog.session() as s:
         src = ensure_source(s, source, "postgres")
         known = s.scalars(
             select(WalFile.id).where(WalFile.source_id == src.id, WalFile.name == name)
         ).first()
-        identity = check_identity(src, stored)
     piece = Piece(segment, name, valid, end_time, file_identity(before))
     if known is not None:
         return piece

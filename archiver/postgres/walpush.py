@@ -1,9 +1,12 @@
 """archive_command: store one WAL file durably, exactly once.
 
-Order of durability: the object (archiver.postgres.walfile), then its record in the
-store (the fact rebuild reads), then the catalog row. Exit 0 is allowed only
-after all three. An object stored for a push that is then refused is left
-for expire to collect.
+Order of durability: the object (archiver.postgres.walfile), then its record
+in the store, named first in the journal (catalog.journal). That record is
+the acknowledgement: `pitr wal-push` without a daemon stops there and never
+opens the catalog database, which catches up from the journal when it is
+next read. Captures that hold a catalog (the daemon) commit the row too.
+An object stored for a push that is then refused is left for expire to
+collect.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from typing import TYPE_CHECKING
 
 from archiver.errors import WalIntegrityError
 from archiver.postgres.walfile import StoredWal, store_wal
-from catalog.db.models import Source, WalFile
-from catalog.queries import ensure_source, record_objects
-from catalog.records import IdentityRecord, WalRecord
+from catalog.errors import ObjectNotFound
+from catalog.records import IdentityRecord, WalRecord, identity_key
 from catalog.repository import Chunk, Repository
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# Identities found in a store, by (store URL, source): a recorded one never changes.
+_identities: dict[tuple[str, str], IdentityRecord] = {}
 
 
 @dataclass(frozen=True)
@@ -32,22 +38,19 @@ class PushResult:
 
 
 def push_wal(
-    repo: Repository, source: str, path: str | Path, stored: StoredWal | None = None
+    repo: Repository,
+    source: str,
+    path: str | Path,
+    stored: StoredWal | None = None,
+    project: bool = True,
 ) -> PushResult:
-    """stored: the file's object when store_wal ran already (the daemon)."""
+    """stored: the file's object when store_wal ran already (the daemon);
+    project: commit the catalog row too (False: the store alone acknowledges)."""
     stored = stored or store_wal(repo, path)
     wal, oid = stored.wal, stored.chunk.oid
-    with repo.catalog.session() as s:
-        src = ensure_source(s, source, "postgres")
-        if src.wal_segment_size:  # the name as the source's clusters read it
-            wal = wal.sized(src.wal_segment_size) or wal
-        row = s.scalars(
-            select(WalFile).where(WalFile.source_id == src.id, WalFile.name == wal.name)
-        ).one_or_none()
-        if row is not None:
-            return _same_or_refuse(wal.name, row.oid, oid, 0)
-        identity = check_identity(src, stored)
-
+    identity = source_identity(repo, source, stored, project)
+    if identity is not None:  # the name as the source's clusters read it
+        wal = wal.sized(identity.wal_segment_size) or wal
     record = WalRecord(
         source,
         wal.name,
@@ -59,63 +62,112 @@ def push_wal(
         end_time=datetime.fromtimestamp(stored.mtime, UTC),
         archived_at=datetime.now(UTC),
     )
-    earlier = repo.put_fact(record)
+    earlier = repo.put_fact(record, projected=project)
     if earlier is not None:
-        # Archived before, but the catalog had lost the row: the store decides.
         record = WalRecord.from_json(earlier)
-        _same_or_refuse(wal.name, record.oid, oid, 0)
-    commit_row(repo, record, stored.chunk, identity)
+        _same_or_refuse(wal.name, record.oid, oid)
+    if project:
+        commit_row(repo, record, stored.chunk, identity)
     return PushResult(wal.name, oid, stored.chunk.stored_size, earlier is not None)
 
 
-def _same_or_refuse(name: str, archived_oid: str, oid: str, stored: int) -> PushResult:
+def _same_or_refuse(name: str, archived_oid: str, oid: str) -> None:
     if archived_oid != oid:
         raise WalIntegrityError(
             f"wal-push {name}: already archived with different content; refusing to overwrite"
         )
-    return PushResult(name, oid, stored, True)
 
 
-def check_identity(src: Source, stored: StoredWal) -> tuple[str, int, int] | None:
-    """Refuse WAL of another system or version; return the identity to record
-    when this is the first segment the source sees."""
-    if stored.header is None:
+def source_identity(
+    repo: Repository, source: str, stored: StoredWal, project: bool = True
+) -> IdentityRecord | None:
+    """The system the source archives, recorded from this file's header when
+    it is the first to carry one; a file of another system is refused."""
+    identity = recorded_identity(repo, source)
+    if identity is None and stored.header is not None:
+        identity = _record_identity(repo, IdentityRecord(source, *stored.header), project)
+    check_identity(source, identity, stored)
+    return identity
+
+
+def recorded_identity(repo: Repository, source: str) -> IdentityRecord | None:
+    """The system the source archives, as its identity record in the store says."""
+    cached = _identities.get((repo.store.url, source))
+    if cached is not None:
+        return cached
+    try:
+        found = IdentityRecord.from_json(repo.get_record(identity_key(source)))
+    except ObjectNotFound:
         return None
+    _identities[repo.store.url, source] = found
+    return found
+
+
+def _record_identity(repo: Repository, identity: IdentityRecord, project: bool) -> IdentityRecord:
+    """The first segment's system becomes the source's, unless a concurrent
+    first push recorded another one a moment earlier."""
+    earlier = repo.put_fact(identity, projected=project)
+    if earlier is not None:
+        identity = IdentityRecord.from_json(earlier)
+    _identities[repo.store.url, identity.source] = identity
+    return identity
+
+
+def check_identity(source: str, known: IdentityRecord | None, stored: StoredWal) -> None:
+    """Refuse WAL of another system or version than the source archives."""
+    if stored.header is None or known is None:
+        return
     sysid, version, _ = stored.header
-    if src.system_identifier is None:
-        return stored.header
-    if src.system_identifier != sysid or src.pg_version != version:
+    if known.system_identifier != sysid or known.pg_version != version:
         raise WalIntegrityError(
             f"wal-push {stored.path}: WAL of system {sysid} (PostgreSQL {version}), but source "
-            f"{src.name} archives system {src.system_identifier} "
-            f"(PostgreSQL {src.pg_version})"
+            f"{source} archives system {known.system_identifier} "
+            f"(PostgreSQL {known.pg_version})"
         )
-    return None
 
 
 def commit_row(
-    repo: Repository,
-    record: WalRecord,
-    chunk: Chunk,
-    identity: tuple[str, int, int] | None,
+    repo: Repository, record: WalRecord, chunk: Chunk, identity: IdentityRecord | None
 ) -> None:
-    source = record.source
-    if identity is not None:
-        repo.put_fact(IdentityRecord(source, *identity))
+    """The catalog's rows for a record just made durable: the source's
+    identity when it is new, the WAL file, its object."""
+    from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+    from catalog.catchup import apply
+    from catalog.queries import record_objects
+
     try:
         with repo.catalog.session() as s:
-            src = ensure_source(s, source, "postgres")
-            if identity is not None and src.system_identifier is None:
-                src.system_identifier, src.pg_version, src.wal_segment_size = identity
-            s.add(record.row(src.id))
-            record_objects(s, [chunk])
+            if identity is not None:
+                apply(repo, s, identity)
+            if not _same_row(s, record):
+                s.add(record.row(_source_id(s, record.source)))
+                record_objects(s, [chunk])
     except Exception as e:
         # A concurrent push of the same name won the insert: fine if identical.
         if not isinstance(getattr(e, "__cause__", None), DBIntegrityError):
             raise
         with repo.catalog.session() as s:
-            src = ensure_source(s, source, "postgres")
-            row = s.scalars(
-                select(WalFile).where(WalFile.source_id == src.id, WalFile.name == record.name)
-            ).one()
-            _same_or_refuse(record.name, row.oid, record.oid, 0)
+            _same_row(s, record)
+
+
+def _same_row(s: Session, record: WalRecord) -> bool:
+    """Whether the catalog has the record's row; refused if with other content."""
+    from sqlalchemy import select
+
+    from catalog.db.models import WalFile
+
+    oid = s.scalars(
+        select(WalFile.oid).where(
+            WalFile.source_id == _source_id(s, record.source), WalFile.name == record.name
+        )
+    ).one_or_none()
+    if oid is not None:
+        _same_or_refuse(record.name, oid, record.oid)
+    return oid is not None
+
+
+def _source_id(s: Session, source: str) -> int:
+    from catalog.queries import ensure_source
+
+    return ensure_source(s, source, "postgres").id

@@ -45,6 +45,10 @@ def command(app: AppContext, encrypt: bool) -> None:
             f"catalog was empty: rebuilt from the store ({sum(result.records.values())} "
             f"records, {result.objects} objects)"
         )
+    else:
+        from catalog.catchup import catch_up
+
+        catch_up(repo)  # a new catalog starts reading the journal from now
     with repo.catalog.session() as s:
         for src in app.config.sources.values():
             ensure_source(s, src.name, src.kind)

@@ -19,14 +19,13 @@ from pitr.context import AppContext
 @click.pass_obj
 def command(app: AppContext, source_name: str | None, path: str) -> None:
     """archive_command: archive one WAL file (%p). Exits 0 only once it is durable."""
-    from pitr.walpush_door import PushRequest, ask_daemon, exit_with
+    from pitr.walpush_door import PushRequest, ask_daemon, exit_with, push_here
 
-    src = app.source(source_name, "postgres")
+    app.source(source_name, "postgres")
     request = PushRequest(app.config_path, source_name, path)
     answer = ask_daemon(request)
     if answer is not None:
         exit_with(answer)
-
-    from archiver.postgres.walpush import push_wal
-
-    push_wal(app.repo(), src.name, path)
+    code = push_here(app, request)
+    if code:
+        raise SystemExit(code)

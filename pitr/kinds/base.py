@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 
+def echo(line: str, err: bool = False) -> None:
+    """click.echo, with click loaded only when a kind speaks: parsing a
+    config imports every configured kind, `pitr wal-push` too."""
+    import click
+
+    click.echo(line, err=err)
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """The keys every source has; each kind extends it with its own."""

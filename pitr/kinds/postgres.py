@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 
-import click
-
 from pitr.configfile import ConfigError
 from pitr.kinds.base import (
     ExportRequest,
@@ -23,6 +21,7 @@ from pitr.kinds.base import (
     RestoreRequest,
     SourceConfig,
     SourceKind,
+    echo,
     required_text,
 )
 from pitr.kinds.pgstream import STREAM_KEYS
@@ -168,7 +167,7 @@ class PostgresKind:
         from recovery.partial.pgrestore import restore_rows
 
         job = self._scratch_job(app, src, request)
-        restore_rows(app, job, rows, rows.into_database or src.dsn, click.echo)
+        restore_rows(app, job, rows, rows.into_database or src.dsn, echo)
 
     def export(
         self,
@@ -181,7 +180,7 @@ class PostgresKind:
         from recovery.partial.pgexport import export
 
         job = self._scratch_job(app, src, request)
-        export(app, job, what, src.dsn, out, lambda line: click.echo(line, err=True))
+        export(app, job, what, src.dsn, out, lambda line: echo(line, err=True))
 
     def _scratch_job(
         self, app: AppContext, src: PostgresConfig, request: RestoreRequest
@@ -296,20 +295,20 @@ class PgRestoreJob:
         src = self.src
         result = self.lay_down(app)
         if result.checked is not None:
-            click.echo(
+            echo(
                 f"{src.name}: delta restore of {result.files} files into {result.pgdata}: "
                 f"{human_bytes(result.checked)} compared, {human_bytes(result.bytes)} rewritten"
             )
         else:
-            click.echo(
+            echo(
                 f"{src.name}: restored {result.files} files ({human_bytes(result.bytes)}) into "
                 f"{result.pgdata}"
             )
         if result.set_aside:
-            click.echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
+            echo(f"{src.name}: the previous contents were moved to {result.set_aside}")
         then = {"promote": "promotes", "pause": "pauses", "shutdown": "shuts down"}
         action = "promote" if self.plan.goal.form == "latest" else self.plan.goal.action
-        click.echo(
+        echo(
             f"{src.name}: start PostgreSQL on {result.pgdata}; "
             f"it replays WAL to the target and {then[action]}"
         )
