@@ -14,7 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,8 +30,8 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.db.models import BackupObject, Base, RepoMeta, StoredObject
-from catalog.errors import ObjectNotFound, StorageError
-from catalog.journal import MARGIN, entries_since
+from catalog.errors import FormatError, IntegrityError, ObjectNotFound, StorageError
+from catalog.journal import HORIZON, MARGIN, entries_since
 from catalog.manifests import manifest_type, read_manifest
 from catalog.queries import ensure_source, insert_missing, record_objects
 from catalog.records import BackupRecord, IdentityRecord, Record, WalRecord, parse_record
@@ -39,9 +39,6 @@ from catalog.repository import Chunk, Repository, object_key
 
 WATERMARK = "journal_caught_up"  # repo_meta key: when the last catch-up began
 WRITER = "journal_writer"  # repo_meta key: this catalog's name in journal entries
-# A catalog whose last catch-up is older than this reads every record instead
-# of walking that many hours of journal.
-JOURNAL_HORIZON = timedelta(days=7)
 
 
 def catch_up(repo: Repository) -> Counter[str]:
@@ -62,7 +59,7 @@ def _catch_up(repo: Repository) -> Counter[str]:
         since = watermark(s)
         if since is None and _holds_sources(s):
             pass  # kept current by its writers before there was a journal
-        elif since is None or now - since > JOURNAL_HORIZON:
+        elif since is None or now - since > HORIZON:
             applied = Counter(fill(repo, s, fresh=False).records)
         else:
             for entry in entries_since(repo, since, now, skip_writer=writer_id(s)):
@@ -122,10 +119,14 @@ def load_all(
 
 
 def _fetch(repo: Repository, key: str) -> Record | None:
+    """The record an entry names. One that fails its check is left out, so
+    that every command still runs; catalog rebuild names it and refuses."""
     try:
         return parse_record(repo.get_record(key))
     except ObjectNotFound:
         return None  # expired since it was listed, or its writer died first
+    except (FormatError, IntegrityError):
+        return None
 
 
 def apply(repo: Repository, s: Session, record: Record, fresh: bool = False) -> bool:

@@ -34,6 +34,9 @@ PREFIX = "journal/"
 # reader's by this much (hosts sharing a repository keep NTP time).
 MARGIN = timedelta(seconds=30)
 UNPROJECTED = "none"  # the writer of the entry has no catalog
+# A catalog whose last catch-up is older than this reads every record instead
+# of the journal, so expire removes entries a day older than that.
+HORIZON = timedelta(days=7)
 HOUR = "%Y%m%d%H"
 INSTANT = "%Y%m%dT%H%M%S.%fZ"
 
@@ -78,3 +81,9 @@ def _read_entry(repo: Repository, key: str, writer: str) -> Entry | None:
     except (ObjectNotFound, ValueError):
         return None  # removed meanwhile, or not an entry of this pitr
     return Entry(key, str(doc["record"]), writer)
+
+
+def stale_entries(repo: Repository, now: datetime) -> list[str]:
+    """Entries of the hours no catch-up reads any more (expire removes them)."""
+    oldest = f"{PREFIX}{now - HORIZON - timedelta(days=1):{HOUR}}/"
+    return [info.key for info in repo.store.list(PREFIX) if info.key < oldest]

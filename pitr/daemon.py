@@ -19,6 +19,7 @@ import os
 import signal
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ from pitr.kinds.base import Capture
 
 Echo = Callable[[str], None]
 SCHEDULE_INTERVAL = 30.0
+CATCH_UP_INTERVAL = 15.0  # seconds between the daemon's catalog catch-ups
 # name (pitr_daemon_<name>_total), help
 DAEMON_COUNTERS = (
     ("segments_pushed", "WAL files the daemon archived (look-ahead and wal-push)."),
@@ -77,8 +79,11 @@ class Daemon:
             serving = True
             self._link_config_name()
             self.log(f"listening on {self.socket}")
+            caught_up = time.monotonic()
             while not self.stop_event.wait(1.0):
-                pass
+                if time.monotonic() - caught_up >= CATCH_UP_INTERVAL:
+                    self._catch_up()
+                    caught_up = time.monotonic()
         finally:
             self.log("stopping")
             if page is not None:
@@ -207,6 +212,16 @@ class Daemon:
             return {"ok": False, "exit_code": exit_code_for(e) or 5, "error": str(e)}
         self.tally["wal_push_requests", str(source)] += 1
         return {"ok": True}
+
+    def _catch_up(self) -> None:
+        """Apply what other writers recorded meanwhile (a plain wal-push, a
+        host with its own catalog), so that the page and metrics show it."""
+        from catalog.catchup import catch_up
+
+        try:
+            catch_up(self.app.repo())
+        except Exception as e:  # logged; tried again next time
+            self.log(f"catalog catch-up failed: {e}")
 
     def _source_log(self, src: SourceConfig) -> Callable[[str], None]:
         return lambda line: self.log(f"{src.name}: {line}")

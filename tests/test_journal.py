@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from catalog.catchup import catch_up, set_watermark, watermark
 from catalog.db.models import StreamGap, WalFile
-from catalog.journal import PREFIX, entries_since
+from catalog.journal import PREFIX, entries_since, stale_entries
 from catalog.records import GapRecord, WalRecord
 from catalog.repository import Repository
 from catalog.store.local import LocalStore
@@ -125,6 +125,13 @@ def test_an_old_watermark_fills_the_catalog_from_every_record(repo: Repository) 
     with repo.catalog.session() as s:
         caught = watermark(s)
     assert caught is not None and datetime.now(UTC) - caught < timedelta(minutes=1)
+
+
+def test_entries_no_catch_up_reads_are_stale(repo: Repository) -> None:
+    repo.put_fact(wal_record("000000010000000000000005"), projected=False)
+    old = f"{PREFIX}{NOW - timedelta(days=9):%Y%m%d%H}/x-none-00000000"
+    repo.store.put_if_absent(old, b"x")
+    assert stale_entries(repo, NOW) == [old]
 
 
 def test_a_plain_push_acknowledges_without_the_catalog(archived: Archived) -> None:

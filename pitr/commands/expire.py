@@ -49,6 +49,7 @@ def command(
     output: str,
 ) -> None:
     """Apply retention and remove unreferenced objects."""
+    from catalog.journal import stale_entries
     from catalog.marks import MarkPoint, marks_by_source
     from pitr import exitcodes
     from pitr.commands.check import chosen_sources
@@ -67,6 +68,7 @@ def command(
         for name, _, hooks in chosen_sources(app, source_name)
     ]
     reused: list[str] = []
+    stale = stale_entries(repo, now)
     if dry_run:
         found = garbage(repo, plans, now, grace)
     else:
@@ -74,7 +76,10 @@ def command(
             apply_plan(repo, plan)
         found = garbage(repo, [], now, grace)
         reused = sweep(repo, found)
+        for key in stale:
+            repo.store.delete(key)
     doc = _json(plans, found, dry_run, grace)
+    doc["journal_entries_removed"] = len(stale)
     if output == "json":
         from pitr.output import emit_json
 
