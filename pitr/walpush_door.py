@@ -13,6 +13,7 @@ once. Kept free of heavy imports: this runs once per WAL segment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -159,13 +160,24 @@ def failure_code(code: object) -> int:
 def push_here(app: AppContext, request: PushRequest) -> int:
     """Push the segment in this process, when no daemon answered: the store
     alone acknowledges it (catalog.journal), so neither click nor SQLAlchemy
-    is loaded. The exit code and the one-line refusal are the CLI's."""
+    is loaded; then the segments waiting after it (archiver.postgres.lookahead).
+    The exit code and the one-line refusal are the CLI's."""
+    from pathlib import Path
+
+    from archiver.postgres.lookahead import already_marked, push_ahead
+    from archiver.postgres.walmarks import mark_tag
     from archiver.postgres.walpush import push_wal
     from pitr import exitcodes
 
     try:
         src = app.source(request.source, "postgres")
-        push_wal(app.repo(lazy_catalog=True), src.name, request.path, project=False)
+        path, tag = Path(request.path), mark_tag(app.config.repository.url, src.name)
+        if already_marked(path, tag):
+            return exitcodes.OK
+        repo = app.repo(lazy_catalog=True)
+        push_wal(repo, src.name, path, project=False)
+        with contextlib.suppress(Exception):  # acknowledged already; the rest is a bonus
+            push_ahead(repo, src.name, path, tag)
     except KeyboardInterrupt:
         sys.stderr.write("pitr: interrupted\n")
         return exitcodes.INTERRUPTED

@@ -5,6 +5,7 @@ store alone (against a real PostgreSQL), and a lost catalog comes back whole."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from catalog.journal import PREFIX, entries_since, stale_entries
 from catalog.records import GapRecord, WalRecord
 from catalog.repository import Repository
 from catalog.store.local import LocalStore
-from tests.harness import PITR_BIN, as_user, clean_env
+from tests.harness import PITR_BIN, as_user, clean_env, run_pitr, wait_until
 from tests.pgsupport import Archived
 
 NOW = datetime(2026, 12, 3, 13, 0, 30, tzinfo=UTC)
@@ -168,3 +169,29 @@ def test_a_plain_push_acknowledges_without_the_catalog(archived: Archived) -> No
     archived.pitr("catalog", "rebuild", "--force")
     rebuilt = json.loads(archived.pitr("info", "--output", "json").stdout)["sources"][0]["archive"]
     assert rebuilt == caught_up
+
+
+def test_a_plain_push_archives_the_waiting_segments_and_marks_them(archived: Archived) -> None:
+    c = archived.cluster
+    c.set_archive_command("false")  # a backlog builds up
+    names = []
+    for i in range(4):
+        c.psql(f"INSERT INTO markers(n) VALUES ({i})")
+        names.append(c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip())
+    status = c.pgdata / "pg_wal" / "archive_status"
+    wait_until(lambda: all((status / f"{n}.ready").exists() for n in names), 30, "the backlog")
+
+    # The call PostgreSQL would make for the first segment archives the others too.
+    push = ["wal-push", f"pg_wal/{names[0]}"]
+    run_pitr(push, config=archived.config, user="postgres", cwd=c.pgdata)
+    marks = [n for n in os.listdir(status) if ".pitr-" in n and not n.endswith(".lock")]
+    assert sorted(n[:24] for n in marks) == names[1:]
+    for mark in marks:
+        assert os.path.samefile(status / mark, c.pgdata / "pg_wal" / mark[:24])
+    # The recommended archive_command then acknowledges them from the marks.
+    c.set_archive_command(archived.pitr("archive-command").stdout.strip())
+    archived.marker(10)
+    archived.switch_and_wait()
+    archive = json.loads(archived.pitr("info", "--output", "json").stdout)["sources"][0]["archive"]
+    assert archive["newest_segment"] > names[-1]
+    assert archived.pitr("check").returncode == 0  # no gap in what was archived
