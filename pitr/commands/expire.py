@@ -78,8 +78,7 @@ def command(
         reused = sweep(repo, found)
         for key in stale:
             repo.store.delete(key)
-    doc = _json(plans, found, dry_run, grace)
-    doc["journal_entries_removed"] = len(stale)
+    doc = _json(plans, found, dry_run, grace, len(stale))
     if output == "json":
         from pitr.output import emit_json
 
@@ -95,7 +94,9 @@ def command(
         sys.exit(exitcodes.INTEGRITY)
 
 
-def _json(plans: list[Any], found: Any, dry_run: bool, grace: timedelta) -> dict[str, Any]:
+def _json(
+    plans: list[Any], found: Any, dry_run: bool, grace: timedelta, journal_removed: int
+) -> dict[str, Any]:
     from pitr.timeparse import format_utc
 
     return {
@@ -124,6 +125,7 @@ def _json(plans: list[Any], found: Any, dry_run: bool, grace: timedelta) -> dict
             "kept_within_grace": len(found.young),
             "grace_seconds": grace.total_seconds(),
         },
+        "journal_entries_removed": journal_removed,
     }
 
 
