@@ -283,9 +283,12 @@ def catalog_query(repo: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def pitr_segments(repo: Path) -> int:
-    """WAL segments a local pitr repository's catalog holds."""
-    rows = catalog_query(repo, "SELECT count(*) FROM wal_files WHERE kind = 'segment'")
-    return int(rows[0][0])
+    """WAL segments a local pitr repository holds records of: what wal-push
+    acknowledged (the catalog catches up only when a command reads it)."""
+    folder = repo / "records" / "db" / "wal"
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.iterdir() if re.fullmatch(r"[0-9A-F]{24}", p.name))
 
 
 # -- pgBackRest ---------------------------------------------------------------

@@ -132,7 +132,7 @@ def _cp(cluster: PostgresCluster, base: Path) -> tuple[str, Callable[[], int], P
 
 
 def tools(daemon_available: bool) -> list[Tool]:
-    out = [Tool("pitr", "pitr wal-push", "no daemon: one process per segment", _pitr)]
+    out = [Tool("pitr", "pitr wal-push", "no daemon: each call archives what waits", _pitr)]
     if daemon_available:
         out += [
             Tool(

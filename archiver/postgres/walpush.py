@@ -46,9 +46,34 @@ def push_wal(
 ) -> PushResult:
     """stored: the file's object when store_wal ran already (the daemon);
     project: commit the catalog row too (False: the store alone acknowledges)."""
+    done = record_wal(repo, source, path, stored, projected=project)
+    if project:
+        commit_row(repo, done.record, done.stored.chunk, done.identity)
+    return done.result
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A WAL file durable in the store: object and record."""
+
+    result: PushResult
+    record: WalRecord  # as stored (an earlier push's when it was there)
+    identity: IdentityRecord | None
+    stored: StoredWal
+
+
+def record_wal(
+    repo: Repository,
+    source: str,
+    path: str | Path,
+    stored: StoredWal | None = None,
+    projected: bool = True,
+) -> Recorded:
+    """The object and the record, without the catalog; projected: the
+    caller commits the row to its catalog (commit_row) right after."""
     stored = stored or store_wal(repo, path)
     wal, oid = stored.wal, stored.chunk.oid
-    identity = source_identity(repo, source, stored, project)
+    identity = source_identity(repo, source, stored, projected)
     if identity is not None:  # the name as the source's clusters read it
         wal = wal.sized(identity.wal_segment_size) or wal
     record = WalRecord(
@@ -62,13 +87,12 @@ def push_wal(
         end_time=datetime.fromtimestamp(stored.mtime, UTC),
         archived_at=datetime.now(UTC),
     )
-    earlier = repo.put_fact(record, projected=project)
+    earlier = repo.put_fact(record, projected=projected)
     if earlier is not None:
         record = WalRecord.from_json(earlier)
         _same_or_refuse(wal.name, record.oid, oid)
-    if project:
-        commit_row(repo, record, stored.chunk, identity)
-    return PushResult(wal.name, oid, stored.chunk.stored_size, earlier is not None)
+    result = PushResult(wal.name, oid, stored.chunk.stored_size, earlier is not None)
+    return Recorded(result, record, identity, stored)
 
 
 def _same_or_refuse(name: str, archived_oid: str, oid: str) -> None:

@@ -5,10 +5,10 @@ PostgreSQL creates pg_wal/archive_status/<name>.ready once a file is
 complete and never changes the file while it waits; a watchdog observer
 reports those files, and a periodic scan catches anything it missed.
 
-Two stages: a pool reads, hashes, compresses and stores each file
-(archiver.postgres.walfile), and one thread then writes the records and catalog
-rows in the order the objects became durable (archiver.postgres.walpush), and
-leaves a mark for archive_command (archiver.postgres.walmarks).
+Two stages: a pool reads, hashes, compresses and stores each file and its
+record (archiver.postgres.walfile, archiver.postgres.walpush), and one thread
+then commits the catalog rows in the order they became durable, and leaves a
+mark for archive_command (archiver.postgres.walmarks).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from archiver.postgres.walfile import StoredWal, file_identity, store_wal
+from archiver.postgres.walfile import file_identity, store_wal
 from archiver.postgres.walmarks import Marks
-from archiver.postgres.walpush import PushResult, push_wal
+from archiver.postgres.walpush import PushResult, Recorded, commit_row, push_wal, record_wal
 from catalog.repository import Repository
 
 SCAN_INTERVAL = 1.0
@@ -129,23 +129,25 @@ class WalPusher:
         lock = self.marks.hold(path.name)  # from here archive_command waits for the mark
         try:
             stored = store_wal(self.repo, path)
-            self.committer.submit(self._commit, stored, lock, future)
+            done = record_wal(self.repo, self.source, path, stored)
+            self.committer.submit(self._commit, done, lock, future)
         except BaseException as e:  # also a committer that is shutting down
             self.marks.release(lock)
             self._failed(future, e)
 
-    def _commit(self, stored: StoredWal, lock: int | None, future: Future[PushResult]) -> None:
+    def _commit(self, done: Recorded, lock: int | None, future: Future[PushResult]) -> None:
+        stored = done.stored
         try:
-            result = push_wal(self.repo, self.source, stored.path, stored)
+            commit_row(self.repo, done.record, stored.chunk, done.identity)
         except BaseException as e:
             self.marks.release(lock)
             self._failed(future, e)
             return
         with self.lock:
             self.pushed[stored.path.name] = stored.identity
-            self._count(result)
+            self._count(done.result)
         self.marks.archived(stored.path, stored.identity, lock)
-        future.set_result(result)
+        future.set_result(done.result)
 
     def _count(self, result: PushResult) -> None:
         self.segments_pushed += 1
