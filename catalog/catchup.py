@@ -57,11 +57,12 @@ def _catch_up(repo: Repository) -> Counter[str]:
     applied: Counter[str] = Counter()
     with repo.catalog.session() as s:
         since = watermark(s)
-        if since is None and _holds_sources(s):
-            pass  # kept current by its writers before there was a journal
-        elif since is None or now - since > HORIZON:
+        if (since is None and not _holds_sources(s)) or (since and now - since > HORIZON):
             applied = Counter(fill(repo, s, fresh=False).records)
         else:
+            # A catalog that never caught up but has sources was kept current
+            # by its writers before there was a journal: it reads the whole
+            # journal, which holds only what was written since.
             for entry in entries_since(repo, since, now, skip_writer=writer_id(s)):
                 record = _fetch(repo, entry.record)
                 if record is not None and apply(repo, s, record):

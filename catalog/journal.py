@@ -56,23 +56,32 @@ def write_entry(repo: Repository, record: str, writer: str) -> None:
 
 
 def entries_since(
-    repo: Repository, since: datetime, now: datetime, skip_writer: str
+    repo: Repository, since: datetime | None, now: datetime, skip_writer: str
 ) -> Iterator[Entry]:
-    """Entries written from `since` (less the margin) to now, oldest first,
-    but those of skip_writer (told apart by name: they are not read)."""
+    """Entries written from `since` (less the margin; None: from the first)
+    to now, oldest first, but those of skip_writer (told apart by name: they
+    are not read)."""
+    if since is None:
+        keys = sorted(info.key for info in repo.store.list(PREFIX))
+        yield from _entries(repo, keys, "", skip_writer)
+        return
     start = since - MARGIN
-    first = f"{start:{INSTANT}}"
     hour = start.replace(minute=0, second=0, microsecond=0)
     while hour <= now + MARGIN:
-        for key in sorted(info.key for info in repo.store.list(f"{PREFIX}{hour:{HOUR}}/")):
-            name = key.rsplit("/", 1)[-1]
-            parts = name.split("-")
-            if name < first or len(parts) != 3 or parts[1] == skip_writer:
-                continue
-            entry = _read_entry(repo, key, parts[1])
-            if entry is not None:
-                yield entry
+        keys = sorted(info.key for info in repo.store.list(f"{PREFIX}{hour:{HOUR}}/"))
+        yield from _entries(repo, keys, f"{start:{INSTANT}}", skip_writer)
         hour += timedelta(hours=1)
+
+
+def _entries(repo: Repository, keys: list[str], first: str, skip_writer: str) -> Iterator[Entry]:
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        parts = name.split("-")
+        if name < first or len(parts) != 3 or parts[1] == skip_writer:
+            continue
+        entry = _read_entry(repo, key, parts[1])
+        if entry is not None:
+            yield entry
 
 
 def _read_entry(repo: Repository, key: str, writer: str) -> Entry | None:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from catalog.catchup import catch_up, set_watermark, watermark
 from catalog.db.models import StreamGap, WalFile
 from catalog.journal import PREFIX, entries_since, stale_entries
+from catalog.queries import ensure_source
 from catalog.records import GapRecord, WalRecord
 from catalog.repository import Repository
 from catalog.store.local import LocalStore
@@ -126,6 +127,15 @@ def test_an_old_watermark_fills_the_catalog_from_every_record(repo: Repository) 
     with repo.catalog.session() as s:
         caught = watermark(s)
     assert caught is not None and datetime.now(UTC) - caught < timedelta(minutes=1)
+
+
+def test_a_catalog_from_before_the_journal_reads_all_of_it(tmp_path: Path) -> None:
+    repo = open_repo(tmp_path)  # no catch-up yet: as a catalog an older pitr kept
+    with repo.catalog.session() as s:
+        ensure_source(s, "db", "postgres")
+    repo.put_fact(wal_record("000000010000000000000006"), projected=False)
+    assert catch_up(repo) == {"wal": 1}
+    repo.close()
 
 
 def test_entries_no_catch_up_reads_are_stale(repo: Repository) -> None:
