@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from io import FileIO
 from pathlib import Path
 
-from archiver.buffers import thread_buffer
+from catalog.buffers import thread_buffer
 from catalog.repository import Chunk, Repository
 
 RANGE_CHUNKS = 16  # chunks per task: few hand-overs, and tasks enough to share out

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from io import FileIO
 from pathlib import Path
 
-from archiver.buffers import thread_buffer
 from archiver.errors import BadInput, WalIntegrityError
+from catalog.buffers import thread_buffer
 from catalog.repository import Chunk, Repository
 from catalog.wal import (
     DEFAULT_SEG_SIZE,

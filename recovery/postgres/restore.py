@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 
 from catalog.db.models import Backup, WalFile
+from catalog.durable import sync_filesystem
 from catalog.errors import IntegrityError
 from catalog.manifests import FileEntry, PgBackupManifest, read_manifest
 from catalog.records import wal_folder
@@ -198,9 +199,12 @@ def restore_postgres(
     )
 
 
-def _prepare_recovery(root: Path, manifest: PgBackupManifest, settings: str) -> None:
+def _prepare_recovery(
+    root: Path, manifest: PgBackupManifest, settings: str, delta: bool = False
+) -> None:
     """The files that make PostgreSQL recover from the backup, then the
-    owner and durability of the whole tree."""
+    owner and durability of the whole tree (after a delta, of what changed:
+    one syncfs, not an fsync of every file it left alone)."""
     (root / "backup_label").write_text(manifest.backup_label)
     if manifest.tablespace_map:
         (root / "tablespace_map").write_text(manifest.tablespace_map)
@@ -211,7 +215,8 @@ def _prepare_recovery(root: Path, manifest: PgBackupManifest, settings: str) -> 
     for name in ("backup_label", "tablespace_map", "recovery.signal", "postgresql.auto.conf"):
         if (root / name).exists():
             os.chmod(root / name, 0o600)
-    _fsync_tree(root)
+    if not (delta and sync_filesystem(root)):
+        _fsync_tree(root)
 
 
 def _restore_delta(
@@ -223,7 +228,7 @@ def _restore_delta(
     stop_at_target: bool,
 ) -> PgRestoreResult:
     result = delta_restore(repo, manifest, target, workers)
-    _prepare_recovery(target, manifest, settings)
+    _prepare_recovery(target, manifest, settings, delta=True)
     delta_finish(target)
     return PgRestoreResult(
         str(target),
