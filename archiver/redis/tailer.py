@@ -188,9 +188,11 @@ class StreamTailer:
         s.wrong_type = False
         if not check_stream(s, info, entries, self._flush_stream, self._gap):
             return 0, False  # its position was reset: read it again next round
-        for raw_id, fields in entries:
-            s.buffer.append((raw_id, list(fields)))
-            s.read = parse_id(raw_id)
+        if entries:
+            # Entries are kept as XREAD gave them ([id, [name, value, ...]]):
+            # nothing is done per entry until the batch is encoded.
+            s.buffer.extend(entries)
+            s.read = parse_id(entries[-1][0])
             s.history = True
         if s.buffer and not s.opened:
             s.opened = time.monotonic()
