@@ -165,6 +165,12 @@ def render(results: dict[str, Any]) -> str:
             ],
             {0, 1, 2, 3, 4, 5},
         )
+        if "backlog_per_s" in tail:
+            out.append(
+                f"the {tail['entries_written']} entries again, no writer: a bare redis-py XREAD "
+                f"loop (COUNT 1000) {tail['bare_xread_per_s']}/s, a fresh `pitr tail` "
+                f"{tail['backlog_per_s']}/s ({tail['backlog_vs_bare']:.2f}x the bare loop)"
+            )
         out.append("")
     if results.get("sqlite"):
         out += _sqlite_section(results["sqlite"])
