@@ -102,13 +102,20 @@ class StreamArchive:
             behind -= len(batch)
             batches.append((batch, None if added_at_last is None else added_at_last - behind))
         facts: list[BatchRecord] = []
-        for i in range(0, len(batches), GROUP):
-            done, adopted = self._ship_group(name, batches[i : i + GROUP])
+        start = 0
+        while start < len(batches):
+            # A record already there (a crash before its row) comes first:
+            # it is met alone, before objects are written for what follows.
+            first = id_text(batches[start][0][0][0])
+            stored = self.repo.store.stat(batch_key(self.source, name, first)) is not None
+            group = batches[start : start + (1 if stored else GROUP)]
+            done, adopted = self._ship_group(name, group)
             facts += done
             if adopted:
                 end = parse_id(done[-1].last_id)
-                rest = [e for b, _ in batches[i + len(done) - 1 :] for e in b]
+                rest = [e for b, _ in batches[start + len(done) - 1 :] for e in b]
                 return facts, [e for e in rest if parse_id(e[0]) > end]
+            start += len(group)
         return facts, []
 
     def _ship_group(
