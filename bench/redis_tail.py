@@ -101,7 +101,8 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
         if total != written:
             raise BenchError(f"pitr tail archived {total} entries, {written} were written")
         log(f"redis: the {written} entries again, by a bare XREAD loop and a fresh pitr tail")
-        bare = _bare_xread(client, written)
+        bare = _bare_xread(client, written, raw=False)
+        bare_raw = _bare_xread(client, written, raw=True)
         backlog = _backlog(server.url, base, written)
         return {
             "seconds": round(window, 2),
@@ -114,8 +115,10 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
             "catch_up_seconds": round(catch_up, 2),
             "gaps": gaps,
             "bare_xread_per_s": round(bare),
+            "bare_xread_raw_per_s": round(bare_raw),
             "backlog_per_s": round(backlog),
             "backlog_vs_bare": round(backlog / bare, 2),
+            "backlog_vs_bare_raw": round(backlog / bare_raw, 2),
         }
     finally:
         if tailer is not None:
@@ -124,18 +127,23 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _bare_xread(client: Any, expected: int) -> float:
-    """Entries per second of the plainest reader: redis-py (raw replies,
-    hiredis when installed) reading the whole stream with XREAD COUNT 1000,
-    the tailer's default batch, and keeping nothing."""
+def _bare_xread(client: Any, expected: int, raw: bool) -> float:
+    """Entries per second of the plainest reader: redis-py (bytes, hiredis
+    when installed) reading the whole stream with XREAD COUNT 1000, the
+    tailer's default batch, and keeping nothing. Not raw: client.xread(), as
+    redis-py parses it (each entry's fields into a dict); raw: the reply as
+    the server sent it, lists of bytes, as the tailer reads it."""
+    if raw:
+        client = client.client()  # a client of its own for the raw callback
+        client.set_response_callback("XREAD", lambda r, **_: r)
     last: bytes | str = "0-0"
     seen = 0
     t0 = time.monotonic()
     while True:
-        reply = client.execute_command("XREAD", "COUNT", BARE_COUNT, "STREAMS", STREAM, last)
-        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()), [[]])[0]
-        if not entries:
+        reply = client.xread({STREAM: last}, count=BARE_COUNT)
+        if not reply:
             break
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))
         seen += len(entries)
         last = entries[-1][0]
     seconds = time.monotonic() - t0

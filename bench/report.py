@@ -167,9 +167,11 @@ def render(results: dict[str, Any]) -> str:
         )
         if "backlog_per_s" in tail:
             out.append(
-                f"the {tail['entries_written']} entries again, no writer: a bare redis-py XREAD "
-                f"loop (COUNT 1000) {tail['bare_xread_per_s']}/s, a fresh `pitr tail` "
-                f"{tail['backlog_per_s']}/s ({tail['backlog_vs_bare']:.2f}x the bare loop)"
+                f"the {tail['entries_written']} entries again, no writer: a fresh `pitr tail` "
+                f"{tail['backlog_per_s']}/s; a bare redis-py XREAD loop (COUNT 1000) "
+                f"{tail['bare_xread_per_s']}/s with client.xread ({tail['backlog_vs_bare']:.2f}x), "
+                f"{tail['bare_xread_raw_per_s']}/s with raw replies "
+                f"({tail['backlog_vs_bare_raw']:.2f}x)"
             )
         out.append("")
     if results.get("sqlite"):

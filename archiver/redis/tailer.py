@@ -8,7 +8,9 @@ stream's state and its entries atomically is what makes gaps detectable
 (archiver.redis.gaps holds the rules).
 
 A batch closes by count or age and becomes one object, then a record
-(records/<source>/streams/<hex name>/<first id>), then a StreamBatch row. The
+(records/<source>/streams/<hex name>/<first id>), then a StreamBatch row; a
+stream that is behind stores its full batches GROUP at a time
+(StreamArchive.ship), which is where a backlog's time goes otherwise. The
 position to resume from is the newest batch in the catalog, so a restart
 loses nothing and ships nothing twice; a record found already stored under
 the same first ID (a crash between record and row) is adopted as it is.
