@@ -39,7 +39,11 @@ BARE_COUNT = 1000
 PAYLOAD = "x" * 64
 
 
-def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> dict[str, Any]:
+def tail_benchmark(
+    seconds: float, batch: int, log: Callable[[str], None], tail_batch: int = 0
+) -> dict[str, Any]:
+    """tail_batch: the --batch-count of `pitr tail` (0: its default)."""
+    options = ("--batch-count", str(tail_batch)) if tail_batch else ()
     server = RedisServer()
     tailer: Background | None = None
     base = new_dir("tail-")
@@ -55,7 +59,8 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
             rows = catalog_query(repo, "SELECT coalesce(sum(count), 0) FROM stream_batches")
             return int(rows[0][0])
 
-        tailer = Background(pitr_argv(config, "tail", "--source", "cache"), base / "tail.log")
+        argv = pitr_argv(config, "tail", "--source", "cache", *options)
+        tailer = Background(argv, base / "tail.log")
         wait_for(
             lambda: _tailer_alive(tailer) and archived() >= 1,
             60,
@@ -103,10 +108,11 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
         log(f"redis: the {written} entries again, by a bare XREAD loop and a fresh pitr tail")
         bare = _bare_xread(client, written, raw=False)
         bare_raw = _bare_xread(client, written, raw=True)
-        backlog = _backlog(server.url, base, written)
+        backlog = _backlog(server.url, base, written, options)
         return {
             "seconds": round(window, 2),
             "batch": batch,
+            "tail_batch_count": tail_batch or None,
             "entries_written": written,
             "written_per_s": round((written - 1) / window),
             "archived_per_s_sustained": round(_slope(samples, t0 + 1.0, t_end)),
@@ -152,7 +158,7 @@ def _bare_xread(client: Any, expected: int, raw: bool) -> float:
     return seen / seconds
 
 
-def _backlog(url: str, base: Path, expected: int) -> float:
+def _backlog(url: str, base: Path, expected: int, options: tuple[str, ...]) -> float:
     """Entries per second of a `pitr tail` with a fresh repository archiving
     the stream as it stands: the slope of archived entries from the first
     batch in the catalog (its start-up left out) to the last."""
@@ -164,7 +170,8 @@ def _backlog(url: str, base: Path, expected: int) -> float:
         rows = catalog_query(repo, "SELECT coalesce(sum(count), 0) FROM stream_batches")
         return int(rows[0][0])
 
-    tailer = Background(pitr_argv(config, "tail", "--source", "cache"), base / "backlog.log")
+    argv = pitr_argv(config, "tail", "--source", "cache", *options)
+    tailer = Background(argv, base / "backlog.log")
     try:
         samples: list[tuple[float, int]] = []
 

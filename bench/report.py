@@ -142,7 +142,9 @@ def render(results: dict[str, Any]) -> str:
     if tail:
         out.append(
             f"Redis stream tail: pipelined XADD (batches of {tail['batch']}) for "
-            f"{tail['seconds']:g}s, `pitr tail` following"
+            f"{tail['seconds']:g}s, `pitr tail"
+            + (f" --batch-count {tail['tail_batch_count']}" if tail.get("tail_batch_count") else "")
+            + "` following"
         )
         out += _table(
             [
