@@ -107,7 +107,8 @@ class StreamArchive:
             # A record already there (a crash before its row) comes first:
             # it is met alone, before objects are written for what follows.
             first = id_text(batches[start][0][0][0])
-            stored = self.repo.store.stat(batch_key(self.source, name, first)) is not None
+            key = batch_key(self.source, name, first)
+            stored = len(batches) - start > 1 and self.repo.store.stat(key) is not None
             group = batches[start : start + (1 if stored else GROUP)]
             done, adopted = self._ship_group(name, group)
             facts += done
