@@ -53,7 +53,7 @@ def key_record(key: bytes, type_: bytes, expire_at_ms: int | None, payload: byte
 
 
 def encode_batch(stream: bytes, entries: Sequence[Entry]) -> bytes:
-    # The tailer's hot path: one flat list of pieces, no call per frame.
+    # The tailer's hot path: every piece goes straight into one list (no helper per frame).
     pack = _U32.pack
     out = [BATCH_MAGIC, frame(stream), pack(len(entries))]
     put = out.append
