@@ -7,6 +7,11 @@ writer runs: the tailer's sustained rate is the slope of archived entries
 over the writing window (after the first second, once the first batches
 have closed), and the lag is what was written but not yet archived when the
 writer stopped, plus the time the tailer then needed to catch up.
+
+Then the stream, as the writer left it, is read twice more with no writer
+running: by a bare redis-py XREAD loop that keeps nothing, and by a second
+`pitr tail` with a fresh repository. The ratio of the two rates is what
+the tailer's own work (encoding, storing, the catalog) costs over reading.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -29,10 +35,15 @@ from bench.common import (
 from tests.servers import RedisServer, new_dir
 
 STREAM = "bench:events"
+BARE_COUNT = 1000
 PAYLOAD = "x" * 64
 
 
-def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> dict[str, Any]:
+def tail_benchmark(
+    seconds: float, batch: int, log: Callable[[str], None], tail_batch: int = 0
+) -> dict[str, Any]:
+    """tail_batch: the --batch-count of `pitr tail` (0: its default)."""
+    options = ("--batch-count", str(tail_batch)) if tail_batch else ()
     server = RedisServer()
     tailer: Background | None = None
     base = new_dir("tail-")
@@ -48,7 +59,8 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
             rows = catalog_query(repo, "SELECT coalesce(sum(count), 0) FROM stream_batches")
             return int(rows[0][0])
 
-        tailer = Background(pitr_argv(config, "tail", "--source", "cache"), base / "tail.log")
+        argv = pitr_argv(config, "tail", "--source", "cache", *options)
+        tailer = Background(argv, base / "tail.log")
         wait_for(
             lambda: _tailer_alive(tailer) and archived() >= 1,
             60,
@@ -93,9 +105,14 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
         total = archived()
         if total != written:
             raise BenchError(f"pitr tail archived {total} entries, {written} were written")
+        log(f"redis: the {written} entries again, by a bare XREAD loop and a fresh pitr tail")
+        bare = _bare_xread(client, written, raw=False)
+        bare_raw = _bare_xread(client, written, raw=True)
+        backlog = _backlog(server.url, base, written, options)
         return {
             "seconds": round(window, 2),
             "batch": batch,
+            "tail_batch_count": tail_batch or None,
             "entries_written": written,
             "written_per_s": round((written - 1) / window),
             "archived_per_s_sustained": round(_slope(samples, t0 + 1.0, t_end)),
@@ -103,12 +120,77 @@ def tail_benchmark(seconds: float, batch: int, log: Callable[[str], None]) -> di
             "lag_entries_at_end": written - at_end,
             "catch_up_seconds": round(catch_up, 2),
             "gaps": gaps,
+            "bare_xread_per_s": round(bare),
+            "bare_xread_raw_per_s": round(bare_raw),
+            "backlog_per_s": round(backlog),
+            "backlog_vs_bare": round(backlog / bare, 2),
+            "backlog_vs_bare_raw": round(backlog / bare_raw, 2),
         }
     finally:
         if tailer is not None:
             tailer.stop(timeout=30)
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _bare_xread(client: Any, expected: int, raw: bool) -> float:
+    """Entries per second of the plainest reader: redis-py (bytes, hiredis
+    when installed) reading the whole stream with XREAD COUNT 1000, the
+    tailer's default batch, and keeping nothing. Not raw: client.xread(), as
+    redis-py parses it (each entry's fields into a dict); raw: the reply as
+    the server sent it, lists of bytes, as the tailer reads it."""
+    if raw:
+        client = client.client()  # a client of its own for the raw callback
+        client.set_response_callback("XREAD", lambda r, **_: r)
+    last: bytes | str = "0-0"
+    seen = 0
+    t0 = time.monotonic()
+    while True:
+        reply = client.xread({STREAM: last}, count=BARE_COUNT)
+        if not reply:
+            break
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))
+        seen += len(entries)
+        last = entries[-1][0]
+    seconds = time.monotonic() - t0
+    if seen != expected:
+        raise BenchError(f"the bare XREAD loop read {seen} entries, the stream holds {expected}")
+    return seen / seconds
+
+
+def _backlog(url: str, base: Path, expected: int, options: tuple[str, ...]) -> float:
+    """Entries per second of a `pitr tail` with a fresh repository archiving
+    the stream as it stands: the slope of archived entries from the first
+    batch in the catalog (its start-up left out) to the last."""
+    repo = base / "repo-backlog"
+    config = pitr_config(base / "backlog.toml", repo, redis_url=url)
+    run(pitr_argv(config, "init"), "pitr init")
+
+    def archived() -> int:
+        rows = catalog_query(repo, "SELECT coalesce(sum(count), 0) FROM stream_batches")
+        return int(rows[0][0])
+
+    argv = pitr_argv(config, "tail", "--source", "cache", *options)
+    tailer = Background(argv, base / "backlog.log")
+    try:
+        samples: list[tuple[float, int]] = []
+
+        def progress() -> bool:
+            _tailer_alive(tailer)
+            n = archived()
+            if n:
+                samples.append((time.monotonic(), n))
+            return n >= expected
+
+        wait_for(progress, 300, f"pitr tail to archive the {expected} entries", interval=0.02)
+    finally:
+        code = tailer.stop(timeout=60)
+    if code != 0:
+        raise BenchError(f"pitr tail exited {code}:\n{tailer.output()[-2000:]}")
+    (ta, a), (tb, b) = samples[0], samples[-1]
+    if b != expected or tb <= ta:
+        raise BenchError(f"pitr tail archived {b} of {expected} entries of the backlog")
+    return (b - a) / (tb - ta)
 
 
 def _tailer_alive(tailer: Background) -> bool:

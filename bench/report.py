@@ -142,7 +142,9 @@ def render(results: dict[str, Any]) -> str:
     if tail:
         out.append(
             f"Redis stream tail: pipelined XADD (batches of {tail['batch']}) for "
-            f"{tail['seconds']:g}s, `pitr tail` following"
+            f"{tail['seconds']:g}s, `pitr tail"
+            + (f" --batch-count {tail['tail_batch_count']}" if tail.get("tail_batch_count") else "")
+            + "` following"
         )
         out += _table(
             [
@@ -165,6 +167,14 @@ def render(results: dict[str, Any]) -> str:
             ],
             {0, 1, 2, 3, 4, 5},
         )
+        if "backlog_per_s" in tail:
+            out.append(
+                f"the {tail['entries_written']} entries again, no writer: a fresh `pitr tail` "
+                f"{tail['backlog_per_s']}/s; a bare redis-py XREAD loop (COUNT 1000) "
+                f"{tail['bare_xread_per_s']}/s with client.xread ({tail['backlog_vs_bare']:.2f}x), "
+                f"{tail['bare_xread_raw_per_s']}/s with raw replies "
+                f"({tail['backlog_vs_bare_raw']:.2f}x)"
+            )
         out.append("")
     if results.get("sqlite"):
         out += _sqlite_section(results["sqlite"])

@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--redis-seconds", type=float, default=10.0, help="how long the writer writes")
     p.add_argument("--redis-batch", type=int, default=1000, help="XADD per pipeline round trip")
     p.add_argument(
+        "--redis-tail-batch",
+        type=int,
+        default=0,
+        help="--batch-count of the pitr tail runs (0: the tailer's default)",
+    )
+    p.add_argument(
         "--sqlite-seconds", type=float, default=10.0, help="how long each SQLite writer run writes"
     )
     p.add_argument(
@@ -89,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.scale < 1 or args.repeat < 1 or args.transactions < 0 or args.redis_batch < 1:
         p.error("--scale, --repeat and --redis-batch must be at least 1, --transactions 0 or more")
+    if args.redis_tail_batch < 0:
+        p.error("--redis-tail-batch must be 0 or more")
     if args.redis_seconds <= 0 or args.sqlite_seconds <= 0:
         p.error("--redis-seconds and --sqlite-seconds must be positive")
     if args.sqlite_db_mib < 0 or args.sqlite_commits < 0:
@@ -201,6 +209,7 @@ def _new_results(args: argparse.Namespace) -> dict[str, Any]:
             "phases": args.phases,
             "redis_seconds": args.redis_seconds,
             "redis_batch": args.redis_batch,
+            "redis_tail_batch": args.redis_tail_batch,
             "sqlite_seconds": args.sqlite_seconds,
             "sqlite_db_mib": args.sqlite_db_mib,
             "sqlite_commits": args.sqlite_commits,
@@ -233,7 +242,7 @@ def _run_phases(run: Run, args: argparse.Namespace) -> None:
             ),
         )
     if "redis" in args.phases:
-        _redis_phase(results, args.redis_seconds, args.redis_batch)
+        _redis_phase(results, args.redis_seconds, args.redis_batch, args.redis_tail_batch)
     if "sqlite" in args.phases:
         _sqlite_phase(results, args)
 
@@ -253,13 +262,13 @@ def _wal_drain_phase(results: dict[str, Any], backlog: Any, repeat: int) -> None
     results["wal_drain"] = drain
 
 
-def _redis_phase(results: dict[str, Any], seconds: float, batch: int) -> None:
+def _redis_phase(results: dict[str, Any], seconds: float, batch: int, tail_batch: int) -> None:
     from bench.common import pitr_has
     from bench.redis_tail import tail_benchmark
 
     if pitr_has("tail"):
         results["redis_tail"] = _phase(
-            results, "redis tail", lambda: tail_benchmark(seconds, batch, log)
+            results, "redis tail", lambda: tail_benchmark(seconds, batch, log, tail_batch)
         )
     else:
         results["notes"].append("pitr tail is not built in this tree: redis skipped")

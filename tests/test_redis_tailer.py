@@ -208,3 +208,48 @@ def test_new_streams_are_found_while_running_and_the_heartbeat_follows(
         tail.stop()
     assert sorted(s for s, _ in ids_of(source)) == [b"cb:stream:x", b"cb:stream:y"]
     assert sum("following" in m for m in tail.messages) == 2
+
+
+def _batches(repo: Repository) -> list[tuple[str, str, int]]:
+    with repo.catalog.session() as s:
+        rows = s.execute(select(StreamBatch.first_id, StreamBatch.last_id, StreamBatch.count))
+        return sorted(((a, b, n) for a, b, n in rows), key=lambda r: parse_id(r[0]))
+
+
+def test_a_backlog_ships_in_groups_of_full_batches_and_resumes_across_them(
+    source: RedisSource, repo: Repository
+) -> None:
+    c = source.client()
+    with c.pipeline(transaction=False) as p:
+        for i in range(62):
+            p.xadd(S, {"n": i})
+        ids = p.execute()
+    # A backlog of 20 full batches (16 of them stored as one group) and two
+    # entries that stay buffered: a batch closes by count or by age only.
+    tail_until(source, repo, 60, batch_count=3, batch_seconds=60).stop()
+    batches = _batches(repo)
+    assert [n for _, _, n in batches[:20]] == [3] * 20
+    assert [(a, b) for a, b, _ in batches[:20]] == [
+        (ids[i].decode(), ids[i + 2].decode()) for i in range(0, 60, 3)
+    ]
+    # A record keeps the stream's entries-added counter as of its last entry,
+    # once known: the tailer learns it when it has read up to the end.
+    counters = [
+        repo.get_record(f"records/cache/streams/{S.encode().hex()}/{first}")["added_at_last"]
+        for first, _, _ in batches[:20]
+    ]
+    assert counters[16:] == [51, 54, 57, 60]
+    assert all(n in (None, 3 * k + 3) for k, n in enumerate(counters))
+    assert ids_of(source) == [(S.encode(), i) for i in ids]  # the last two, at the stop
+
+    # A crash after the records of a group, before its rows: the next run,
+    # with other batch bounds, adopts the record under its first ID and goes on.
+    with repo.catalog.session() as s:
+        lost = [first for first, _, _ in batches[5:]]
+        s.execute(delete(StreamBatch).where(StreamBatch.first_id.in_(lost)))
+    ids += [c.xadd(S, {"n": i}) for i in range(62, 70)]
+    tail_until(source, repo, 70, batch_count=5, batch_seconds=0.2).stop()
+    got = ids_of(source)
+    assert got == [(S.encode(), i) for i in ids]
+    assert len(set(got)) == len(got), "an entry was archived twice"
+    assert _batches(repo)[: len(batches)] == batches  # the stored ones, adopted as they were

@@ -11,6 +11,7 @@ so writing the same fact twice (after a crash) changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,10 @@ from catalog.redisformat import (
     stream_label,
     stream_name,
 )
-from catalog.repository import Repository
+from catalog.repository import Chunk, Repository
+
+WRITERS = 4  # batch objects written at once
+GROUP = 16  # batches whose rows go in one catalog transaction
 
 
 class StreamArchive:
@@ -39,6 +43,7 @@ class StreamArchive:
         self.repo = repo
         self.source = source
         self._source_id: int | None = None
+        self._writers: ThreadPoolExecutor | None = None
 
     def _src(self, session: Any) -> int:
         if self._source_id is None:
@@ -77,12 +82,106 @@ class StreamArchive:
         return out
 
     def ship(
-        self, name: bytes, entries: Sequence[Entry], added_at_last: int | None
-    ) -> tuple[BatchRecord, list[Entry]]:
-        """Archive entries as one batch; returns the batch's record and the
-        entries it does not hold (when an earlier run stored a batch with the
-        same first ID and different bounds, that batch stands)."""
-        chunk = self.repo.put_chunk(encode_batch(name, entries))
+        self,
+        name: bytes,
+        entries: Sequence[Entry],
+        added_at_last: int | None,
+        batch_count: int | None = None,
+    ) -> tuple[list[BatchRecord], list[Entry]]:
+        """Archive entries, in order, as batches of batch_count (one batch
+        when None); added_at_last is the stream's entries-added counter as of
+        the last entry, or None. Returns the batches' records and the entries
+        they do not hold: when an earlier run stored a batch under the same
+        first ID with other bounds, that batch stands, and what comes after
+        it is returned to be shipped again."""
+        size = batch_count or len(entries)
+        cuts = [entries[i : i + size] for i in range(0, len(entries), size)]
+        behind = len(entries)
+        batches = []
+        for batch in cuts:
+            behind -= len(batch)
+            batches.append((batch, None if added_at_last is None else added_at_last - behind))
+        facts: list[BatchRecord] = []
+        start = 0
+        while start < len(batches):
+            # A record already there (a crash before its row) comes first:
+            # it is met alone, before objects are written for what follows.
+            first = id_text(batches[start][0][0][0])
+            key = batch_key(self.source, name, first)
+            stored = len(batches) - start > 1 and self.repo.store.stat(key) is not None
+            group = batches[start : start + (1 if stored else GROUP)]
+            done, adopted = self._ship_group(name, group)
+            facts += done
+            if adopted:
+                end = parse_id(done[-1].last_id)
+                rest = [e for b, _ in batches[start + len(done) - 1 :] for e in b]
+                return facts, [e for e in rest if parse_id(e[0]) > end]
+            start += len(group)
+        return facts, []
+
+    def _ship_group(
+        self, name: bytes, batches: Sequence[tuple[Sequence[Entry], int | None]]
+    ) -> tuple[list[BatchRecord], bool]:
+        """Archive consecutive batches of one stream, each with the stream's
+        entries-added counter as of its last entry. Their objects are sealed
+        and written side by side (compressing, hashing and fsync leave the
+        GIL); their records one after another, in order, each once its
+        object is durable, so that no record exists without the records of
+        the batches before it (the position to resume from is the newest
+        batch); their rows go in one transaction at the end.
+
+        Returns the records, and True when the last one is a record an
+        earlier run stored under the same first ID with other bounds: it
+        stands, and the batches after it are not stored."""
+        pool = self._pool()
+        pending = [pool.submit(self._put_object, name, e) for e, _ in batches]
+        facts: list[BatchRecord] = []
+        chunks: list[Chunk] = []
+        adopted = False
+        try:
+            for (entries, added), job in zip(batches, pending, strict=True):
+                chunk = job.result()
+                chunks.append(chunk)
+                fact, adopted = self._put_record(name, entries, added, chunk)
+                facts.append(fact)
+                if adopted:
+                    break
+        finally:
+            for job in pending:
+                job.cancel()
+        with self.repo.catalog.session() as session:
+            src_id = self._src(session)
+            there = set(
+                session.scalars(
+                    select(StreamBatch.first_id).where(
+                        StreamBatch.source_id == src_id,
+                        StreamBatch.stream == facts[0].stream,
+                        StreamBatch.first_id.in_([f.first_id for f in facts]),
+                    )
+                )
+            )
+            session.add_all(f.row(src_id) for f in facts if f.first_id not in there)
+            record_objects(session, chunks)
+        return facts, adopted
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._writers is None:
+            self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="tail-put")
+        return self._writers
+
+    def close(self) -> None:
+        if self._writers is not None:
+            self._writers.shutdown(wait=True, cancel_futures=True)
+            self._writers = None
+
+    def _put_object(self, name: bytes, entries: Sequence[Entry]) -> Chunk:
+        return self.repo.put_chunk(encode_batch(name, entries))
+
+    def _put_record(
+        self, name: bytes, entries: Sequence[Entry], added_at_last: int | None, chunk: Chunk
+    ) -> tuple[BatchRecord, bool]:
+        """The batch's record, and True when one stored before with other
+        bounds stands instead."""
         first, last = id_text(entries[0][0]), id_text(entries[-1][0])
         fact = BatchRecord(
             self.source,
@@ -99,15 +198,10 @@ class StreamArchive:
             added_at_last=added_at_last,
         )
         existing = self.repo.put_fact(fact)
-        leftover: list[Entry] = []
-        if existing is not None:
-            fact = BatchRecord.from_json(existing)
-            end = parse_id(fact.last_id)
-            leftover = [e for e in entries if parse_id(e[0]) > end]
-        with self.repo.catalog.session() as session:
-            self._add_row(session, fact, StreamBatch.first_id == fact.first_id)
-            record_objects(session, [chunk])
-        return fact, leftover
+        if existing is None:
+            return fact, False
+        stored = BatchRecord.from_json(existing)
+        return stored, stored.last_id != last
 
     def gap(self, name: bytes, from_id: str, to_id: str, detail: str) -> bool:
         """Record entries known lost; False when this gap was already recorded."""

@@ -41,6 +41,7 @@ class StreamState:
     deleted_seen: StreamId = (0, 0)  # max-deleted-entry-id already reported
     buffer: list[Entry] = field(default_factory=list)
     opened: float = 0.0
+    behind: bool = False  # the last read was full: more is waiting
 
     @property
     def label(self) -> str:

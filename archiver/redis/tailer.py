@@ -8,7 +8,9 @@ stream's state and its entries atomically is what makes gaps detectable
 (archiver.redis.gaps holds the rules).
 
 A batch closes by count or age and becomes one object, then a record
-(records/<source>/streams/<hex name>/<first id>), then a StreamBatch row. The
+(records/<source>/streams/<hex name>/<first id>), then a StreamBatch row; a
+stream that is behind stores its full batches GROUP at a time
+(StreamArchive.ship), which is where a backlog's time goes otherwise. The
 position to resume from is the newest batch in the catalog, so a restart
 loses nothing and ships nothing twice; a record found already stored under
 the same first ID (a crash between record and row) is adopted as it is.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.errors import BadInput, SourceUnreachable
-from archiver.redis.archive import StreamArchive
+from archiver.redis.archive import GROUP, StreamArchive
 from archiver.redis.gaps import StreamState, check_stream
 from catalog.redisformat import (
     connect,
@@ -124,8 +126,11 @@ class StreamTailer:
                 if self.client is not None:
                     self.client.close()
                     self.client = None
-        self._flush(force=True)
-        self._heartbeat(force=True)
+        try:
+            self._flush(force=True)
+            self._heartbeat(force=True)
+        finally:
+            self.archive.close()
         self.stats.streams = len(self.streams)
         return self.stats
 
@@ -188,13 +193,16 @@ class StreamTailer:
         s.wrong_type = False
         if not check_stream(s, info, entries, self._flush_stream, self._gap):
             return 0, False  # its position was reset: read it again next round
-        for raw_id, fields in entries:
-            s.buffer.append((raw_id, list(fields)))
-            s.read = parse_id(raw_id)
+        if entries:
+            # Entries are kept as XREAD gave them ([id, [name, value, ...]]):
+            # nothing is done per entry until the batch is encoded.
+            s.buffer.extend(entries)
+            s.read = parse_id(entries[-1][0])
             s.history = True
         if s.buffer and not s.opened:
             s.opened = time.monotonic()
         caught_up = len(entries) < self.batch_count
+        s.behind = not caught_up
         if caught_up:
             s.counter = s.added  # read up to the stream's end: in step with it
         elif s.counter is not None:
@@ -228,22 +236,37 @@ class StreamTailer:
     # -- shipping ------------------------------------------------------------------
 
     def _flush(self, force: bool = False) -> None:
+        """Ship the batches that are due: full ones, and all of a stream's
+        buffer once its first entry is batch_seconds old. A stream still
+        behind (its last read was full) keeps its full batches until it has
+        GROUP of them, stored together (see StreamArchive.ship)."""
         now = time.monotonic()
         for s in self.streams.values():
-            if s.buffer and (
-                force or len(s.buffer) >= self.batch_count or now - s.opened >= self.batch_seconds
-            ):
+            if not s.buffer:
+                continue
+            if force or now - s.opened >= self.batch_seconds:
                 self._flush_stream(s)
+            elif len(s.buffer) >= (self.batch_count * GROUP if s.behind else self.batch_count):
+                self._flush_stream(s, whole=False)
 
-    def _flush_stream(self, s: StreamState) -> None:
-        while s.buffer:
-            fact, leftover = self.archive.ship(s.name, s.buffer, s.counter)
-            s.shipped = parse_id(fact.last_id)
+    def _flush_stream(self, s: StreamState, whole: bool = True) -> None:
+        """Ship the stream's buffer, or (not whole) its full batches only."""
+        while len(s.buffer) >= (1 if whole else self.batch_count):
+            cut = len(s.buffer) if whole else len(s.buffer) // self.batch_count * self.batch_count
+            rest = s.buffer[cut:]
+            added = None if s.counter is None else s.counter - len(rest)
+            facts, leftover = self.archive.ship(s.name, s.buffer[:cut], added, self.batch_count)
+            s.shipped = parse_id(facts[-1].last_id)
             s.read = max(s.read, s.shipped)
-            s.buffer = leftover
-            s.opened = time.monotonic() if leftover else 0.0
-            self.stats.batches += 1
-            self.stats.entries += fact.count
+            if rest and parse_id(rest[0][0]) <= s.shipped:  # an adopted batch holds them
+                rest = [e for e in rest if parse_id(e[0]) > s.shipped]
+            s.buffer = leftover + rest
+            if leftover:
+                s.opened = time.monotonic()
+            elif not s.buffer:
+                s.opened = 0.0
+            self.stats.batches += len(facts)
+            self.stats.entries += sum(f.count for f in facts)
 
     def _gap(self, s: StreamState, from_id: str, to_id: str, detail: str) -> None:
         if self.archive.gap(s.name, from_id, to_id, detail):
