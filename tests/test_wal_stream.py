@@ -353,3 +353,39 @@ def test_a_planned_segment_without_its_own_record_is_not_answered_absent(tmp_pat
     write_index(spool, "db", [(seg, "ab" * 32)], plain_ids=True, records_dir=str(records))
     assert not never_archived(spool, seg)
     assert never_archived(spool, "000000010000000000000005")
+
+
+DROP_SLOT = """
+DO $$
+BEGIN
+  PERFORM pg_terminate_backend(active_pid) FROM pg_replication_slots
+    WHERE slot_name = 'pitr_db' AND active_pid IS NOT NULL;
+  FOR i IN 1..200 LOOP  -- until the walsender has gone (before the receiver is back)
+    EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_replication_slots
+                          WHERE slot_name = 'pitr_db' AND active);
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+  PERFORM pg_drop_replication_slot('pitr_db');
+END $$
+"""
+
+
+@pytest.mark.parametrize("daemon", [True], indirect=True)
+def test_a_slot_dropped_by_hand_is_made_again_in_one_line(
+    archived: Archived, daemon: subprocess.Popen[bytes]
+) -> None:
+    archived.pitr("backup", "--source", "db")
+    slot = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pitr_db' AND active"
+    wait_until(lambda: archived.cluster.psql(slot).strip() == "1", 30, "the receiver's slot")
+    archived.cluster.psql(DROP_SLOT)
+    wait_until(
+        lambda: "replication slot pitr_db is gone" in daemon_log(archived),
+        30,
+        "the daemon to notice",
+        detail=lambda: daemon_log(archived),
+    )
+    wait_until(lambda: archived.cluster.psql(slot).strip() == "1", 30, "a new slot in use")
+    assert daemon_log(archived).count("replication slot pitr_db is gone") == 1
+    between = two_markers(archived, 1)
+    wait_until(lambda: recoverable(archived, between), WITHIN, "streaming on the new slot")
+    archived.pitr("check")  # archive_command filled what the slot's absence missed

@@ -116,6 +116,16 @@ class ReceiverSupervisor:
                 ran, code, why = 0.0, None, str(e) or type(e).__name__
             if self._stop.is_set():
                 return
+            if slot_ready and _slot_gone(why):
+                # Dropped by hand (or invalidated and dropped): one line, a new
+                # slot, and whatever the server removed meanwhile is a hole
+                # that archive_command may still fill and `pitr check` reports.
+                self.log(
+                    f"replication slot {self.settings.slot} is gone ({why}): creating it "
+                    "again; WAL written while it was missing may not be streamed"
+                )
+                slot_ready = False
+                continue
             pause = FIRST_PAUSE if ran >= HEALTHY_AFTER else pause
             self.restarts += 1
             status = (
@@ -154,6 +164,11 @@ class ReceiverSupervisor:
         return time.monotonic() - started, code, last
 
 
+def _slot_gone(why: str) -> bool:
+    """Whether pg_receivewal's last words say its slot does not exist."""
+    return "replication slot" in why and "does not exist" in why
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """On Linux: the receiver gets SIGTERM when the thread that started it
     ends, a daemon killed with SIGKILL included; otherwise it would go on
@@ -174,9 +189,12 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 def _drain(stream: IO[str]) -> str:
     """Read the child's messages to the end (so that it never blocks on a full
-    pipe); the last non-empty one says why it stopped."""
-    last = "no message"
+    pipe); the last non-empty one says why it stopped, with the one before
+    when that is only "disconnected" (the refusal came first)."""
+    before, last = "", "no message"
     for line in stream:
         if line.strip():
-            last = line.strip()
+            before, last = last, line.strip()
+    if last.endswith("disconnected") and before and before != "no message":
+        return f"{before}; {last}"
     return last
