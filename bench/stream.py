@@ -6,17 +6,17 @@
 Each run makes a fresh cluster with archive_timeout = 0 (so only streaming
 can make a commit recoverable before its segment fills) and then:
 
-1. none: single-row INSERT commits with no daemon, their latency;
-2. async: `pitr daemon` with `stream = true`; under `pgbench -n -c 2 -T N`,
-   a commit every COMMIT_PAUSE from here; the time from each commit
-   returning to the store holding a piece whose end covers the LSN that
-   pg_current_wal_lsn() gave right after it (the piece named
-   <segment>.stream.<bytes> covers the segment's start plus those bytes; a
-   completed segment covers all of it). Then the commit latency, no load;
-3. sync: the daemon restarted with `synchronous = true` and the slot in
-   synchronous_standby_names; for each commit, whether the receiver had
-   flushed it (pg_stat_replication) and whether the store held it when the
-   commit returned, how long until the store did, and the commit latency.
+1. RPO: `pitr daemon` with `stream = true`; under `pgbench -n -c 2 -T N`, a
+   commit every COMMIT_PAUSE from here, and the time from each commit
+   returning to the store holding a record that covers the LSN
+   pg_current_wal_lsn() gave right after it (a piece named
+   <segment>.stream.<bytes> covers the segment's start plus those bytes, a
+   completed segment all of it);
+2. commit latency of single-row INSERTs, ROUNDS times each mode in turn:
+   none (no daemon), async (the daemon streaming), sync (its slot in
+   synchronous_standby_names, as `synchronous = true` asks). For each sync
+   commit: whether the receiver had flushed it (pg_stat_replication) and
+   whether the store held it when it returned, and how long until it did.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ Log = Callable[[str], None]
 SLOT = "pitr_db"  # the default slot of source "db"
 COMMIT_PAUSE = 0.02  # seconds between the measured commits under load
 POLL = 0.002  # seconds between two listings of the store's WAL records
+ROUNDS = 5  # of commit latency, each mode in turn
 SETTLE = 60.0  # seconds a commit may take to reach the store before the run fails
 
 
@@ -81,29 +82,36 @@ def _one_run(seconds: float, commits: int, log: Log) -> dict[str, Any]:
         store = Coverage(base / "repo" / "records" / "db" / "wal", _segment_size(cluster))
         _pg(cluster, [pg_tool("pgbench"), "-i", "-q", "-s", "1"], "pgbench -i")
         cluster.psql("CREATE TABLE bench_commits (id serial PRIMARY KEY, at timestamptz)")
-        out: dict[str, Any] = {}
+        lat: dict[str, list[float]] = {"none": [], "async": [], "sync": []}
+        sync = SyncCommits()
+        block = max(1, commits // ROUNDS)
         with psycopg.connect(cluster.dsn, autocommit=True) as conn:
-            out |= _latency("none", _commit_times(conn, commits))
-
-            _write_config(config, synchronous=False)
+            _write_config(config)
             daemon = _start_daemon(config, base, cluster)
             _warm_up(conn, store)
             log(f"async: {seconds:g}s of pgbench with a commit every {COMMIT_PAUSE * 1000:g} ms")
-            out |= _rpo("async", _under_load(cluster, conn, store, seconds))
-            out |= _latency("async", _commit_times(conn, commits))
-            daemon.stop()
-
-            _write_config(config, synchronous=True)
-            cluster.set_setting("synchronous_standby_names", SLOT)
-            daemon = _start_daemon(config, base, cluster, state="sync")
-            _warm_up(conn, store)
-            log(f"sync: {commits} commits")
-            out |= _synchronous(cluster, conn, store, commits)
-        out["daemon_errors"] = [
-            line for line in daemon.output().splitlines() if "streaming:" in line
-        ][-5:]
-        out["sync_ratio"] = round(out["sync_commit_p50_ms"] / out["none_commit_p50_ms"], 2)
-        out["sync_p99_ratio"] = round(out["sync_commit_p99_ms"] / out["none_commit_p99_ms"], 2)
+            out = _rpo("async", _under_load(cluster, conn, store, seconds))
+            log(f"commit latency: {ROUNDS} rounds of {block} commits per mode")
+            for _ in range(ROUNDS):  # none, async, sync in turn: the machine's noise is shared
+                daemon.stop()
+                lat["none"] += _commit_times(conn, block)
+                daemon = _start_daemon(config, base, cluster)
+                _warm_up(conn, store)
+                lat["async"] += _commit_times(conn, block)
+                _standby_names(cluster, SLOT, "sync")
+                lat["sync"] += sync.commit(cluster, conn, store, block)
+                _standby_names(cluster, "", "async")  # or stopping the daemon would wait
+        for mode, seconds_each in lat.items():
+            out |= _latency(mode, seconds_each)
+        out |= _rpo("sync", sync.delays)
+        out |= {
+            "sync_commits": len(sync.delays),
+            "sync_flushed_at_return": sync.flushed,
+            "sync_stored_at_return": sync.stored,
+            "sync_ratio": round(out["sync_commit_p50_ms"] / out["none_commit_p50_ms"], 2),
+            "sync_p99_ratio": round(out["sync_commit_p99_ms"] / out["none_commit_p99_ms"], 2),
+            "daemon_errors": [ln for ln in daemon.output().splitlines() if "streaming:" in ln][-5:],
+        }
         return out
     finally:
         if cluster.running:  # or stopping would wait for the receiver
@@ -133,7 +141,12 @@ class Coverage:
             return 0  # .history, .backup, .partial
         per_log = 0x100000000 // self.seg_size
         start = (int(segment[8:16], 16) * per_log + int(segment[16:], 16)) * self.seg_size
-        return start + (int(valid, 16) if valid else self.seg_size)
+        if not valid:
+            return start + self.seg_size
+        # A piece's name counts its bytes up to the last one that is not
+        # zero: the last record's trailing zero bytes and its padding to
+        # WAL's 8-byte alignment are in the piece but not counted.
+        return start + ((int(valid, 16) + 7) & ~7)
 
 
 class Watcher(threading.Thread):
@@ -194,31 +207,37 @@ def _under_load(
     return [watcher.stored_at[i] - t for i, t in enumerate(returned)]
 
 
-def _synchronous(
-    cluster: PostgresCluster, conn: psycopg.Connection[Any], store: Coverage, commits: int
-) -> dict[str, Any]:
-    watcher = Watcher(store)
-    watcher.start()
-    latency, returned, stored, flushed = [], [], 0, 0
-    conn.execute("CHECKPOINT")
-    with psycopg.connect(cluster.dsn, autocommit=True) as other:
-        for i in range(commits):
-            t0 = time.monotonic()
-            conn.execute("INSERT INTO bench_commits (at) VALUES (clock_timestamp())")
-            returned.append(time.monotonic())
-            latency.append(returned[-1] - t0)
-            lsn = _current_lsn(conn)
-            stored += store.lsn() >= lsn
-            flushed += _receiver_flush(other) >= lsn
-            watcher.expect(i, lsn)
-    watcher.settle("sync")
-    return {
-        **_latency("sync", latency),
-        **_rpo("sync", [watcher.stored_at[i] - t for i, t in enumerate(returned)]),
-        "sync_commits": commits,
-        "sync_flushed_at_return": flushed,
-        "sync_stored_at_return": stored,
-    }
+class SyncCommits:
+    """Commits with the receiver as a synchronous standby: whether each was
+    flushed by the receiver and in the store when it returned, and how long
+    until the store held it."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.flushed = 0
+        self.stored = 0
+
+    def commit(
+        self, cluster: PostgresCluster, conn: psycopg.Connection[Any], store: Coverage, n: int
+    ) -> list[float]:
+        """n commits; their latencies."""
+        watcher = Watcher(store)
+        watcher.start()
+        latency, returned = [], []
+        conn.execute("CHECKPOINT")
+        with psycopg.connect(cluster.dsn, autocommit=True) as other:
+            for i in range(n):
+                t0 = time.monotonic()
+                conn.execute("INSERT INTO bench_commits (at) VALUES (clock_timestamp())")
+                returned.append(time.monotonic())
+                latency.append(returned[-1] - t0)
+                lsn = _current_lsn(conn)
+                self.stored += store.lsn() >= lsn
+                self.flushed += _receiver_flush(other) >= lsn
+                watcher.expect(i, lsn)
+        watcher.settle("sync")
+        self.delays += [watcher.stored_at[i] - t for i, t in enumerate(returned)]
+        return latency
 
 
 def _warm_up(conn: psycopg.Connection[Any], store: Coverage) -> None:
@@ -282,24 +301,33 @@ def _segment_size(cluster: PostgresCluster) -> int:
     return int(cluster.psql("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"))
 
 
-def _write_config(config: Path, synchronous: bool) -> None:
-    head = config.read_text().split("stream = ", 1)[0]
-    config.write_text(head + f"stream = true\nsynchronous = {str(synchronous).lower()}\n")
+def _write_config(config: Path) -> None:
+    """Streaming, synchronous: commits wait for the receiver while
+    synchronous_standby_names names its slot, and only then."""
+    config.write_text(config.read_text() + "stream = true\nsynchronous = true\n")
 
 
-def _start_daemon(
-    config: Path, base: Path, cluster: PostgresCluster, state: str = "async"
-) -> Background:
+def _start_daemon(config: Path, base: Path, cluster: PostgresCluster) -> Background:
     daemon = Background(pitr_argv(config, "daemon"), base / "daemon.log", user=PG_USER)
+    _wait_state(cluster, "async", daemon)
+    return daemon
+
+
+def _standby_names(cluster: PostgresCluster, names: str, state: str) -> None:
+    cluster.set_setting("synchronous_standby_names", names)
+    _wait_state(cluster, state)
+
+
+def _wait_state(cluster: PostgresCluster, state: str, daemon: Background | None = None) -> None:
+    """Until the daemon's receiver streams as a standby of sync_state `state`."""
     query = f"SELECT sync_state FROM pg_stat_replication WHERE application_name = '{SLOT}'"
 
-    def streaming() -> bool:
-        if not daemon.alive():
+    def there() -> bool:
+        if daemon is not None and not daemon.alive():
             raise BenchError(f"pitr daemon exited: {daemon.output()[-1000:]}")
         return cluster.psql(query).strip() == state
 
-    wait_for(streaming, 60, f"the daemon's receiver as a {state} standby", interval=0.2)
-    return daemon
+    wait_for(there, 60, f"the daemon's receiver as a {state} standby", interval=0.1)
 
 
 def _where(cluster: PostgresCluster) -> list[str]:
