@@ -178,6 +178,10 @@ def render(results: dict[str, Any]) -> str:
         out.append("")
     if results.get("sqlite"):
         out += _sqlite_section(results["sqlite"])
+    if results.get("stream"):
+        from bench.stream import stream_section
+
+        out += stream_section(results["stream"])
     out += _goals(results.get("ratios") or {})
     errors = results.get("errors") or []
     for e in errors:

@@ -2,6 +2,7 @@
 
     python -m bench.run [--scale 50] [--repeat 3] [--redis-seconds 10] [--only wal,backup,redis]
     python -m bench.run --only sqlite [--sqlite-seconds 10] [--sqlite-db-mib 1024]
+    python -m bench.run --only stream [--stream-seconds 10] [--stream-commits 500]
 
 Run from the repository root as root (PostgreSQL runs as the postgres OS
 user); scripts/bench.sh prepares the machine first. Prints a table and
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("wal", "backup", "redis", "sqlite")
+PHASES = ("wal", "backup", "redis", "sqlite", "stream")
 
 
 def log(message: str) -> None:
@@ -84,6 +85,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="parts of the sqlite phase: latency (with throughput), restore (with memory)",
     )
     p.add_argument(
+        "--stream-seconds", type=float, default=10.0, help="pgbench load of each stream run (s)"
+    )
+    p.add_argument(
+        "--stream-commits",
+        type=int,
+        default=500,
+        help="single-row commits timed per mode in each stream run",
+    )
+    p.add_argument(
         "--only",
         default=",".join(PHASES),
         help=f"comma-separated phases to run, of {', '.join(PHASES)}",
@@ -99,6 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--redis-tail-batch must be 0 or more")
     if args.redis_seconds <= 0 or args.sqlite_seconds <= 0:
         p.error("--redis-seconds and --sqlite-seconds must be positive")
+    if args.stream_seconds <= 0 or args.stream_commits < 1:
+        p.error("--stream-seconds must be positive and --stream-commits at least 1")
     if args.sqlite_db_mib < 0 or args.sqlite_commits < 0:
         p.error("--sqlite-db-mib and --sqlite-commits must be 0 or more")
     args.phases = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -213,6 +225,8 @@ def _new_results(args: argparse.Namespace) -> dict[str, Any]:
             "sqlite_seconds": args.sqlite_seconds,
             "sqlite_db_mib": args.sqlite_db_mib,
             "sqlite_commits": args.sqlite_commits,
+            "stream_seconds": args.stream_seconds,
+            "stream_commits": args.stream_commits,
         },
         "errors": [],
         "notes": [],
@@ -245,6 +259,14 @@ def _run_phases(run: Run, args: argparse.Namespace) -> None:
         _redis_phase(results, args.redis_seconds, args.redis_batch, args.redis_tail_batch)
     if "sqlite" in args.phases:
         _sqlite_phase(results, args)
+    if "stream" in args.phases:
+        from bench.stream import stream_benchmark
+
+        results["stream"] = _phase(
+            results,
+            "stream",
+            lambda: stream_benchmark(args.stream_seconds, args.stream_commits, args.repeat, log),
+        )
 
 
 def _wal_drain_phase(results: dict[str, Any], backlog: Any, repeat: int) -> None:

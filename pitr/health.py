@@ -22,6 +22,7 @@ class Rpo:
     backup_age: float | None
     limits: Thresholds = field(default_factory=Thresholds)
     problems: list[str] = field(default_factory=list)
+    live: Any = None  # pitr.kinds.base.LiveReport: what the live server said (report rpo)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,18 @@ def assess_sources(app: Any, only: str | None = None, given: Thresholds | None =
         lag, age = source_limits(app.config, name, given or Thresholds())
         rows.append(assess(status, now, lag, age))
     return rows
+
+
+def add_live(app: Any, rows: list[Rpo]) -> None:
+    """Ask each configured source's live server what its kind reports
+    beside the catalog (report rpo only: the page and /healthz never wait
+    for a source's server)."""
+    from pitr import kinds
+
+    for r in rows:
+        src = app.config.sources.get(r.status.name)
+        if src is not None:
+            r.live = kinds.get(src.kind).live_report(app, src)
 
 
 def _aware(at: datetime) -> datetime:
@@ -120,6 +133,7 @@ def rpo_json(r: Rpo) -> dict[str, Any]:
         "max_backup_age_seconds": _seconds(r.limits.max_backup_age),
         "ok": r.ok,
         "problems": r.problems,
+        **(r.live.fields if r.live is not None else {}),
     }
 
 

@@ -136,6 +136,7 @@ JSON_BUILDERS = {
     "pitr/output.py": ("window_json", "piece_json"),
     "pitr/commands/info.py": ("info_doc", "source_json"),
     "pitr/health.py": ("rpo_json",),
+    "pitr/kinds/pgstream.py": ("slot_report", "slot_json"),
     "pitr/commands/check.py": ("report_json",),
     "pitr/commands/verify.py": ("command",),
     "pitr/commands/expire.py": ("_json",),

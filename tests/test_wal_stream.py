@@ -221,7 +221,9 @@ def test_a_killed_receiver_is_restarted_with_no_gap(
     between = two_markers(archived, 1)
     wait_until(lambda: recoverable(archived, between), WITHIN, "the markers after the restart")
     archived.pitr("check")
-    assert "streams WAL" in archived.pitr("report", "rpo").stdout
+    report = archived.pitr("report", "rpo").stdout
+    assert "streams WAL" in report
+    assert "db: slot pitr_db: active, " in report  # the restarted receiver is on it
 
     restored = restore_aside(archived, between, "r-restarted")
     try:

@@ -21,11 +21,11 @@ from catalog.db.engine import pg_timeouts
 
 CHECK_INTERVAL = 60.0
 FIRST_INTERVAL = 2.0  # until the receiver has created the slot
-NEAR = 0.2  # warn when less than this share of max_slot_wal_keep_size is left
+NEAR = 0.25  # warn when less than this share of max_slot_wal_keep_size is left
 
 SLOT_QUERY = """
 SELECT wal_status, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,
-       safe_wal_size, pg_size_bytes(current_setting('max_slot_wal_keep_size'))
+       safe_wal_size, pg_size_bytes(current_setting('max_slot_wal_keep_size')), active
 FROM pg_replication_slots WHERE slot_name = %s
 """
 
@@ -36,6 +36,7 @@ class SlotState:
     retained: int | None  # bytes of WAL the server keeps for the slot
     safe: int | None  # bytes it may still fall behind before invalidation (None: no limit)
     limit: int  # max_slot_wal_keep_size in bytes, -1 for none
+    active: bool | None = None  # a receiver streams from it now
 
     def warning(self) -> str | None:
         if self.wal_status in ("unreserved", "lost"):
@@ -47,7 +48,8 @@ class SlotState:
     def describe(self) -> str:
         retained = "-" if self.retained is None else f"{self.retained >> 20} MiB"
         limit = "no limit" if self.limit < 0 else f"max_slot_wal_keep_size {self.limit >> 20} MiB"
-        return f"{retained} of WAL retained, {self.wal_status or 'not streamed yet'}, {limit}"
+        left = "" if self.safe is None else f", {self.safe >> 20} MiB left"
+        return f"{retained} of WAL retained, {self.wal_status or 'not streamed yet'}, {limit}{left}"
 
 
 def slot_state(dsn: str, slot: str) -> SlotState | None:
@@ -55,8 +57,8 @@ def slot_state(dsn: str, slot: str) -> SlotState | None:
     row = _query(dsn, SLOT_QUERY, (slot,))
     if row is None:
         return None
-    status, retained, safe, limit = row
-    return SlotState(status, retained, safe, int(limit))
+    status, retained, safe, limit, active = row
+    return SlotState(status, retained, safe, int(limit), bool(active))
 
 
 def synchronous_names(dsn: str) -> str:

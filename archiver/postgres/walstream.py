@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,7 +80,11 @@ class WalStreamer:
         self.ship()  # what arrived before pg_receivewal stopped
 
     def _run(self) -> None:
-        while not self._stop.wait(SHIP_INTERVAL):
+        # Rounds start SHIP_INTERVAL apart (or back to back when one takes
+        # longer): the time a round takes is not added to the wait.
+        started = time.monotonic()
+        while not self._stop.wait(max(0.0, started + SHIP_INTERVAL - time.monotonic())):
+            started = time.monotonic()
             self.ship()
 
     def ship(self) -> None:

@@ -43,9 +43,11 @@ def rpo(
 ) -> None:
     """Recovery point report: last archived, lag, recoverable window and gaps."""
     from pitr.config import Thresholds
-    from pitr.health import assess_sources
+    from pitr.health import add_live, assess_sources
 
     rows = assess_sources(app, source_name, Thresholds(max_lag, max_backup_age))
+    if output != "prometheus":
+        add_live(app, rows)
     if output == "json":
         from pitr.health import rpo_json
         from pitr.output import emit_json
@@ -92,3 +94,7 @@ def _print(rows: list[Any]) -> None:
             click.echo(f"{r.status.name}: gap {when(g.start)} .. {when(g.end)}: {g.detail}")
         for note in r.status.notes:
             click.echo(f"{r.status.name}: note: {note}")
+        for line in r.live.lines if r.live is not None else ():
+            click.echo(f"{r.status.name}: {line}")
+        for warning in r.live.warnings if r.live is not None else ():
+            click.echo(f"{r.status.name}: warning: {warning}")

@@ -112,6 +112,16 @@ class ExportRequest(RowsRequest):
     database: str | None = None  # PostgreSQL: the database to read; None: the source dsn's
 
 
+@dataclass(frozen=True)
+class LiveReport:
+    """What a source's live server says beside the catalog (`report rpo`):
+    fields added to the source's JSON object, lines of text, and warnings."""
+
+    fields: dict[str, Any]
+    lines: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
 class RestoreJob(Protocol):
     """A planned restore of one source, made before anything is touched."""
 
@@ -212,6 +222,11 @@ class SourceKind(Protocol):
     def setup_warnings(self, app: AppContext, src: Any) -> list[str]:
         """Where the live source is set up to archive slower or less than it
         could (pitr check warns); none when it cannot be asked."""
+
+    def live_report(self, app: AppContext, src: Any) -> LiveReport | None:
+        """What `report rpo` adds from the live source (a replication slot's
+        retained WAL); None when there is nothing to ask. An unreachable
+        server is a line of the report, never an error."""
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         """One line on what is archived (info), from the status totals."""

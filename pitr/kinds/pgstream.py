@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pitr.configfile import ConfigError
-from pitr.kinds.base import Log
+from pitr.kinds.base import LiveReport, Log
 
 if TYPE_CHECKING:
+    from archiver.postgres.slotwatch import SlotState
     from archiver.postgres.walstream import StreamingPusher
     from pitr.context import AppContext
     from pitr.kinds.postgres import PostgresConfig
@@ -80,3 +81,52 @@ def streaming_capture(
     log(f"streaming WAL with pg_receivewal from slot {src.slot} into {src.stream_dir}")
     repo = app.repo()
     return StreamingPusher(repo, src.name, src.pgdata, mark_tag, settings, log, src.synchronous)
+
+
+def slot_report(src: PostgresConfig) -> LiveReport | None:
+    """The slot of a streaming source as its server sees it now: whether a
+    receiver is on it, the WAL it holds back, and a warning before
+    max_slot_wal_keep_size would invalidate it. An unreachable server is
+    one line, so that the rest of the report still comes."""
+    if not src.stream:
+        return None
+    import psycopg
+
+    from archiver.postgres.slotwatch import slot_state
+    from catalog.db.engine import brief
+
+    try:
+        state = slot_state(src.dsn, src.slot)
+    except psycopg.Error as e:
+        error = brief(e)
+        line = f"slot {src.slot}: cannot ask the server: {error}"
+        return LiveReport({"slot": slot_json(src.slot, None, error, None)}, (line,))
+    warning: str | None
+    if state is None:
+        warning = "does not exist: `pitr daemon` creates it when it starts streaming"
+        lines: tuple[str, ...] = ()
+    else:
+        warning = state.warning()
+        activity = "active" if state.active else "inactive (nothing receives from it)"
+        lines = (f"slot {src.slot}: {activity}, {state.describe()}",)
+    warnings = () if warning is None else (f"slot {src.slot}: {warning}",)
+    return LiveReport({"slot": slot_json(src.slot, state, None, warning)}, lines, warnings)
+
+
+def slot_json(
+    name: str, state: SlotState | None, error: str | None, warning: str | None
+) -> dict[str, Any]:
+    """The `slot` object of `report rpo --output json` (error: the server
+    could not be asked)."""
+    return {
+        "name": name,
+        "reachable": error is None,
+        "error": error,
+        "exists": None if error is not None else state is not None,
+        "active": None if state is None else state.active,
+        "wal_status": None if state is None else state.wal_status,
+        "retained_bytes": None if state is None else state.retained,
+        "safe_wal_size_bytes": None if state is None else state.safe,
+        "max_slot_wal_keep_size_bytes": None if state is None or state.limit < 0 else state.limit,
+        "warning": warning,
+    }

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, NoReturn
 from pitr.configfile import ConfigError
 from pitr.kinds.base import (
     ExportRequest,
+    LiveReport,
     Log,
     PartialRequest,
     RestoreRequest,
@@ -198,6 +199,11 @@ class PostgresKind:
         from pitr.pgsetup import setup_warnings
 
         return setup_warnings(app, src)
+
+    def live_report(self, app: AppContext, src: PostgresConfig) -> LiveReport | None:
+        from pitr.kinds.pgstream import slot_report
+
+        return slot_report(src)
 
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes

@@ -248,6 +248,9 @@ class RedisKind:
     def setup_warnings(self, app: AppContext, src: Any) -> list[str]:
         return []
 
+    def live_report(self, app: AppContext, src: Any) -> None:
+        return None
+
     def archive_summary(self, totals: dict[str, Any]) -> str | None:
         from pitr.units import human_bytes
 
