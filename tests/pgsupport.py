@@ -3,14 +3,17 @@ pitr repository, marker rows, and restoring into a second cluster."""
 
 from __future__ import annotations
 
+import pwd
 import sqlite3
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.servers import PITR_BIN, PostgresCluster, run_pitr
+from pitr.daemon_client import ask, socket_path
+from tests.servers import PITR_BIN, PostgresCluster, clean_env, run_pitr, wait_until
 
 
 @dataclass
@@ -107,3 +110,31 @@ def midpoint(a: datetime, b: datetime) -> datetime:
 def markers_in(cluster: PostgresCluster) -> list[int]:
     out = cluster.psql("SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM markers")
     return [int(x) for x in out.strip().split(",") if x]
+
+
+def start_daemon(archived: Archived) -> subprocess.Popen[bytes]:
+    """`pitr daemon` as the postgres user, its log in the test's directory."""
+    pw = pwd.getpwnam("postgres")
+    log = open(archived.base / "daemon.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(
+        [str(PITR_BIN), "--config", str(archived.config), "daemon"],
+        user=pw.pw_uid,
+        group=pw.pw_gid,
+        extra_groups=[],
+        env=clean_env({"HOME": pw.pw_dir}),
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    sock = socket_path(archived.repo.absolute().as_uri())
+    wait_until(
+        lambda: ask(sock, {"op": "ping"}, timeout=2) is not None,
+        30,
+        "the daemon's socket",
+        detail=lambda: daemon_log(archived),
+    )
+    return proc
+
+
+def daemon_log(archived: Archived) -> str:
+    return (archived.base / "daemon.log").read_text(errors="replace")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -14,44 +13,24 @@ import pytest
 
 from pitr.daemon_client import (
     OK_ANSWER,
-    ask,
     ask_raw,
     config_identity,
     config_socket_path,
-    socket_path,
 )
-from tests.pgsupport import Archived, open_dir
-from tests.servers import PITR_BIN, clean_env, wait_until
+from tests.pgsupport import Archived, open_dir, start_daemon
+from tests.servers import PITR_BIN, wait_until
 
 
 @pytest.fixture
 def daemon(archived: Archived) -> Iterator[subprocess.Popen[bytes]]:
     """`pitr daemon` as the postgres user (its own process, so SIGKILL reaches it)."""
-    pw = pwd.getpwnam("postgres")
-    log = open(archived.base / "daemon.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [str(PITR_BIN), "--config", str(archived.config), "daemon"],
-        user=pw.pw_uid,
-        group=pw.pw_gid,
-        extra_groups=[],
-        env=clean_env({"HOME": pw.pw_dir}),
-        stdout=log,
-        stderr=log,
-    )
-    sock = socket_path(archived.repo.absolute().as_uri())
-    wait_until(
-        lambda: ask(sock, {"op": "ping"}, timeout=2) is not None,
-        30,
-        "the daemon's socket",
-        detail=lambda: (archived.base / "daemon.log").read_text(),
-    )
+    proc = start_daemon(archived)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-        log.close()
 
 
 def catalog_has(archived: Archived, name: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import signal
 import subprocess
 import time
@@ -18,11 +17,10 @@ import pytest
 
 from archiver.postgres.receiver import ReceiverSettings, receiver_argv
 from archiver.postgres.slotwatch import SlotState
-from pitr.daemon_client import ask, socket_path
 from recovery.postgres.facts import WalRef, newest_segment_files
 from recovery.postgres.spool import never_archived, write_index
-from tests.pgsupport import Archived, markers_in, midpoint
-from tests.servers import PITR_BIN, PostgresCluster, clean_env, wait_until
+from tests.pgsupport import Archived, daemon_log, markers_in, midpoint, start_daemon
+from tests.servers import PostgresCluster, wait_until
 
 WITHIN = 20.0  # seconds a streamed commit may take to become recoverable (it takes ~1)
 
@@ -30,34 +28,6 @@ WITHIN = 20.0  # seconds a streamed commit may take to become recoverable (it ta
 def stream_config(archived: Archived, stream: bool) -> None:
     text = archived.config.read_text()
     archived.config.write_text(text + f"stream = {'true' if stream else 'false'}\n")
-
-
-def start_daemon(archived: Archived) -> subprocess.Popen[bytes]:
-    """`pitr daemon` as the postgres user, its log in the test's directory."""
-    pw = pwd.getpwnam("postgres")
-    log = open(archived.base / "daemon.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(
-        [str(PITR_BIN), "--config", str(archived.config), "daemon"],
-        user=pw.pw_uid,
-        group=pw.pw_gid,
-        extra_groups=[],
-        env=clean_env({"HOME": pw.pw_dir}),
-        stdout=log,
-        stderr=log,
-    )
-    log.close()
-    sock = socket_path(archived.repo.absolute().as_uri())
-    wait_until(
-        lambda: ask(sock, {"op": "ping"}, timeout=2) is not None,
-        30,
-        "the daemon's socket",
-        detail=lambda: daemon_log(archived),
-    )
-    return proc
-
-
-def daemon_log(archived: Archived) -> str:
-    return (archived.base / "daemon.log").read_text(errors="replace")
 
 
 @pytest.fixture
