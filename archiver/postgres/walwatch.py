@@ -6,9 +6,9 @@ complete and never changes the file while it waits; a watchdog observer
 reports those files, and a periodic scan catches anything it missed.
 
 Two stages: a pool reads, hashes, compresses and stores each file and its
-record (archiver.postgres.walfile, archiver.postgres.walpush), and one thread
-then commits the catalog rows in the order they became durable, and leaves a
-mark for archive_command (archiver.postgres.walmarks).
+record (archiver.postgres.walfile, archiver.postgres.walpush), which
+acknowledges it: the mark for archive_command (archiver.postgres.walmarks)
+follows at once. One thread then commits the catalog rows.
 """
 
 from __future__ import annotations
@@ -129,25 +129,29 @@ class WalPusher:
         lock = self.marks.hold(path.name)  # from here archive_command waits for the mark
         try:
             stored = store_wal(self.repo, path)
-            done = record_wal(self.repo, self.source, path, stored)
-            self.committer.submit(self._commit, done, lock, future)
-        except BaseException as e:  # also a committer that is shutting down
-            self.marks.release(lock)
-            self._failed(future, e)
-
-    def _commit(self, done: Recorded, lock: int | None, future: Future[PushResult]) -> None:
-        stored = done.stored
-        try:
-            commit_row(self.repo, done.record, stored.chunk, done.identity)
+            # Its journal entry says "no catalog projects this": if the daemon
+            # dies before the committer gets to the row, the next catch-up of
+            # any catalog, this one included, applies the record.
+            done = record_wal(self.repo, self.source, path, stored, projected=False)
         except BaseException as e:
             self.marks.release(lock)
             self._failed(future, e)
             return
+        # Durable in the store: acknowledged. The catalog row follows.
         with self.lock:
-            self.pushed[stored.path.name] = stored.identity
+            self.pushed[path.name] = stored.identity
             self._count(done.result)
-        self.marks.archived(stored.path, stored.identity, lock)
+        self.marks.archived(path, stored.identity, lock)
         future.set_result(done.result)
+        with contextlib.suppress(RuntimeError):  # stopping: the catch-up applies it
+            self.committer.submit(self._commit, done)
+
+    def _commit(self, done: Recorded) -> None:
+        try:
+            commit_row(self.repo, done.record, done.stored.chunk, done.identity)
+        except Exception:
+            with self.lock:
+                self.errors += 1  # the record stands; a catch-up makes the row
 
     def _count(self, result: PushResult) -> None:
         self.segments_pushed += 1
