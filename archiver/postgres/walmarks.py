@@ -10,7 +10,7 @@ files in pg_wal/archive_status (PostgreSQL reads only its own `.ready` and
   it archives the segment; archive_command waits on it with flock(1), and
   the kernel releases it if the daemon dies;
 - `<name>.pitr-<tag>`: a hard link to the very segment file, made once it is
-  durable in the store and the catalog. `test MARK -ef %p` (same device and
+  durable in the store (object and record). `test MARK -ef %p` (same device and
   inode) is true only for that file: a recycled or replaced segment never
   matches.
 
