@@ -83,10 +83,10 @@ def fill(repo: Repository, s: Session, fresh: bool) -> Filled:
     """Every object and record of the store into the catalog (the catch-up
     from nothing); fresh: the catalog is known to be empty."""
     result = Filled()
-    objects = []
-    for info in repo.store.list("objects/"):
-        objects.append({"oid": info.key.rsplit("/", 1)[-1], "size": info.size})
-        objects[-1]["stored_size"] = info.size
+    objects = [
+        {"oid": info.key.rsplit("/", 1)[-1], "size": info.size, "stored_size": info.size}
+        for info in repo.store.list("objects/")
+    ]
     for i in range(0, len(objects), 500):
         insert_missing(s, StoredObject, objects[i : i + 500], ["oid"])
     result.objects = len(objects)

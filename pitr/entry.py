@@ -2,10 +2,10 @@
 
 `pitr wal-push` runs once per WAL segment. When a daemon serves the
 repository, the whole job is one question over a socket (pitr.walpush_door);
-without one, the segment is pushed here. Neither imports click or anything
-heavy;
-so are restore_command's and recovery_end_command's answers that need no
-repository. Every other command line goes to the full CLI.
+without one, the segment is pushed here. Neither path imports click or
+anything heavy, and neither do restore_command's and recovery_end_command's
+answers that need no repository. Every other command line goes to the full
+CLI.
 """
 
 from __future__ import annotations

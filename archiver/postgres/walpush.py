@@ -158,40 +158,33 @@ def commit_row(
     from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
     from catalog.catchup import apply
-    from catalog.queries import record_objects
+    from catalog.queries import ensure_source, record_objects
 
     try:
         with repo.catalog.session() as s:
             if identity is not None:
                 apply(repo, s, identity)
-            if not _same_row(s, record):
-                s.add(record.row(_source_id(s, record.source)))
+            source_id = ensure_source(s, record.source, "postgres").id
+            if not _same_row(s, source_id, record):
+                s.add(record.row(source_id))
                 record_objects(s, [chunk])
     except Exception as e:
         # A concurrent push of the same name won the insert: fine if identical.
         if not isinstance(getattr(e, "__cause__", None), DBIntegrityError):
             raise
         with repo.catalog.session() as s:
-            _same_row(s, record)
+            _same_row(s, ensure_source(s, record.source, "postgres").id, record)
 
 
-def _same_row(s: Session, record: WalRecord) -> bool:
+def _same_row(s: Session, source_id: int, record: WalRecord) -> bool:
     """Whether the catalog has the record's row; refused if with other content."""
     from sqlalchemy import select
 
     from catalog.db.models import WalFile
 
     oid = s.scalars(
-        select(WalFile.oid).where(
-            WalFile.source_id == _source_id(s, record.source), WalFile.name == record.name
-        )
+        select(WalFile.oid).where(WalFile.source_id == source_id, WalFile.name == record.name)
     ).one_or_none()
     if oid is not None:
         _same_or_refuse(record.name, oid, record.oid)
     return oid is not None
-
-
-def _source_id(s: Session, source: str) -> int:
-    from catalog.queries import ensure_source
-
-    return ensure_source(s, source, "postgres").id
