@@ -144,6 +144,13 @@ def _set_aside_extras(target: Path, entries: Sequence[FileEntry]) -> str | None:
 PIECE_CHUNKS = 64  # chunks one thread compares at a time
 
 
+def read_workers() -> int:
+    """Threads comparing at once: the delta mostly waits on reads, and a disk
+    answers more of them in parallel (at 2 GiB on 2 cores: 1.74 s on 2
+    threads, 1.11 s on 8, no better on 16)."""
+    return min(32, max(8, 4 * (os.cpu_count() or 2)))
+
+
 def _sync_files(
     repo: Repository,
     target: Path,
@@ -165,7 +172,7 @@ def _sync_files(
         return _sync_piece(repo, target / entry.path, entry, first, end, chunk_size)
 
     checked = rewritten = 0
-    with ThreadPoolExecutor(workers or max(2, os.cpu_count() or 2)) as pool:
+    with ThreadPoolExecutor(workers or read_workers()) as pool:
         for c, r in pool.map(sync, pieces):
             checked += c
             rewritten += r
