@@ -80,13 +80,14 @@ def load_epochs(session: Session, source_id: int) -> list[EpochFact]:
     ):
         epoch = epochs.get(b.epoch)
         if epoch is not None:  # a batch whose epoch expired first goes with the next expire
-            epoch.batches.append(
-                BatchFact(
-                    b.id, b.start_offset, b.end_offset, b.first_ms, b.last_ms, b.oid, b.size,
-                    b.resumed_from_ms,
-                )
-            )  # fmt: skip
+            epoch.batches.append(_batch_fact(b))
     return list(epochs.values())
+
+
+def _batch_fact(b: ReplBatch) -> BatchFact:
+    return BatchFact(
+        b.id, b.start_offset, b.end_offset, b.first_ms, b.last_ms, b.oid, b.size, b.resumed_from_ms
+    )
 
 
 def offset_holes(epoch: EpochFact) -> list[tuple[int, int]]:

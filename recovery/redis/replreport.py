@@ -36,7 +36,7 @@ def repl_status(repo: Repository, src: SourceRow, status: SourceStatus) -> None:
         totals = repl_totals(s, epochs)
     status.coverage = repl_coverage(epochs)
     status.imprecise = lower_precision(epochs)
-    status.totals.update(totals, epochs=epochs_json(epochs))
+    status.totals.update({**totals, "epochs": epochs_json(epochs)})
     # The server pings its replicas (every 10 s by default) through the same
     # stream, so the newest arrival is the capture's heartbeat too.
     newest = from_ms(max(e.newest_ms for e in epochs))
