@@ -17,8 +17,16 @@ import pytest
 from sqlalchemy import select
 
 from archiver.redis.replication import now_ms
-from catalog.db.models import ReplBatch
-from catalog.replication import batches_prefix, repl_batch_key
+from catalog.catchup import catch_up
+from catalog.db.engine import alembic_config
+from catalog.db.models import ReplBatch, ReplEpoch
+from catalog.replication import (
+    ReplBatchRecord,
+    ReplEpochRecord,
+    batches_prefix,
+    repl_batch_key,
+)
+from catalog.repository import Repository
 from recovery.redis.replay import epochs
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory
@@ -192,3 +200,36 @@ def test_verify_names_a_damaged_batch_and_check_a_missing_one(
         report["sources"][0]["recoverable_to"]
         < info_of(source)["archive"]["epochs"][0]["newest_arrival"]
     )
+
+
+def test_records_captured_before_the_replication_tables_appear_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    url = (tmp_path / "repo").as_uri()
+    catalog = f"sqlite:///{tmp_path / 'repo' / 'catalog.db'}"
+    repo, _ = Repository.init(url, catalog)
+    try:
+        catch_up(repo)  # from now on, catch-ups read the journal
+        base = repo.put_chunk(b"an RDB")
+        stream = repo.put_chunk(b"*1\r\n$4\r\nPING\r\n")
+        # Written as the capture did before: journal entries of this catalog's
+        # own writer, which its catch-ups skip.
+        epoch = ReplEpochRecord("cache", "r-0", "r", 0, [base.oid], 6, 1000, 1001)
+        repo.put_fact(epoch)
+        repo.put_fact(ReplBatchRecord("cache", "r-0", "r", 0, 14, 1002, 1002, stream.oid, 14))
+        catch_up(repo)
+        with repo.catalog.session() as s:
+            assert s.scalars(select(ReplEpoch)).all() == []
+        from alembic import command
+
+        command.downgrade(alembic_config(repo.catalog.engine), "0003")
+    finally:
+        repo.close()
+    upgraded = Repository.open(url, catalog)  # upgrades to 0004, then catches up
+    try:
+        with upgraded.catalog.session() as s:
+            assert [e.epoch for e in s.scalars(select(ReplEpoch))] == ["r-0"]
+            [batch] = s.scalars(select(ReplBatch)).all()
+            assert (batch.start_offset, batch.end_offset, batch.oid) == (0, 14, stream.oid)
+    finally:
+        upgraded.close()
