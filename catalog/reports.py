@@ -59,6 +59,15 @@ class GapFact:
     detected_at: datetime
 
 
+# How the reports name a Ref's kind, where its name is not plain enough.
+REF_KINDS = {
+    "wal": "WAL file",
+    "stream_batch": "stream batch",
+    "repl_epoch": "replication epoch base",
+    "repl_batch": "replication batch",
+}
+
+
 @dataclass(frozen=True)
 class Ref:
     """A catalog row that needs an object."""
@@ -71,12 +80,7 @@ class Ref:
     name: str
 
     def describe(self) -> str:
-        what = {
-            "wal": "WAL file",
-            "stream_batch": "stream batch",
-            "repl_epoch": "replication epoch base",
-            "repl_batch": "replication batch",
-        }.get(self.kind, self.kind)
+        what = REF_KINDS.get(self.kind, self.kind)
         return f"{self.source}: {what} {self.name}"
 
 

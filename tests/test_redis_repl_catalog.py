@@ -182,6 +182,8 @@ def test_verify_names_a_damaged_batch_and_check_a_missing_one(
     ]
     [lost] = damaged["sources"][0]["lost"]
     assert f"replication batch {epoch} {start}..{end} is damaged" == lost["detail"]
+    text = source.pitr("verify", "--read-data", check=4).stdout
+    assert f"needed by cache: replication batch {epoch} {start}..{end}" in text, text
     path.write_bytes(saved)
 
     # The batch's record lost, and the catalog rebuilt from the store: a hole.
