@@ -10,7 +10,16 @@ from datetime import datetime
 
 from catalog.queries import SourceRow
 from catalog.redisformat import from_ms
-from catalog.replfacts import EpochFact, load_epochs, offset_holes, orphan_batches, repl_totals
+from catalog.replfacts import (
+    BatchLink,
+    EpochFact,
+    batch_links,
+    epoch_batches,
+    load_epochs,
+    offset_holes,
+    orphan_batches,
+    repl_totals,
+)
 from catalog.replication import epoch_key, repl_batch_key
 from catalog.repository import Repository
 from recovery.coverage import Coverage
@@ -21,20 +30,24 @@ from recovery.retention import ExpiredFact, Policy, SourceExpiry
 from recovery.status import SourceStatus
 
 
-def epochs_of(repo: Repository, src: SourceRow) -> list[EpochFact]:
+def epochs_of(
+    repo: Repository, src: SourceRow, bad_oids: Collection[str] = ()
+) -> tuple[list[EpochFact], list[BatchLink]]:
+    """The epochs, and the batch links a coverage or a check reads."""
     with repo.catalog.session() as s:
-        return load_epochs(s, src.id)
+        epochs = load_epochs(s, src.id)
+        return epochs, batch_links(s, src.id, bad_oids) if epochs else []
 
 
 def repl_status(repo: Repository, src: SourceRow, status: SourceStatus) -> None:
     """The window, totals and newest arrival of a source with epochs; a
     replicated source is restored from them, not from snapshots."""
+    epochs, links = epochs_of(repo, src)
+    if not epochs:
+        return
     with repo.catalog.session() as s:
-        epochs = load_epochs(s, src.id)
-        if not epochs:
-            return
-        totals = repl_totals(s, epochs)
-    status.coverage = repl_coverage(epochs)
+        totals = repl_totals(s, src.id, epochs)
+    status.coverage = repl_coverage(epochs, links)
     status.imprecise = lower_precision(epochs)
     status.totals.update({**totals, "epochs": epochs_json(epochs)})
     # The server pings its replicas (every 10 s by default) through the same
@@ -45,6 +58,7 @@ def repl_status(repo: Repository, src: SourceRow, status: SourceStatus) -> None:
 
 
 def repl_problems(repo: Repository, src: SourceRow) -> list[Problem]:
+    epochs, links = epochs_of(repo, src)
     return [
         Problem(
             src.name,
@@ -52,8 +66,8 @@ def repl_problems(repo: Repository, src: SourceRow) -> list[Problem]:
             f"replication epoch {epoch.name}: no batch holds offsets {start}..{end}",
             {"epoch": epoch.name, "from": start, "to": end},
         )
-        for epoch in epochs_of(repo, src)
-        for start, end in offset_holes(epoch)
+        for epoch in epochs
+        for start, end in offset_holes(epoch, links)
     ]
 
 
@@ -61,10 +75,12 @@ def repl_damage(
     repo: Repository, src: SourceRow, oids: Collection[str]
 ) -> tuple[Coverage, Coverage] | None:
     """The window before and after losing these objects; None without epochs."""
-    epochs = epochs_of(repo, src)
+    epochs, links = epochs_of(repo, src)
     if not epochs:
         return None
-    return repl_coverage(epochs), repl_coverage(epochs, set(oids))
+    bad = set(oids)
+    _, bad_links = epochs_of(repo, src, bad)
+    return repl_coverage(epochs, links), repl_coverage(epochs, bad_links, bad)
 
 
 def repl_expiry(
@@ -75,18 +91,20 @@ def repl_expiry(
     batches whose epoch is already gone."""
     with repo.catalog.session() as s:
         epochs = load_epochs(s, src.id)
-        orphans = [(b.id, b.epoch, b.start_offset) for b in orphan_batches(s, src.id)]
-    kept = epochs_to_keep(epochs, policy, now, policy.marks_of(src.name))
-    plan.kept.update((f"epoch {name}", why) for name, why in kept.items())
-    for epoch_id, name, start in orphans:
-        plan.facts.append(_batch(src.name, epoch_id, name, start))
-    for epoch in epochs:
-        if epoch.name in kept:
-            continue
-        plan.facts += [_batch(src.name, b.id, epoch.name, b.start) for b in epoch.batches]
-        plan.facts.append(
-            ExpiredFact("repl_epoch", epoch.id, epoch.name, epoch_key(src.name, epoch.name))
-        )
+        kept = epochs_to_keep(epochs, policy, now, policy.marks_of(src.name))
+        plan.kept.update((f"epoch {name}", why) for name, why in kept.items())
+        for row_id, name, start in orphan_batches(s, src.id):
+            plan.facts.append(_batch(src.name, row_id, name, start))
+        for epoch in epochs:
+            if epoch.name in kept:
+                continue
+            plan.facts += [
+                _batch(src.name, row_id, epoch.name, start)
+                for row_id, start in epoch_batches(s, src.id, epoch.name)
+            ]
+            plan.facts.append(
+                ExpiredFact("repl_epoch", epoch.id, epoch.name, epoch_key(src.name, epoch.name))
+            )
 
 
 def _batch(source: str, row_id: int, epoch: str, start: int) -> ExpiredFact:

@@ -16,15 +16,22 @@ only once it came back.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
 from catalog.redisformat import from_ms
-from catalog.replfacts import EpochFact
+from catalog.replfacts import BatchLink, EpochFact
 from recovery.coverage import Coverage, Piece, fmt, merge
 
 
-def repl_coverage(epochs: list[EpochFact], bad_oids: Collection[str] = ()) -> Coverage:
+def repl_coverage(
+    epochs: list[EpochFact], links: list[BatchLink], bad_oids: Collection[str] = ()
+) -> Coverage:
+    """links: catalog.replfacts.batch_links, of the same bad_oids."""
+    by_epoch: dict[str, list[BatchLink]] = defaultdict(list)
+    for link in links:
+        by_epoch[link.epoch].append(link)
     pieces: list[Piece] = []
     for i, epoch in enumerate(epochs):
         end_ms = epochs[i + 1].base_ms if i + 1 < len(epochs) else epoch.newest_ms
@@ -34,7 +41,7 @@ def repl_coverage(epochs: list[EpochFact], bad_oids: Collection[str] = ()) -> Co
             detail = f"replication epoch {epoch.name}: base chunk {damaged[0][:16]}… is damaged"
             pieces.append(Piece(start, end, False, detail))
             continue
-        broken = _first_unreadable(epoch, bad_oids)
+        broken = _first_unreadable(epoch, by_epoch[epoch.name], bad_oids)
         if broken is None:
             pieces.append(Piece(start, end, True))
             continue
@@ -45,19 +52,20 @@ def repl_coverage(epochs: list[EpochFact], bad_oids: Collection[str] = ()) -> Co
     return merge(pieces)
 
 
-def _first_unreadable(epoch: EpochFact, bad_oids: Collection[str]) -> tuple[int, str] | None:
+def _first_unreadable(
+    epoch: EpochFact, links: list[BatchLink], bad_oids: Collection[str]
+) -> tuple[int, str] | None:
     """From when a replay of the epoch fails, and why: the arrival of the
-    last batch it can read before the first it cannot."""
-    reached = epoch.base_ms
-    expected = epoch.offset
-    for b in epoch.batches:
-        if b.start != expected:
+    batch before the first it cannot read (its base's, for the first)."""
+    for link in links:
+        expected = epoch.offset if link.prev_end is None else link.prev_end
+        reached = epoch.base_ms if link.prev_last_ms is None else link.prev_last_ms
+        if link.start != expected:
             return reached, (
-                f"replication epoch {epoch.name}: no batch holds offsets {expected}..{b.start}"
+                f"replication epoch {epoch.name}: no batch holds offsets {expected}..{link.start}"
             )
-        if b.oid in bad_oids:
-            return reached, f"replication batch {epoch.name} {b.start}..{b.end} is damaged"
-        reached, expected = b.last_ms, b.end
+        if link.oid in bad_oids:
+            return reached, f"replication batch {epoch.name} {link.start}..{link.end} is damaged"
     return None
 
 
@@ -76,16 +84,16 @@ def lower_precision(epochs: list[EpochFact]) -> list[Piece]:
                     f"a restore here gets the keyspace as of {fmt(from_ms(epoch.lost_ms))}",
                 )
             )
-        for b in epoch.batches:
-            if b.resumed_from_ms is not None and b.resumed_from_ms < b.first_ms:
+        for r in epoch.resumes:
+            if r.lost_ms < r.first_ms:
                 out.append(
                     Piece(
-                        from_ms(b.resumed_from_ms),
-                        from_ms(b.first_ms),
+                        from_ms(r.lost_ms),
+                        from_ms(r.first_ms),
                         True,
                         f"replication link down, resumed in epoch {epoch.name} at offset "
-                        f"{b.start}: writes of the outage arrived at its end, a restore here "
-                        f"gets the keyspace as of {fmt(from_ms(b.resumed_from_ms))}",
+                        f"{r.start}: writes of the outage arrived at its end, a restore here "
+                        f"gets the keyspace as of {fmt(from_ms(r.lost_ms))}",
                     )
                 )
     return sorted(out, key=lambda p: p.start)
@@ -102,7 +110,7 @@ def epochs_json(epochs: list[EpochFact]) -> list[dict[str, Any]]:
             "base_at": fmt(from_ms(e.base_ms)),
             "base_bytes": e.base_size,
             "base_chunks": len(e.oids),
-            "batches": len(e.batches),
+            "batches": e.batches,
             "newest_arrival": fmt(from_ms(e.newest_ms)),
         }
         for e in epochs
