@@ -29,12 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from catalog.db.models import BackupObject, Base, RepoMeta, StoredObject
+from catalog.db.models import BackupObject, Base, ReplEpoch, RepoMeta, StoredObject
 from catalog.errors import FormatError, IntegrityError, ObjectNotFound, StorageError
 from catalog.journal import HORIZON, MARGIN, entries_since
 from catalog.manifests import manifest_type, read_manifest
 from catalog.queries import ensure_source, insert_missing, record_objects
 from catalog.records import BackupRecord, IdentityRecord, Record, WalRecord, parse_record
+from catalog.replication import ReplBatchRecord, ReplEpochRecord
 from catalog.repository import Chunk, Repository, object_key
 
 WATERMARK = "journal_caught_up"  # repo_meta key: when the last catch-up began
@@ -148,11 +149,23 @@ def apply(repo: Repository, s: Session, record: Record, fresh: bool = False) -> 
         manifest = read_manifest(repo, record.manifest_oid, manifest_type(record.kind))
         oids = {record.manifest_oid} | manifest.objects()
         s.add_all(BackupObject(backup_id=record.id, oid=oid) for oid in oids)
-    elif isinstance(record, WalRecord) and not fresh:
-        info = repo.store.stat(object_key(record.oid))
-        if info is not None:
-            record_objects(s, [Chunk(record.oid, record.size, 0, info.size)])
+    elif isinstance(record, ReplEpochRecord) and isinstance(row, ReplEpoch):
+        s.add_all(record.object_rows(row.id))
+        if not fresh:  # a fill lists every object itself
+            # 0: a base chunk's own size is not recorded, only the base's
+            _record_stored(repo, s, [(oid, 0) for oid in record.base_chunks])
+    elif isinstance(record, WalRecord | ReplBatchRecord) and not fresh:
+        _record_stored(repo, s, [(record.oid, record.size)])
     return True
+
+
+def _record_stored(repo: Repository, s: Session, objects: list[tuple[str, int]]) -> None:
+    """Remember the (oid, plaintext size or 0: unknown) objects of a record
+    that are in the store, with their stored size (verify compares it)."""
+    for oid, size in objects:
+        info = repo.store.stat(object_key(oid))
+        if info is not None:
+            record_objects(s, [Chunk(oid, size, 0, info.size)])
 
 
 def _held(s: Session, row: Base) -> bool:

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from catalog.db.models import (
     Backup,
     BackupObject,
+    ReplBatch,
+    ReplEpochObject,
     SqliteBatch,
     StoredObject,
     StreamBatch,
@@ -31,11 +33,15 @@ _BATCH = 500
 
 
 # The catalog table of every fact that references one object, by record type.
-OBJECT_FACTS: dict[str, type[WalFile | StreamBatch | SqliteBatch]] = {
+OBJECT_FACTS: dict[str, type[WalFile | StreamBatch | SqliteBatch | ReplBatch]] = {
     "wal": WalFile,
     "stream_batch": StreamBatch,
     "sqlite_batch": SqliteBatch,
+    "repl_batch": ReplBatch,
 }
+# Record types whose facts reference objects, those of many objects included
+# (a replication epoch's base chunks, rows of repl_epoch_objects).
+REFERENCING_TYPES = (*OBJECT_FACTS, "repl_epoch")
 
 
 def referenced_oids(
@@ -63,6 +69,12 @@ def referenced_oids(
         oid
         for bid, oid in session.execute(select(BackupObject.backup_id, BackupObject.oid))
         if bid not in skip_b
+    }
+    skip_e = set((skip_facts or {}).get("repl_epoch", ()))
+    refs |= {
+        oid
+        for eid, oid in session.execute(select(ReplEpochObject.epoch_id, ReplEpochObject.oid))
+        if eid not in skip_e
     }
     return refs
 

@@ -18,6 +18,7 @@ from catalog.marks import MarkRecord
 from catalog.recordbase import Record as Record
 from catalog.recordbase import record_key as record_key
 from catalog.recordbase import source_records_prefix as source_records_prefix
+from catalog.replication import ReplBatchRecord, ReplEpochRecord
 
 if TYPE_CHECKING:  # SQLAlchemy loads only when a row is made: wal-fetch never needs it
     from catalog.db.models import (
@@ -325,6 +326,8 @@ RECORD_TYPES: dict[str, type[Record]] = {
         SqliteBatchRecord,
         SqliteGapRecord,
         MarkRecord,
+        ReplEpochRecord,
+        ReplBatchRecord,
     )
 }
 

@@ -18,6 +18,9 @@ from sqlalchemy.orm import Session
 from catalog.db.models import (
     Backup,
     BackupObject,
+    ReplBatch,
+    ReplEpoch,
+    ReplEpochObject,
     Source,
     SqliteBatch,
     StoredObject,
@@ -56,16 +59,28 @@ class GapFact:
     detected_at: datetime
 
 
+# How the reports name a Ref's kind, where its name is not plain enough.
+REF_KINDS = {
+    "wal": "WAL file",
+    "stream_batch": "stream batch",
+    "repl_epoch": "replication epoch base",
+    "repl_batch": "replication batch",
+}
+
+
 @dataclass(frozen=True)
 class Ref:
     """A catalog row that needs an object."""
 
     source: str
-    kind: str  # wal | backup | snapshot | stream_batch
-    name: str  # WAL file name, backup id, or "<stream> <first id>..<last id>"
+    # wal | backup | snapshot | stream_batch | sqlite_batch | repl_epoch | repl_batch
+    kind: str
+    # WAL file name, backup id, "<stream> <first id>..<last id>", a replication
+    # epoch's name, or "<epoch> <start>..<end>" (offsets of a replication batch)
+    name: str
 
     def describe(self) -> str:
-        what = {"wal": "WAL file", "stream_batch": "stream batch"}.get(self.kind, self.kind)
+        what = REF_KINDS.get(self.kind, self.kind)
         return f"{self.source}: {what} {self.name}"
 
 
@@ -247,7 +262,30 @@ def object_refs(session: Session, only: set[str] | None = None) -> dict[str, lis
         if sid in names:
             name = f"{db} {generation} {gfirst}..{glast}"
             refs[oid].append(Ref(names[sid], "sqlite_batch", name))
+    _replication_refs(session, names, refs)
     return dict(refs)
+
+
+def _replication_refs(session: Session, names: dict[int, str], refs: dict[str, list[Ref]]) -> None:
+    """The base chunks of replication epochs and their batches' objects."""
+    for sid, epoch, oid in session.execute(
+        select(ReplEpoch.source_id, ReplEpoch.epoch, ReplEpochObject.oid).join(
+            ReplEpochObject, ReplEpochObject.epoch_id == ReplEpoch.id
+        )
+    ):
+        if sid in names:
+            refs[oid].append(Ref(names[sid], "repl_epoch", epoch))
+    for sid, epoch, start, end, oid in session.execute(
+        select(
+            ReplBatch.source_id,
+            ReplBatch.epoch,
+            ReplBatch.start_offset,
+            ReplBatch.end_offset,
+            ReplBatch.oid,
+        )
+    ):
+        if sid in names:
+            refs[oid].append(Ref(names[sid], "repl_batch", f"{epoch} {start}..{end}"))
 
 
 def object_sizes(session: Session) -> dict[str, tuple[int, int]]:

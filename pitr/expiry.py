@@ -15,13 +15,23 @@ from sqlalchemy import delete
 from catalog.db.models import (
     Backup,
     BackupObject,
+    ReplBatch,
+    ReplEpoch,
+    ReplEpochObject,
     SqliteBatch,
     SqliteGap,
     StreamBatch,
     StreamGap,
     WalFile,
 )
-from catalog.gc import OBJECT_FACTS, Garbage, find_garbage, referenced_oids, remove_garbage
+from catalog.gc import (
+    OBJECT_FACTS,
+    REFERENCING_TYPES,
+    Garbage,
+    find_garbage,
+    referenced_oids,
+    remove_garbage,
+)
 from catalog.repository import Repository
 from recovery.retention import SourceExpiry
 
@@ -29,10 +39,13 @@ _BATCH = 500
 
 
 # The catalog table of each expirable record type.
-_MODELS: dict[str, type[WalFile | StreamBatch | StreamGap | SqliteBatch | SqliteGap]] = {
+_MODELS: dict[
+    str, type[WalFile | StreamBatch | StreamGap | SqliteBatch | SqliteGap | ReplBatch | ReplEpoch]
+] = {
     **OBJECT_FACTS,
     "stream_gap": StreamGap,
     "sqlite_gap": SqliteGap,
+    "repl_epoch": ReplEpoch,
 }
 
 
@@ -45,6 +58,10 @@ def apply_plan(repo: Repository, plan: SourceExpiry) -> None:
             part = backup_ids[i : i + _BATCH]
             s.execute(delete(BackupObject).where(BackupObject.backup_id.in_(part)))
             s.execute(delete(Backup).where(Backup.id.in_(part)))
+        epoch_ids = [f.id for f in plan.of_type("repl_epoch")]
+        for i in range(0, len(epoch_ids), _BATCH):
+            epochs = epoch_ids[i : i + _BATCH]
+            s.execute(delete(ReplEpochObject).where(ReplEpochObject.epoch_id.in_(epochs)))
         for record_type, model in _MODELS.items():
             ids = [f.id for f in plan.of_type(record_type)]
             for i in range(0, len(ids), _BATCH):
@@ -60,7 +77,7 @@ def garbage(
         now,
         grace,
         skip_backups={bid for p in plans for bid, _ in p.removed},
-        skip_facts={t: {f.id for p in plans for f in p.of_type(t)} for t in OBJECT_FACTS},
+        skip_facts={t: {f.id for p in plans for f in p.of_type(t)} for t in REFERENCING_TYPES},
     )
 
 

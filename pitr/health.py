@@ -117,7 +117,7 @@ def _over(age: float | None, limit: Limit, none: str, what: str) -> str | None:
 
 
 def rpo_json(r: Rpo) -> dict[str, Any]:
-    from pitr.output import window_json
+    from pitr.output import piece_json, window_json
     from pitr.timeparse import format_utc
 
     st = r.status
@@ -127,6 +127,7 @@ def rpo_json(r: Rpo) -> dict[str, Any]:
         "last_archived_at": format_utc(st.last_archived_at),
         "lag_seconds": None if r.lag is None else round(r.lag, 3),
         **window_json(st.coverage, st.gaps),
+        "lower_precision": [piece_json(p) for p in st.imprecise],
         "last_backup_at": format_utc(st.last_backup_at),
         "backup_age_seconds": None if r.backup_age is None else round(r.backup_age, 3),
         "max_lag_seconds": _seconds(r.limits.max_lag),

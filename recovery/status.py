@@ -27,6 +27,8 @@ class SourceStatus:
     backups: list[reports.BackupFact] = field(default_factory=list)
     coverage: Coverage = field(default_factory=Coverage)
     lost: list[Piece] = field(default_factory=list)  # facts known lost (e.g. stream gaps)
+    # Restorable, but to an earlier instant than asked (a replication outage)
+    imprecise: list[Piece] = field(default_factory=list)
     totals: dict[str, Any] = field(default_factory=dict)
     last_archived_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
@@ -54,7 +56,7 @@ def source_status(
         status = SourceStatus(name, src.kind, configured)
         status.backups = reports.backups(s, src.id)
     hooks.status(repo, src, status)
-    if not status.backups:
+    if not status.backups and not status.coverage.restorable:
         status.notes.append("no backup yet: nothing can be restored")
     return status
 

@@ -143,6 +143,9 @@ JSON_BUILDERS = {
     "catalog/reports.py": ("wal_totals", "newest_streamed", "stream_totals", "repository_totals"),
     "recovery/postgres/report.py": ("status",),  # identity
     "recovery/sqlite/report.py": ("status", "_totals"),  # identity, archive totals
+    "catalog/replfacts.py": ("repl_totals",),  # redis archive totals of a replication capture
+    "recovery/redis/replwindow.py": ("epochs_json",),
+    "recovery/redis/replreport.py": ("repl_status",),
 }
 # Keys a builder writes that never reach the output (status() pops them).
 NOT_EMITTED = frozenset({"newest_commit_seen"})
@@ -150,6 +153,7 @@ NOT_EMITTED = frozenset({"newest_commit_seen"})
 PROBLEMS = (
     "recovery/postgres/continuity.py",
     "recovery/redis/continuity.py",
+    "recovery/redis/replreport.py",
     "recovery/sqlite/report.py",
 )
 

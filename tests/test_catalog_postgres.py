@@ -1,5 +1,6 @@
-"""The catalog database on PostgreSQL 15 and on SQLite: schema upgrades, and
-several processes writing at once (the shared-repository case)."""
+"""The catalog database on PostgreSQL 15 and on SQLite: schema upgrades,
+several processes writing at once (the shared-repository case), and the
+queries of a replication capture's reports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from sqlalchemy import func, inspect, select
 from catalog.db.engine import HEAD_REVISION, Catalog
 from catalog.db.models import Source, StoredObject, WalFile
 from catalog.queries import ensure_source, get_source, record_objects
+from catalog.replfacts import (
+    Resume,
+    batch_links,
+    load_epochs,
+    offset_holes,
+    orphan_batches,
+    repl_totals,
+)
+from catalog.replication import ReplBatchRecord, ReplEpochRecord
 from catalog.repository import Chunk
 
 WORKERS = 4
@@ -130,4 +140,42 @@ def test_ensure_source_refuses_another_kind(catalog_url: str) -> None:
         ensure_source(s, "cache", "postgres")
     with catalog.session() as s:
         assert ensure_source(s, "cache", "redis").kind == "redis"
+    catalog.close()
+
+
+def test_replication_facts_sum_and_break_alike_on_both_backends(catalog_url: str) -> None:
+    catalog = Catalog(catalog_url)
+    catalog.upgrade()
+    epoch = ReplEpochRecord("cache", "r-0", "r", 0, ["b" * 64], 6, 1000, 1001)
+    # Offsets 0..10, 10..20, then a hole up to 30; the third came after an outage.
+    spans = [(0, 10, 1002, None), (10, 20, 1003, None), (30, 40, 1009, 1005)]
+    batches = [
+        ReplBatchRecord("cache", "r-0", "r", a, b, ms, ms, f"{a:064x}", b - a, resumed_from_ms=lost)
+        for a, b, ms, lost in spans
+    ]
+    orphan = ReplBatchRecord("cache", "gone-0", "g", 0, 5, 900, 900, "c" * 64, 5)
+    with catalog.session() as s:
+        src = ensure_source(s, "cache", "redis")
+        row = epoch.row(src.id)
+        s.add(row)
+        s.flush()
+        s.add_all(epoch.object_rows(row.id))
+        s.add_all(r.row(src.id) for r in [*batches, orphan])
+        record_objects(s, [Chunk("b" * 64, 6, 4), Chunk(f"{10:064x}", 10, 7)])
+        source_id = src.id
+    with catalog.session() as s:
+        [e] = load_epochs(s, source_id)
+        assert (e.name, e.oids, e.batches, e.bytes) == ("r-0", ("b" * 64,), 3, 30)
+        assert (e.end_offset, e.newest_ms) == (40, 1009)
+        assert e.resumes == [Resume(1005, 1009, 30)]
+        assert offset_holes(e, batch_links(s, source_id)) == [(20, 30)]
+        damaged = batch_links(s, source_id, {f"{10:064x}"})
+        assert [(x.start, x.prev_end, x.prev_last_ms) for x in damaged if x.epoch == "r-0"] == [
+            (0, None, None),
+            (10, 10, 1002),
+            (30, 20, 1003),
+        ]
+        assert [(e, start) for _, e, start in orphan_batches(s, source_id)] == [("gone-0", 0)]
+        totals = repl_totals(s, source_id, [e])
+        assert (totals["repl_batches"], totals["repl_stored_bytes"]) == (3, 11)
     catalog.close()

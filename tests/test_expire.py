@@ -191,6 +191,8 @@ def test_expire_keeps_what_the_policy_says_and_the_oldest_kept_instant_restores(
         "removed_stream_gaps",
         "removed_sqlite_batches",
         "removed_sqlite_gaps",
+        "removed_repl_epochs",
+        "removed_repl_batches",
     }
     assert [b["id"] for b in plan["removed_backups"]] == ids[:1]
     assert {k["id"] for k in plan["kept"]} == set(ids[1:])

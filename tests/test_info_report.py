@@ -30,7 +30,7 @@ from tests.servers import RedisFactory
 
 # The fields docs/reference.md lists.
 INFO_SOURCE_FIELDS = WINDOW_FIELDS | {"name", "kind", "configured", "identity", "backups"}
-INFO_SOURCE_FIELDS |= {"last_archived_at", "archive", "notes", "marks"}
+INFO_SOURCE_FIELDS |= {"last_archived_at", "archive", "notes", "marks", "lower_precision"}
 INFO_BACKUP_FIELDS = {"id", "kind", "started_at", "finished_at", "timeline", "start_lsn"}
 INFO_BACKUP_FIELDS |= {"size_bytes", "stored_bytes", "dedup_ratio", "stop_lsn"}
 PG_ARCHIVE_FIELDS = {"wal_files", "wal_bytes", "wal_stored_bytes", "timelines", "newest_segment"}
@@ -39,7 +39,7 @@ REDIS_ARCHIVE_FIELDS = {"streams", "stream_batches", "stream_entries", "stream_b
 REDIS_ARCHIVE_FIELDS |= {"stream_stored_bytes", "stream_gaps"}
 RPO_FIELDS = WINDOW_FIELDS | {"source", "kind", "last_archived_at", "lag_seconds", "ok"}
 RPO_FIELDS |= {"last_backup_at", "backup_age_seconds", "max_lag_seconds"}
-RPO_FIELDS |= {"max_backup_age_seconds", "problems"}
+RPO_FIELDS |= {"max_backup_age_seconds", "problems", "lower_precision"}
 
 
 def add_idle_source(archived: Archived) -> None:

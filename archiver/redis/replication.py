@@ -11,8 +11,14 @@ A batch carries its arrival instants as (end offset, ms) pairs, one each time
 the millisecond changes, so a restore can cut between commands. An offset is
 acknowledged (REPLCONF ACK) only once its batch and record are durable.
 After a disconnect the capture asks PSYNC <replid> <offset>; +CONTINUE goes on
-in the same epoch (the outage is recorded in the next batch as `resumed_ms`),
-+FULLRESYNC starts a new epoch.
+in the same epoch (the outage is recorded in the next batch as
+`resumed_from_ms`), +FULLRESYNC starts a new epoch.
+
+The records (catalog.replication) are written unprojected: the capture never
+commits catalog rows itself. A batch goes out every 150 ms, and a catalog
+commit each time would put the catalog database on the hot path and stall
+acknowledgements behind its lock; the daemon's catch-up (every 15 s) and
+every command that reads the catalog project them from the journal instead.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from archiver.errors import BadInput, SourceUnreachable
-from catalog.records import record_key
+from catalog.replication import (
+    ReplBatchRecord,
+    ReplEpochRecord,
+    batches_prefix,
+    epoch_name,
+    epochs_prefix,
+)
 from catalog.repository import Repository
 
 BATCH_MS = 150  # cut a batch after this much arrival time
@@ -51,18 +63,6 @@ def resp(*args: bytes | str | int) -> bytes:
         b = a if isinstance(a, bytes) else str(a).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
     return b"".join(parts)
-
-
-def epoch_name(replid: str, offset: int) -> str:
-    return f"{replid}-{offset}"
-
-
-def epoch_key(source: str, epoch: str) -> str:
-    return record_key(source, "repl-epochs", epoch)
-
-
-def repl_batch_key(source: str, epoch: str, start: int) -> str:
-    return record_key(source, "repl", f"{epoch}/{start:020d}")
 
 
 class ReplSocket:
@@ -197,23 +197,21 @@ class ReplicationCapture:
     def resume_point(self) -> None:
         """Continue after the newest stored batch of the newest epoch, so that
         a restarted archiver asks PSYNC to continue instead of a full resync."""
-        newest: dict[str, object] | None = None
-        for key in self.repo.list_records(record_key(self.source, "repl-epochs", "")):
-            doc = self.repo.get_record(key)
-            if newest is None or int(str(doc["base_ms"])) > int(str(newest["base_ms"])):
-                newest = doc
-        if newest is None:
+        found = [
+            ReplEpochRecord.from_json(self.repo.get_record(key))
+            for key in self.repo.list_records(epochs_prefix(self.source))
+        ]
+        if not found:
             return
-        self.epoch, self.replid = str(newest["epoch"]), str(newest["replid"])
-        self.durable = int(str(newest["offset"]))
-        self._lost_ms = int(str(newest["base_ms"]))
-        last = max(
-            self.repo.list_records(record_key(self.source, "repl", f"{self.epoch}/")), default=None
-        )
+        newest = max(found, key=lambda e: e.base_ms)
+        self.epoch, self.replid = newest.epoch, newest.replid
+        self.durable = newest.offset
+        self._lost_ms = newest.base_ms
+        last = max(self.repo.list_records(batches_prefix(self.source, self.epoch)), default=None)
         if last is not None:
-            doc = self.repo.get_record(last)
-            self.durable, self.replid = int(doc["end"]), str(doc.get("replid", self.replid))
-            self._lost_ms = int(doc["last_ms"])
+            batch = ReplBatchRecord.from_json(self.repo.get_record(last))
+            self.durable, self.replid = batch.end, batch.replid or self.replid
+            self._lost_ms = batch.last_ms
         self.offset = self.durable  # the outage began after what was last stored
 
     def run(self, stop: threading.Event) -> ReplStats:
@@ -280,22 +278,19 @@ class ReplicationCapture:
         if pending:
             chunks.append(self.repo.put_chunk(bytes(pending)).oid)
         epoch = epoch_name(replid, offset)
-        self.repo.put_record(
-            epoch_key(self.source, epoch),
-            {
-                "type": "repl_epoch",
-                "source": self.source,
-                "epoch": epoch,
-                "replid": replid,
-                "offset": offset,
-                "base_chunks": chunks,
-                "base_size": size,
-                "started_ms": started,
-                "base_ms": now_ms(),
-                "previous": self.epoch or None,
-                "lost_ms": self._lost_ms,
-            },
+        record = ReplEpochRecord(
+            self.source,
+            epoch=epoch,
+            replid=replid,
+            offset=offset,
+            base_chunks=chunks,
+            base_size=size,
+            started_ms=started,
+            base_ms=now_ms(),
+            previous=self.epoch or None,
+            lost_ms=self._lost_ms,
         )
+        self.repo.put_fact(record, projected=False)
         self.replid, self.epoch, self.offset, self.durable = replid, epoch, offset, offset
         self._lost_ms = None
         self.stats.epochs += 1
@@ -347,23 +342,20 @@ class ReplicationCapture:
         if batch.data:
             chunk = self.repo.put_chunk(bytes(batch.data))
             end = batch.start + len(batch.data)
-            self.repo.put_record(
-                repl_batch_key(self.source, self.epoch, batch.start),
-                {
-                    "type": "repl_batch",
-                    "source": self.source,
-                    "epoch": self.epoch,
-                    "replid": self.replid,
-                    "start": batch.start,
-                    "end": end,
-                    "first_ms": batch.marks[0][1],
-                    "last_ms": batch.marks[-1][1],
-                    "marks": batch.marks,
-                    "oid": chunk.oid,
-                    "size": chunk.size,
-                    "resumed_from_ms": self._lost_ms,
-                },
+            record = ReplBatchRecord(
+                self.source,
+                epoch=self.epoch,
+                replid=self.replid,
+                start=batch.start,
+                end=end,
+                first_ms=batch.marks[0][1],
+                last_ms=batch.marks[-1][1],
+                oid=chunk.oid,
+                size=chunk.size,
+                marks=[list(m) for m in batch.marks],
+                resumed_from_ms=self._lost_ms,
             )
+            self.repo.put_fact(record, projected=False)
             self._lost_ms = None
             self.durable = end
             self.stats.batches += 1

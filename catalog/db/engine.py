@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from catalog.errors import FormatError, StorageError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # Revisions this pitr brings forward by itself when it opens the catalog:
 # their migrations only add tables.
-OLDER_REVISIONS = ("0001", "0002")
+OLDER_REVISIONS = ("0001", "0002", "0003")
 UPGRADE_WAIT = 15.0  # seconds a losing concurrent upgrade waits for the winner
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

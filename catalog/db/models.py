@@ -202,3 +202,51 @@ class Mark(Base):
     lsn: Mapped[str | None] = mapped_column(String(32))  # PostgreSQL restore point
     timeline: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReplEpoch(Base):
+    """A full resync of a Redis replication capture: the base RDB its
+    command stream starts from (catalog.replication)."""
+
+    __tablename__ = "repl_epochs"
+    __table_args__ = (UniqueConstraint("source_id", "epoch"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    epoch: Mapped[str] = mapped_column(String(96))  # <replid>-<offset>
+    replid: Mapped[str] = mapped_column(String(64))
+    start_offset: Mapped[int] = mapped_column(BigInteger)  # where its command stream starts
+    base_chunks: Mapped[int] = mapped_column(Integer)
+    base_size: Mapped[int] = mapped_column(BigInteger)
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    base_ms: Mapped[int] = mapped_column(BigInteger, index=True)  # its first restorable instant
+    previous: Mapped[str | None] = mapped_column(String(96))
+    lost_ms: Mapped[int | None] = mapped_column(BigInteger)  # the previous link lost
+
+
+class ReplEpochObject(Base):
+    """The chunks of an epoch's base (for verify, check and expire)."""
+
+    __tablename__ = "repl_epoch_objects"
+    epoch_id: Mapped[int] = mapped_column(
+        ForeignKey("repl_epochs.id", ondelete="CASCADE"), primary_key=True
+    )
+    oid: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class ReplBatch(Base):
+    """Captured replication stream bytes start..end of an epoch, in one object."""
+
+    __tablename__ = "repl_batches"
+    __table_args__ = (UniqueConstraint("source_id", "epoch", "start_offset"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    epoch: Mapped[str] = mapped_column(String(96))
+    start_offset: Mapped[int] = mapped_column(BigInteger)
+    end_offset: Mapped[int] = mapped_column(BigInteger)
+    first_ms: Mapped[int] = mapped_column(BigInteger)  # first and last arrival
+    last_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    marks: Mapped[int] = mapped_column(Integer)  # arrival instants it carries
+    oid: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # The link was down from here until first_ms (PSYNC continued).
+    resumed_from_ms: Mapped[int | None] = mapped_column(BigInteger)

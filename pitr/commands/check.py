@@ -105,6 +105,7 @@ def report_json(report: Any) -> dict[str, Any]:
 def print_report(doc: dict[str, Any], what: str) -> None:
     from datetime import datetime
 
+    from catalog.reports import REF_KINDS
     from pitr.output import heading, when
 
     def t(text: str | None) -> str:
@@ -122,7 +123,7 @@ def print_report(doc: dict[str, Any], what: str) -> None:
     for b in doc["bad_objects"]:
         click.echo(f"object {b['oid']}: {b['detail']}")
         for r in b["refs"]:
-            what_ = {"wal": "WAL file", "stream_batch": "stream batch"}.get(r["kind"], r["kind"])
+            what_ = REF_KINDS.get(r["kind"], r["kind"])
             click.echo(f"  needed by {r['source']}: {what_} {r['name']}")
     for line in doc.get("warnings", []):
         click.echo(f"warning: {line}")

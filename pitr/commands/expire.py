@@ -115,6 +115,8 @@ def _json(
                 "removed_stream_gaps": len(p.of_type("stream_gap")),
                 "removed_sqlite_batches": len(p.of_type("sqlite_batch")),
                 "removed_sqlite_gaps": len(p.of_type("sqlite_gap")),
+                "removed_repl_epochs": [f.name for f in p.of_type("repl_epoch")],
+                "removed_repl_batches": len(p.of_type("repl_batch")),
             }
             for p in plans
             if p.kind
@@ -155,6 +157,11 @@ def _print(plans: list[Any], doc: dict[str, Any]) -> None:
             click.echo(
                 f"  {verb} {s['removed_sqlite_batches']} frame batches and "
                 f"{s['removed_sqlite_gaps']} recorded gaps"
+            )
+        if s["removed_repl_epochs"] or s["removed_repl_batches"]:
+            click.echo(
+                f"  {verb} {len(s['removed_repl_epochs'])} replication epochs and "
+                f"{s['removed_repl_batches']} batches"
             )
     o = doc["objects"]
     click.echo(

@@ -49,7 +49,7 @@ def info_doc(app: AppContext, source_name: str | None) -> dict[str, Any]:
 
 
 def source_json(st: Any, marks: list[Any]) -> dict[str, Any]:
-    from pitr.output import window_json
+    from pitr.output import piece_json, window_json
     from pitr.timeparse import format_utc
 
     return {
@@ -73,6 +73,7 @@ def source_json(st: Any, marks: list[Any]) -> dict[str, Any]:
             for b in st.backups
         ],
         **window_json(st.coverage, st.gaps),
+        "lower_precision": [piece_json(p) for p in st.imprecise],
         "last_archived_at": format_utc(st.last_archived_at),
         "archive": st.totals,
         "notes": st.notes,
@@ -108,6 +109,8 @@ def _print(doc: dict[str, Any]) -> None:
         click.echo(f"  recoverable: {t(src['recoverable_from'])} .. {t(src['recoverable_to'])}")
         for g in src["gaps"]:
             click.echo(f"  gap {t(g['from'])} .. {t(g['to'])}: {g['detail']}")
+        for p in src["lower_precision"]:
+            click.echo(f"  lower precision {t(p['from'])} .. {t(p['to'])}: {p['detail']}")
         summary = kinds.get(src["kind"]).archive_summary(src["archive"])
         if summary:
             click.echo(f"  {summary}")

@@ -92,6 +92,10 @@ def _print(rows: list[Any]) -> None:
     for r in rows:
         for g in r.status.gaps:
             click.echo(f"{r.status.name}: gap {when(g.start)} .. {when(g.end)}: {g.detail}")
+        for p in r.status.imprecise:
+            click.echo(
+                f"{r.status.name}: lower precision {when(p.start)} .. {when(p.end)}: {p.detail}"
+            )
         for note in r.status.notes:
             click.echo(f"{r.status.name}: note: {note}")
         for line in r.live.lines if r.live is not None else ():

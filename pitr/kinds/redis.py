@@ -257,11 +257,26 @@ class RedisKind:
         a = totals
         if not a:
             return None
-        return (
-            f"streams: {a['streams']}, {a['stream_entries']} entries in "
-            f"{a['stream_batches']} batches, {human_bytes(a['stream_stored_bytes'])} stored, "
-            f"{a['stream_gaps']} recorded gaps"
-        )
+        lines = []
+        if a["streams"] or a.get("capture") != "replication":
+            lines.append(
+                f"streams: {a['streams']}, {a['stream_entries']} entries in "
+                f"{a['stream_batches']} batches, {human_bytes(a['stream_stored_bytes'])} "
+                f"stored, {a['stream_gaps']} recorded gaps"
+            )
+        if a.get("capture") == "replication":
+            lines.append(
+                f"replication: {a['repl_epochs']} epochs, {a['repl_batches']} batches "
+                f"({human_bytes(a['repl_base_bytes'])} of bases, "
+                f"{human_bytes(a['repl_bytes'])} of writes), "
+                f"{human_bytes(a['repl_stored_bytes'])} stored, {a['repl_resumes']} resumes"
+            )
+            lines += [
+                f"epoch {e['epoch']}: base {e['base_at']}, offsets {e['offset']}.."
+                f"{e['end_offset']} in {e['batches']} batches, newest {e['newest_arrival']}"
+                for e in a["epochs"]
+            ]
+        return "\n  ".join(lines)
 
 
 @dataclass

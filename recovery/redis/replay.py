@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catalog.records import record_key
+from catalog.replication import ReplEpochRecord, batches_prefix, epochs_prefix
 from catalog.repository import Repository
 from recovery.errors import PlanError, RecoveryError
 
@@ -38,17 +38,11 @@ class Epoch:
 
 
 def epochs(repo: Repository, source: str) -> list[Epoch]:
+    """The source's epochs, read from the store (a restore needs no catalog)."""
     out = []
-    for key in repo.list_records(record_key(source, "repl-epochs", "")):
-        doc = repo.get_record(key)
-        out.append(
-            Epoch(
-                str(doc["epoch"]),
-                tuple(doc["base_chunks"]),
-                int(doc["base_ms"]),
-                int(doc["offset"]),
-            )
-        )
+    for key in repo.list_records(epochs_prefix(source)):
+        doc = ReplEpochRecord.from_json(repo.get_record(key))
+        out.append(Epoch(doc.epoch, tuple(doc.base_chunks), doc.base_ms, doc.offset))
     return sorted(out, key=lambda e: e.base_ms)
 
 
@@ -61,35 +55,20 @@ def choose_epoch(source: str, found: list[Epoch], target_ms: int) -> Epoch:
 
 def batches(repo: Repository, source: str, epoch: str) -> Iterator[dict[str, Any]]:
     """The epoch's batch records in offset order (keys sort by start offset)."""
-    for key in sorted(repo.list_records(record_key(source, "repl", f"{epoch}/"))):
+    for key in sorted(repo.list_records(batches_prefix(source, epoch))):
         yield repo.get_record(key)
 
 
-def offset_holes(repo: Repository, source: str) -> list[tuple[str, int, int]]:
-    """(epoch, from, to) for every range of an epoch's command stream that no
-    stored batch holds: a restore past it would miss writes."""
-    holes = []
-    for epoch in epochs(repo, source):
-        expected = epoch.offset
-        for doc in batches(repo, source, epoch.name):
-            if int(doc["start"]) != expected:
-                holes.append((epoch.name, expected, int(doc["start"])))
-            expected = int(doc["end"])
-    return holes
-
-
-def commands(repo: Repository, source: str, epoch: str) -> Iterator[tuple[list[bytes], int]]:
+def commands(repo: Repository, source: str, epoch: Epoch) -> Iterator[tuple[list[bytes], int]]:
     """Every captured command of an epoch with its arrival ms, in order."""
     pending = b""
-    offset = -1  # offset of pending[0]
-    for doc in batches(repo, source, epoch):
-        if offset >= 0 and doc["start"] != offset + len(pending):
+    offset = epoch.offset  # offset of pending[0]
+    for doc in batches(repo, source, epoch.name):
+        if doc["start"] != offset + len(pending):
             raise RecoveryError(
-                f"restore {source}: epoch {epoch} has no bytes {offset + len(pending)}.."
+                f"restore {source}: epoch {epoch.name} has no bytes {offset + len(pending)}.."
                 f"{doc['start']}"
             )
-        if offset < 0:
-            offset = int(doc["start"])
         pending += repo.get_chunk(str(doc["oid"]))
         ends = [int(o) for o, _ in doc["marks"]]
         arrivals = [int(ms) for _, ms in doc["marks"]]
@@ -179,7 +158,7 @@ def replay_to(repo: Repository, source: str, target_ms: int) -> tuple[ScratchRed
     try:
         pipe: Any = scratch.client.pipeline(transaction=False)
         tx: list[list[bytes]] | None = None
-        for args, arrived in commands(repo, source, epoch.name):
+        for args, arrived in commands(repo, source, epoch):
             if arrived > target_ms:
                 break  # a MULTI still open here is left out whole
             name = args[0].upper()

@@ -18,6 +18,7 @@ from recovery.integrity import Problem
 from recovery.redis.continuity import stream_continuity
 from recovery.redis.coverage import redis_coverage
 from recovery.redis.facts import batch_refs, load_redis, snapshot_ref
+from recovery.redis.replreport import repl_damage, repl_expiry, repl_problems, repl_status
 from recovery.redis.retention import StreamFact, facts_to_expire
 from recovery.retention import (
     Candidate,
@@ -51,28 +52,21 @@ class RedisReports:
         # Snapshots and the tailer's heartbeat count as archiving too.
         candidates = [status.totals.pop("last_archived_at"), redis.covered, status.last_backup_at]
         status.last_archived_at = max((c for c in candidates if c), default=None)
+        repl_status(repo, src, status)
 
     def check(
         self, repo: Repository, src: SourceRow, continuity: bool
     ) -> tuple[list[Problem], dict[str, str]]:
         if not continuity:
             return [], {}
-        from recovery.redis.replay import offset_holes
-
-        holes = [
-            Problem(
-                src.name,
-                "repl_offset_gap",
-                f"replication epoch {epoch}: no batch holds offsets {start}..{end}",
-                {"epoch": epoch, "from": start, "to": end},
-            )
-            for epoch, start, end in offset_holes(repo, src.name)
-        ]
-        return stream_continuity(repo, src) + holes, {}
+        return stream_continuity(repo, src) + repl_problems(repo, src), {}
 
     def damage(
         self, repo: Repository, src: SourceRow, oids: Collection[str], names: Collection[str]
     ) -> tuple[Coverage, Coverage]:
+        replicated = repl_damage(repo, src, oids)
+        if replicated is not None:
+            return replicated
         with repo.catalog.session() as s:
             facts = load_redis(s, src.id, src.name)
             broken = batch_refs(s, src.id, oids)
@@ -106,7 +100,9 @@ class RedisReports:
         kept_snaps = [v for v in snaps.values() if v.id in sel.kept]
         plan = SourceExpiry(src.name, src.kind)
         plan.facts = [_expired(src.name, f) for f in facts_to_expire(kept_snaps, stream_facts)]
-        return settle(plan, sel, items, rows)
+        settle(plan, sel, items, rows)
+        repl_expiry(repo, src, policy, now, plan)
+        return plan
 
 
 def _expired(source: str, f: StreamFact) -> ExpiredFact:
