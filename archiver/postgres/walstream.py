@@ -20,10 +20,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from archiver.postgres.ackgate import AckGate, gate_refusal
 from archiver.postgres.receiver import Log, ReceiverSettings, ReceiverSupervisor
 from archiver.postgres.slotwatch import SlotWatch
 from archiver.postgres.walfile import file_identity
@@ -31,7 +32,7 @@ from archiver.postgres.walpiece import drop_pieces, store_piece
 from archiver.postgres.walpush import PushResult, push_wal
 from archiver.postgres.walwatch import WalPusher
 from catalog.repository import Repository
-from catalog.wal import PARTIAL_RE, SEGMENT_RE
+from catalog.wal import LONG_HEADER, PARTIAL_RE, SEGMENT_RE
 
 SHIP_INTERVAL = 0.5
 
@@ -58,8 +59,10 @@ class WalStreamer:
         directory: str,
         log: Log,
         push: Callable[[str], object] | None = None,
+        gate: AckGate | None = None,
     ) -> None:
         self.repo = repo
+        self.gate = gate
         self.source = source
         self.directory = Path(directory)
         self.log = log
@@ -69,6 +72,9 @@ class WalStreamer:
         self._archived: set[str] = set()
         self._last_error = ""
         self._stop = threading.Event()
+        # A synchronous gate wakes the streamer as soon as the receiver holds
+        # WAL that is not stored: a commit is waiting for it.
+        self._wake = gate.wake if gate is not None else threading.Event()
         self._thread = threading.Thread(target=self._run, name="pitr-stream", daemon=True)
 
     def start(self) -> None:
@@ -76,22 +82,35 @@ class WalStreamer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(60)
-        self.ship()  # what arrived before pg_receivewal stopped
+        self.ship_round()  # what arrived before pg_receivewal stopped
 
     def _run(self) -> None:
         # Rounds start SHIP_INTERVAL apart (or back to back when one takes
         # longer): the time a round takes is not added to the wait.
         started = time.monotonic()
-        while not self._stop.wait(max(0.0, started + SHIP_INTERVAL - time.monotonic())):
+        while True:
+            self._wake.wait(max(0.0, started + SHIP_INTERVAL - time.monotonic()))
+            if self._stop.is_set():
+                return
+            self._wake.clear()
             started = time.monotonic()
-            self.ship()
+            self.ship_round()
 
-    def ship(self) -> None:
+    def ship_round(self) -> None:
+        """Ship, then tell the gate: what the receiver had flushed before the
+        round began was in its files when the round read them."""
+        flushed = self.gate.received() if self.gate is not None else 0
+        if self.ship() and self.gate is not None:
+            self.gate.stored(flushed)
+
+    def ship(self) -> bool:
+        """Store what the directory holds; True when all of it is stored."""
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
-            return
+            return True
         segments = [n for n in names if SEGMENT_RE.match(n)]
         try:
             for name in segments:
@@ -100,14 +119,15 @@ class WalStreamer:
             for name in segments[:-1]:  # the newest stays: pg_receivewal resumes after it
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.directory / name)
-            for name in (n for n in names if PARTIAL_RE.match(n)):
-                self._ship_partial(name)
+            complete = all([self._ship_partial(n) for n in names if PARTIAL_RE.match(n)])
             self._last_error = ""
+            return complete
         except Exception as e:  # logged once per new error; tried again next round
             self.state.errors += 1
             if str(e) != self._last_error:
                 self.log(f"streaming: {e}")
             self._last_error = str(e)
+            return False
 
     def _archive(self, name: str) -> None:
         self.push(str(self.directory / name))
@@ -116,25 +136,36 @@ class WalStreamer:
         drop_pieces(self.repo, self.source, name)
         self._shipped.pop(f"{name}.partial", None)
 
-    def _ship_partial(self, name: str) -> None:
+    def _ship_partial(self, name: str) -> bool:
+        """Store the .partial file; False when what it holds is not stored yet."""
         path = self.directory / name
         try:
             identity = file_identity(path.stat())
         except FileNotFoundError:
-            return  # completed meanwhile: shipped as a segment next round
+            return False  # completed meanwhile: shipped as a segment next round
         if self._shipped.get(name) == identity:
-            return
+            return True
         try:
             piece = store_piece(self.repo, self.source, path)
         except FileNotFoundError:
-            return  # completed between the stat and the read
+            return False  # completed between the stat and the read
         if piece is None:
-            return
+            return not _holds_wal(path)  # written but not settled: next round
         self._shipped[name] = piece.identity
         drop_pieces(self.repo, self.source, piece.segment, keep=piece.name)
         self.state.pieces += 1
         self.state.newest_piece = piece.name
         self.state.newest_time = piece.end_time
+        return True
+
+
+def _holds_wal(path: Path) -> bool:
+    """Whether a .partial file has anything written (not only preallocated)."""
+    try:
+        with open(path, "rb") as f:
+            return any(f.read(LONG_HEADER))
+    except FileNotFoundError:
+        return True  # completed meanwhile: not stored yet
 
 
 class StreamingPusher(WalPusher):
@@ -152,9 +183,15 @@ class StreamingPusher(WalPusher):
         synchronous: bool = False,
     ) -> None:
         super().__init__(repo, source, pgdata, mark_tag)
+        dsn = receiver.dsn
+        self.gate = _synchronous_gate(receiver, log) if synchronous else None
+        if self.gate is not None:
+            receiver = replace(receiver, dsn=self.gate.receiver_dsn())
         self.receiver = ReceiverSupervisor(receiver, log)
-        self.streamer = WalStreamer(repo, source, receiver.directory, log, self._push_streamed)
-        self.slot = SlotWatch(receiver.dsn, receiver.slot, synchronous, log)
+        self.streamer = WalStreamer(
+            repo, source, receiver.directory, log, self._push_streamed, self.gate
+        )
+        self.slot = SlotWatch(dsn, receiver.slot, synchronous, log)
 
     def _push_streamed(self, path: str) -> PushResult:
         result = push_wal(self.repo, self.source, path)
@@ -164,6 +201,8 @@ class StreamingPusher(WalPusher):
 
     def start(self) -> None:
         super().start()
+        if self.gate is not None:
+            self.gate.start()
         self.receiver.start()
         self.streamer.start()
         self.slot.start()
@@ -172,4 +211,17 @@ class StreamingPusher(WalPusher):
         self.slot.stop()
         self.receiver.stop()
         self.streamer.stop()
+        if self.gate is not None:
+            self.gate.close()
         super().stop()
+
+
+def _synchronous_gate(receiver: ReceiverSettings, log: Log) -> AckGate | None:
+    why = gate_refusal(receiver.dsn)
+    if why is None:
+        return AckGate(receiver.dsn, log)
+    log(
+        f"synchronous = true: {why}; commits return once they are on pg_receivewal's "
+        f"disk in {receiver.directory}, before they are in the store"
+    )
+    return None
