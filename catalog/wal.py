@@ -133,7 +133,7 @@ XACT_TIMED_OPS = {0x00, 0x10, 0x20, 0x30}  # commit, commit prepared, abort, abo
 RECORD_HEADER = 24
 
 
-def _payload(data: bytes) -> bytes:
+def _payload(data: bytes | memoryview) -> bytes:
     """The segment's bytes with page headers removed. Headers are multiples of
     8 bytes, so record alignment (MAXALIGN 8) is the same in the result."""
     parts = []
@@ -144,7 +144,28 @@ def _payload(data: bytes) -> bytes:
     return b"".join(parts)
 
 
-def transaction_times(data: bytes) -> list[datetime]:
+def written_length(data: bytes) -> int:
+    """How many bytes of a WAL file being received are written, before its
+    zero tail. pg_receivewal writes pages in order and every written page
+    opens with a non-zero magic, so the last one is found by bisection:
+    len(data.rstrip(b"\0")) without reading 16 MiB of zeros."""
+    pages, rest = divmod(len(data), XLOG_BLCKSZ)
+    if rest:
+        return len(data.rstrip(b"\0"))
+    written, unwritten = 0, pages  # pages before `written` are written, from `unwritten` on not
+    while written < unwritten:
+        mid = (written + unwritten) // 2
+        if data[mid * XLOG_BLCKSZ] or data[mid * XLOG_BLCKSZ + 1]:
+            written = mid + 1
+        else:
+            unwritten = mid
+    if written == 0:
+        return len(data[:XLOG_BLCKSZ].rstrip(b"\0"))
+    last = (written - 1) * XLOG_BLCKSZ
+    return last + len(data[last : last + XLOG_BLCKSZ].rstrip(b"\0"))
+
+
+def transaction_times(data: bytes | memoryview) -> list[datetime]:
     """Commit and abort times of the transactions recorded in a segment, in WAL
     order: the instants recovery_target_time is compared with."""
     if len(data) < XLOG_BLCKSZ:
@@ -158,6 +179,8 @@ def transaction_times(data: bytes) -> list[datetime]:
         tot_len, _xid, _prev, info, rmid = struct.unpack_from("<IIQBB", stream, pos)
         if tot_len < RECORD_HEADER:
             break  # zeroed space: the rest of the segment holds no records
+        if pos + tot_len > len(stream):
+            break  # goes on past what is here: its time is not readable from this part
         if rmid == RM_XACT_ID and (info & XACT_OPMASK) in XACT_TIMED_OPS:
             t = _xact_time(stream[pos : pos + tot_len])
             if t is not None:

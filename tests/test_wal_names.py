@@ -10,6 +10,7 @@ from catalog.wal import (
     parse_lsn,
     parse_wal_name,
     segment_name,
+    written_length,
 )
 
 
@@ -76,3 +77,16 @@ def test_a_name_parsed_once_is_read_for_any_segment_size() -> None:
     assert (backup.sized(16 << 20) or backup).segno == 2 * 256 + 0x10
     history = parse_wal_name("00000003.history", MIN_SEG_SIZE)
     assert history is not None and history.sized(16 << 20) == history
+
+
+def test_the_written_length_of_a_file_being_received_is_found_without_reading_its_zeros() -> None:
+    page = 8192
+    for pages_written, tail in [(0, 0), (0, 40), (1, 0), (3, 100), (7, page - 24), (8, 0)]:
+        data = bytearray(8 * page)
+        for n in range(pages_written):
+            data[n * page : n * page + 2] = b"\x10\xd1"  # a page header's magic
+            data[n * page + 24 : (n + 1) * page] = b"\x01" * (page - 24)
+        if pages_written < 8 and tail:
+            at = pages_written * page
+            data[at : at + tail] = b"\x10\xd1" + b"\x02" * (tail - 2)
+        assert written_length(bytes(data)) == len(bytes(data).rstrip(b"\0"))

@@ -26,7 +26,14 @@ from catalog.db.models import WalFile
 from catalog.queries import ensure_source
 from catalog.records import WalRecord, wal_key
 from catalog.repository import Repository
-from catalog.wal import LONG_HEADER, MIN_SEG_SIZE, parse_wal_name, transaction_times
+from catalog.wal import (
+    LONG_HEADER,
+    MIN_SEG_SIZE,
+    XLOG_BLCKSZ,
+    parse_wal_name,
+    transaction_times,
+    written_length,
+)
 
 PIECE_KIND = "stream"
 SETTLED = 0.05  # seconds: a file last written this long ago holds all of that write
@@ -62,10 +69,10 @@ def store_piece(repo: Repository, source: str, path: Path) -> Piece | None:
     if len(data) < LONG_HEADER or not any(data[:LONG_HEADER]):
         return None  # preallocated, nothing written yet
     named, header = check_header(wal, data[:LONG_HEADER], len(data), path)
-    end_time = _end_time(data, before, after)
+    valid = written_length(data)
+    end_time = _end_time(data, valid, before, after)
     if end_time is None:
         return None
-    valid = len(data.rstrip(b"\0"))
     segment = named.name[: -len(".partial")]
     name = piece_name(segment, valid)
     chunk = repo.put_chunk(data)
@@ -95,14 +102,17 @@ def store_piece(repo: Repository, source: str, path: Path) -> Piece | None:
     return piece
 
 
-def _end_time(data: bytes, before: os.stat_result, after: os.stat_result) -> datetime | None:
+def _end_time(
+    data: bytes, valid: int, before: os.stat_result, after: os.stat_result
+) -> datetime | None:
     """The newest instant the piece is known to hold. A file that did not
     change while it was read, and whose last write had settled, holds every
     commit up to its mtime; otherwise trust only the commits it contains."""
     settled = time.time() - before.st_mtime > SETTLED
     if settled and file_identity(before) == file_identity(after):
         return datetime.fromtimestamp(before.st_mtime, UTC)
-    times = transaction_times(data)
+    page_end = -(-valid // XLOG_BLCKSZ) * XLOG_BLCKSZ  # the zero pages hold no record
+    times = transaction_times(memoryview(data)[:page_end])
     return max(times) if times else None
 
 

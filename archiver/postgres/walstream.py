@@ -35,6 +35,7 @@ from catalog.repository import Repository
 from catalog.wal import LONG_HEADER, PARTIAL_RE, SEGMENT_RE
 
 SHIP_INTERVAL = 0.5
+SETTLED_NS = 50_000_000  # a file's mtime can lag a write by a clock tick
 
 
 @dataclass
@@ -68,7 +69,8 @@ class WalStreamer:
         self.log = log
         self.push: Callable[[str], object] = push or (lambda path: push_wal(repo, source, path))
         self.state = StreamState()
-        self._shipped: dict[str, tuple[int, int, int, int]] = {}  # .partial name -> identity
+        # .partial name -> (identity when stored, when that read began, ns)
+        self._shipped: dict[str, tuple[tuple[int, int, int, int], int]] = {}
         self._archived: set[str] = set()
         self._last_error = ""
         self._stop = threading.Event()
@@ -143,15 +145,20 @@ class WalStreamer:
             identity = file_identity(path.stat())
         except FileNotFoundError:
             return False  # completed meanwhile: shipped as a segment next round
-        if self._shipped.get(name) == identity:
+        shipped = self._shipped.get(name)
+        # The same identity says "unchanged" only for a file last written well
+        # before it was read: a write in the same clock tick as the read
+        # leaves mtime as it was.
+        if shipped is not None and shipped[0] == identity and shipped[1] > identity[3] + SETTLED_NS:
             return True
+        read_at = time.time_ns()
         try:
             piece = store_piece(self.repo, self.source, path)
         except FileNotFoundError:
             return False  # completed between the stat and the read
         if piece is None:
             return not _holds_wal(path)  # written but not settled: next round
-        self._shipped[name] = piece.identity
+        self._shipped[name] = (piece.identity, read_at)
         drop_pieces(self.repo, self.source, piece.segment, keep=piece.name)
         self.state.pieces += 1
         self.state.newest_piece = piece.name
