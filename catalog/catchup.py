@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
+from catalog.db.engine import holds_a_source
 from catalog.db.models import BackupObject, Base, ReplEpoch, RepoMeta, StoredObject
 from catalog.errors import FormatError, IntegrityError, ObjectNotFound, StorageError
 from catalog.journal import HORIZON, MARGIN, entries_since
@@ -58,7 +59,7 @@ def _catch_up(repo: Repository) -> Counter[str]:
     applied: Counter[str] = Counter()
     with repo.catalog.session() as s:
         since = watermark(s)
-        if (since is None and not _holds_sources(s)) or (since and now - since > HORIZON):
+        if (since is None and not holds_a_source(s)) or (since and now - since > HORIZON):
             applied = Counter(fill(repo, s, fresh=False).records)
         else:
             # A catalog that never caught up but has sources was kept current
@@ -212,9 +213,3 @@ def writer_id(s: Session) -> str:
         return row.value
     insert_missing(s, RepoMeta, [{"key": WRITER, "value": os.urandom(4).hex()}], ["key"])
     return str(s.scalars(select(RepoMeta.value).where(RepoMeta.key == WRITER)).one())
-
-
-def _holds_sources(s: Session) -> bool:
-    from catalog.db.models import Source
-
-    return s.scalars(select(Source.id).limit(1)).first() is not None

@@ -123,12 +123,8 @@ class Catalog:
             raise StorageError(f"catalog {self.safe_url}: upgrade failed: {brief(e)}") from e
 
     def knows_a_source(self) -> bool:
-        from sqlalchemy import select
-
-        from catalog.db.models import Source
-
         with self.session() as s:
-            return s.scalars(select(Source.id).limit(1)).first() is not None
+            return holds_a_source(s)
 
     def check_schema(self) -> None:
         rev = self.revision()
@@ -170,3 +166,11 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def holds_a_source(s: Session) -> bool:
+    from sqlalchemy import select
+
+    from catalog.db.models import Source
+
+    return s.scalars(select(Source.id).limit(1)).first() is not None
