@@ -244,6 +244,7 @@ def pitr_config(
         text += f'\n[sources.db]\nkind = "postgres"\ndsn = "{dsn}"\npgdata = "{pgdata}"\n'
     if redis_url:
         text += f'\n[sources.cache]\nkind = "redis"\nurl = "{redis_url}"\nstreams = ["bench:*"]\n'
+        text += 'capture = "streams"\n'
     return write_pg_file(path, text)
 
 

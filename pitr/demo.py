@@ -80,9 +80,10 @@ class Story:
             )
             for source in ("cache", "events")
         ]
+        self.wait_for_base()
         self.step(
             "repository ready; archive_command is pitr wal-push; "
-            "Redis streams and SQLite commits captured as they happen"
+            "every Redis write (replication) and SQLite commit captured as it happens"
         )
 
         pg, r = self.pg.connect(), self.redis_client()
@@ -99,8 +100,7 @@ class Story:
         self.step(
             self.pitr("backup", "--source", "cache").strip() + " (unchanged keys cost nothing)"
         )
-        # Until the mark, only rows and stream events: the stream tailer carries
-        # them; plain keys come back as of the newest snapshot.
+        # Until the mark, only rows and stream events (the counts the test knows).
         self.workload(pg, r, 401, 450, keys=False)
         time.sleep(1.2)
         mark = datetime.now(UTC)
@@ -176,6 +176,23 @@ class Story:
         if got != orders:
             raise DemoFailed(f"partial restore: {side} holds {got} orders, not {orders}")
         self.step(f"one table back while PostgreSQL ran: {side} holds the {got} orders of the mark")
+
+    def wait_for_base(self) -> None:
+        """Until the Redis capture holds its first base (the full sync):
+        only writes after it can be restored."""
+        import json
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for tailer in self.tailers:
+                if tailer.poll() is not None:
+                    said = tailer.stderr.read().decode() if tailer.stderr else ""
+                    raise DemoFailed(f"pitr tail stopped: {said.strip()}")
+            info = json.loads(self.pitr("info", "--source", "cache", "--output", "json"))
+            if any(s.get("archive", {}).get("repl_epochs") for s in info["sources"]):
+                return
+            time.sleep(0.2)
+        raise DemoFailed("the Redis replication capture stored no base within 60s")
 
     def redis_client(self) -> Any:
         import redis

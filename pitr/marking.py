@@ -102,7 +102,10 @@ def archived_mark(
 ) -> MarkRecord:
     """A capture's side of a mark: `at`, once the source's recoverable
     window reaches it (the capture's heartbeat says so within a second when
-    nothing is written). Raises MarkError when it has not after timeout."""
+    nothing is written; a Redis replication capture, within the server's
+    repl-ping-replica-period, 10 s by default). Raises MarkError when it has
+    not after timeout."""
+    from catalog.catchup import catch_up
     from pitr import kinds
     from recovery.status import source_status
 
@@ -110,6 +113,9 @@ def archived_mark(
     reports = kinds.get(src.kind).reports
     deadline = time.monotonic() + timeout
     while True:
+        # Captures write records, not catalog rows (a Redis replication
+        # capture, a batch every 150 ms): project what is new before each look.
+        catch_up(repo)
         status = source_status(repo, src.name, src.kind, reports, True)
         reached = status.coverage.recoverable_to
         start = status.coverage.recoverable_from

@@ -147,6 +147,8 @@ class ThrowawayRedis:
                 "",
                 "--appendonly",
                 "no",
+                "--repl-diskless-sync-delay",  # pitr's capture gets its full sync at once
+                "0",
                 "--dir",
                 str(self.workdir),
             ],

@@ -34,12 +34,15 @@ def write_config(
     name: str = "cache",
     keys: str = '["cb:*"]',
     section: str | None = None,
+    capture: str | None = "streams",
 ) -> Path:
-    """section: the [repository] table (default: a local directory at repo)."""
+    """section: the [repository] table (default: a local directory at repo);
+    capture: the source's capture key (None: left out, the default)."""
     path.write_text(
         (section or f'[repository]\nurl = "{repo}"\n')
         + f'\n[sources.{name}]\nkind = "redis"\nurl = "{url}"\n'
         f'streams = ["{STREAMS}"]\nkeys = {keys}\n'
+        + (f'capture = "{capture}"\n' if capture else "")
     )
     return path
 
@@ -101,11 +104,18 @@ def archived_entries_of(config: Path, source: str) -> list[tuple[bytes, bytes, l
 
 
 def make_source(
-    server: RedisServer, base: Path, name: str = "cache", repository: Any = None
+    server: RedisServer,
+    base: Path,
+    name: str = "cache",
+    repository: Any = None,
+    capture: str | None = "streams",
 ) -> RedisSource:
-    """repository: a RepositorySpec fixture value (default: local)."""
+    """repository: a RepositorySpec fixture value (default: local);
+    capture: as write_config's (the stream tailer unless told)."""
     section = repository.section(base) if repository is not None else None
-    config = write_config(base / "pitr.toml", base / "repo", server.url, name, section=section)
+    config = write_config(
+        base / "pitr.toml", base / "repo", server.url, name, section=section, capture=capture
+    )
     run_pitr(["init"], config=config)
     return RedisSource(server, config, name)
 

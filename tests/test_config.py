@@ -174,9 +174,14 @@ def test_full_example_of_the_interface(tmp_path: Path) -> None:
     assert cache.keys == ("cb:*",)
 
 
-def test_redis_keys_default_to_everything(tmp_path: Path) -> None:
+def test_redis_keys_default_to_everything_captured_by_replication(tmp_path: Path) -> None:
     config = load_config(str(write(tmp_path / "r.toml", "/r", REDIS)), {})
     assert config.sources["cache"].keys == ("*",)
+    assert config.sources["cache"].capture == "replication"
+    body = REDIS + 'capture = "streams"\n'
+    assert load_config(str(write(tmp_path / "s.toml", "/r", body)), {}).sources[
+        "cache"
+    ].capture == ("streams")
 
 
 # -- mistakes, each named ---------------------------------------------------------------

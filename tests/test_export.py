@@ -225,9 +225,7 @@ def read(client: Any, key: bytes) -> Any:
 def test_redis_keys_at_the_target_are_what_a_restore_brings_back(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
-    src = make_source(redis_factory(), tmp_path)
-    with open(src.config, "a") as f:
-        f.write('capture = "replication"\n')
+    src = make_source(redis_factory(), tmp_path, capture="replication")
     c = src.client()
     c.set("cb:q", "base")
     tail = TailProcess(src.config, "--source", "cache")

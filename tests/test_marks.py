@@ -1,13 +1,20 @@
-"""pitr mark on a SQLite source: the mark waits for the capture, and a
-restore to it brings back exactly what was committed before it."""
+"""pitr mark on a SQLite source and a Redis replication source: the mark
+waits for the capture, and a restore to it brings back exactly what was
+written before it."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from recovery.redis.replay import epochs
 from tests.badinput import expect_row
+from tests.harness import wait_until
+from tests.redisserver import RedisFactory
+from tests.redissupport import TailProcess
+from tests.redissupport import make_source as make_redis_source
 from tests.sqlitesupport import make_source, rows
 
 
@@ -42,13 +49,35 @@ def test_a_capture_that_is_not_running_fails_the_mark_and_records_nothing(
     assert not list((tmp_path / "repo").glob("records/*/marks/*"))
 
 
-def test_a_replication_captured_redis_source_is_refused_before_any_mark(tmp_path: Path) -> None:
-    source = make_source(tmp_path)
-    with source.config.open("a") as f:
-        f.write('\n[sources.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:1"\n')
-        f.write('capture = "replication"\n')
-    expect_row("mark-redis-replication", source.pitr("mark", "x", check=False))
-    assert not list((tmp_path / "repo").glob("records/*/marks/*"))
+def test_a_replication_captured_redis_source_is_marked_and_restored_to_it(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    source = make_redis_source(redis_factory(), tmp_path, capture=None)  # the default
+    c = source.client()
+    c.config_set("repl-ping-replica-period", 1)  # an idle server's heartbeat, every second
+    tail = TailProcess(source.config, "--source", "cache")
+    try:
+        with source.repo() as repo:
+            wait_until(lambda: epochs(repo, "cache"), 30, "a replication base")
+        c.set("cb:k", "before")
+        c.rpush("cb:queue", "a", "b")
+        c.hset("cb:h", mapping={"f": "1"})
+        out = source.pitr("mark", "before-deploy", "--wait", "20s").stdout
+        assert "mark before-deploy: cache (redis) archived up to" in out, out
+        c.set("cb:k", "after")
+        c.lpop("cb:queue")
+        c.hset("cb:h", "g", "2")
+        c.set("cb:new", "x")
+        time.sleep(0.5)
+    finally:
+        code, _, err = tail.stop()
+    assert code == 0, err
+    dst = redis_factory()
+    out = source.pitr("restore", "--to", "before-deploy", "--redis-url", dst.url).stdout
+    assert "restored 3 keys" in out, out
+    d = dst.client()
+    assert d.get("cb:k") == b"before" and d.get("cb:new") is None
+    assert d.lrange("cb:queue", 0, -1) == [b"a", b"b"] and d.hgetall("cb:h") == {b"f": b"1"}
 
 
 def test_expire_keeps_what_a_mark_needs_unless_told_otherwise(tmp_path: Path) -> None:

@@ -174,7 +174,10 @@ def test_one_mark_brings_postgres_redis_and_sqlite_back_to_it(
     db, log = open_dir(archived.base / "app") / "app.db", archived.base / "writer.log"
     Writer(db, log, 0, ()).wait()
     with archived.config.open("a") as f:
-        f.write(f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n')
+        f.write(
+            f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n'
+            'capture = "streams"\n'
+        )
         f.write(f'\n[sources.app]\nkind = "sqlite"\npath = "{db}"\n')
     for path in db.parent.iterdir():
         path.chmod(0o666)

@@ -29,6 +29,7 @@ def test_every_instant_restores_to_the_recorded_state(
     with archived.config.open("a") as f:
         f.write(
             f'\n[sources.cache]\nkind = "redis"\nurl = "{source.url}"\nstreams = ["{STREAM}"]\n'
+            'capture = "streams"\n'
         )
     archived.pitr("backup", "--source", "db")
     archived.pitr("backup", "--source", "cache")

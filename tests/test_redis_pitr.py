@@ -116,7 +116,10 @@ def test_restore_without_source_takes_every_source_to_one_instant(
     archived = start_archiving(pg_cluster, shared_tmp, pg_cluster_factory, repository)
     redis = redis_factory()
     with archived.config.open("a") as f:
-        f.write(f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n')
+        f.write(
+            f'\n[sources.cache]\nkind = "redis"\nurl = "{redis.url}"\nstreams = ["{M}"]\n'
+            'capture = "streams"\n'
+        )
     c = redis.client()
     archived.pitr("backup", "--source", "db")
     archived.pitr("backup", "--source", "cache")

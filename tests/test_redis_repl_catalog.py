@@ -37,9 +37,7 @@ QUIET = 0.4
 
 @pytest.fixture
 def source(redis_factory: RedisFactory, tmp_path: Path) -> Iterator[RedisSource]:
-    src = make_source(redis_factory(), tmp_path)
-    with open(src.config, "a") as f:
-        f.write('capture = "replication"\n')
+    src = make_source(redis_factory(), tmp_path, capture="replication")
     yield src
 
 

@@ -1,6 +1,7 @@
 """The replication capture against a real redis-server: the whole keyspace
 back to instants between phases of writes, across a dropped link and a full
-resync, and refused by a user without the PSYNC right."""
+resync, and refused by a user without the PSYNC right (the default capture
+then falls back to the stream tailer and snapshots)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from catalog.repository import Repository
 from recovery.redis.replay import ReplayResult, batches, copy_keys, epochs, replay_to
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory, RedisServer
-from tests.redissupport import TailProcess, make_source
+from tests.redissupport import TailProcess, between, make_source, wait_for_entries
 
 QUIET = 0.3
 
@@ -257,9 +258,7 @@ def test_a_user_without_psync_is_refused(repo: Repository, redis_server: RedisSe
 def test_tail_and_restore_through_the_command_line(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
-    src = make_source(redis_factory(), tmp_path)
-    with open(src.config, "a") as f:
-        f.write('capture = "replication"\n')
+    src = make_source(redis_factory(), tmp_path, capture="replication")
     c = src.client()
     c.set("cb:q", "base")
     tail = TailProcess(src.config, "--source", "cache")
@@ -285,7 +284,7 @@ def test_tail_and_restore_through_the_command_line(
     assert d.get("unrelated") is None
 
 
-def test_tail_falls_back_to_the_stream_tailer_when_psync_is_refused(
+def test_by_default_a_refused_psync_falls_back_and_restores_from_snapshot_and_streams(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
     server = redis_factory()
@@ -293,24 +292,36 @@ def test_tail_falls_back_to_the_stream_tailer_when_psync_is_refused(
     c.acl_setuser(
         "app", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-psync"]
     )
-    src = make_source(server, tmp_path)
+    src = make_source(server, tmp_path, capture=None)  # the default: replication
     text = src.config.read_text().replace(
         server.url, f"redis://app:secret@127.0.0.1:{server.port}/0"
     )
-    src.config.write_text(text + 'capture = "replication"\n')
+    src.config.write_text(text)
+    c.set("cb:k", "snapped")
     c.xadd("cb:stream:a", {"n": "1"})
+    src.pitr("backup", "--source", "cache")
     tail = TailProcess(src.config, "--source", "cache")
-    time.sleep(2)
+    c.set("cb:k", "after the snapshot")  # no stream carries it: back as snapshotted
+    kept = c.xadd("cb:stream:a", {"n": "2"})
+    time.sleep(0.01)
+    dropped = c.xadd("cb:stream:a", {"n": "3"})
+    wait_for_entries(src, 3)
     code, out, err = tail.stop(signal.SIGTERM)
     assert code == 0, err
-    assert "falling back to the stream tailer" in err + out
-    assert "tailed 1 entries" in out + err
+    refusals = [line for line in (err + out).splitlines() if "PSYNC" in line]
+    assert len(refusals) == 1 and "falling back to the stream tailer" in refusals[0], refusals
+    assert "tailed 3 entries" in out + err
+    dst = redis_factory()
+    target = between(kept, dropped)
+    out = src.pitr("restore", "--source", "cache", "--to", target, "--redis-url", dst.url).stdout
+    assert "replayed 1 stream entries" in out, out  # n=1 is in the snapshot
+    d = dst.client()
+    assert d.get("cb:k") == b"snapped"
+    assert [f[b"n"] for _, f in d.xrange("cb:stream:a")] == [b"1", b"2"]
 
 
 def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_path: Path) -> None:
-    src = make_source(redis_factory(), tmp_path)
-    with open(src.config, "a") as f:
-        f.write('capture = "replication"\n')
+    src = make_source(redis_factory(), tmp_path, capture="replication")
     c = src.client()
     tail = TailProcess(src.config, "--source", "cache")
     with src.repo() as repo:

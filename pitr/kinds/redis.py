@@ -1,6 +1,6 @@
-"""The Redis source kind: stream tailing and keyspace snapshots
-(archiver/redis), restore of a keyspace and its streams to an instant
-(recovery/redis)."""
+"""The Redis source kind: capture of every write through the replication
+protocol, or stream tailing and keyspace snapshots (archiver/redis), restore
+of a keyspace and its streams to an instant (recovery/redis)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from catalog.marks import MarkRecord
     from pitr.context import AppContext
-    from recovery.redis.plan import RedisRestorePlan
+    from pitr.kinds.redisjobs import RedisRestoreJob, ReplayJob
     from recovery.redis.replay import ScratchRedis
     from recovery.reporting import KindReports
 
@@ -40,7 +40,9 @@ class RedisConfig(SourceConfig):
     url: str = ""
     streams: tuple[str, ...] = ()
     keys: tuple[str, ...] = ("*",)
-    capture: str = "streams"  # or "replication": every write, through PSYNC
+    # "replication": every write, through PSYNC (the stream tailer where the
+    # server refuses it); "streams": the stream tailer and snapshots
+    capture: str = "replication"
 
     @property
     def patterns(self) -> list[str]:
@@ -68,7 +70,7 @@ class RedisKind:
             url=required_text(raw, "url", at, self.name),
             streams=patterns(raw.get("streams", []), f"{at}: streams"),
             keys=patterns(raw.get("keys", ["*"]), f"{at}: keys"),
-            capture=_capture_mode(raw.get("capture", "streams"), at),
+            capture=_capture_mode(raw.get("capture", "replication"), at),
         )
 
     def backup(self, app: AppContext, src: RedisConfig, log: Log, progress: bool) -> None:
@@ -138,16 +140,21 @@ class RedisKind:
     def plan_restore(
         self, app: AppContext, src: RedisConfig, request: RestoreRequest
     ) -> RedisRestoreJob | ReplayJob:
+        """The one rule of what a restore reads: the replication capture's
+        epochs when the store holds any for the source, else its snapshots
+        and stream batches (capture = "streams", or a server that refused
+        PSYNC), whatever the config's capture says."""
         from catalog.queries import get_source
+        from pitr.kinds.redisjobs import RedisRestoreJob, ReplayJob
         from recovery.redis.plan import choose_snapshot, load_plan
+        from recovery.redis.replay import choose_epoch, epochs
 
         repo = app.repo()
-        if src.capture == "replication":
-            from recovery.redis.replay import choose_epoch, epochs
-
+        url = request.into.get(self.into_option) or src.url
+        found = epochs(repo, src.name)
+        if found:
             target_ms = int(request.target.timestamp() * 1000)
-            epoch = choose_epoch(src.name, epochs(repo, src.name), target_ms)
-            url = request.into.get(self.into_option) or src.url
+            epoch = choose_epoch(src.name, found, target_ms)
             return ReplayJob(src, epoch.name, target_ms, url, request.force)
         with repo.catalog.session() as s:
             source = get_source(s, src.name)
@@ -155,7 +162,6 @@ class RedisKind:
                 choose_snapshot(src.name, request.target, [], None)  # raises: no snapshot yet
                 raise AssertionError("unreachable")
             plan = load_plan(s, src.name, source.id, request.target)
-        url = request.into.get(self.into_option) or src.url
         return RedisRestoreJob(src, plan, url, request.force)
 
     def restore_rows(
@@ -205,6 +211,7 @@ class RedisKind:
         target for a replayed capture, the restore's start for a snapshot
         restored with each key's TTL left at the target."""
         from archiver.redis.replication import now_ms
+        from pitr.kinds.redisjobs import ReplayJob
         from recovery.redis.export import EMPTY_RDB, scratch_url
         from recovery.redis.replay import ScratchRedis, replay_to
         from recovery.redis.restore import restore_redis
@@ -223,15 +230,9 @@ class RedisKind:
         return scratch, started
 
     def mark_refusal(self, src: Any) -> str | None:
-        if src.capture != "replication":
-            return None
-        # Its batches say what arrived, but no heartbeat says up to when
-        # everything has: the window, and a mark, would wait forever on an
-        # idle server.
-        return (
-            f"source {src.name!r} is captured by replication, whose archived-up-to instant "
-            "pitr does not track yet: leave it out with --source, restore it with --to TIME"
-        )
+        # A replication capture's newest batch arrival is its heartbeat: the
+        # server pings its replicas every repl-ping-replica-period (10 s).
+        return None
 
     def mark(
         self, app: AppContext, src: Any, name: str, at: datetime, timeout: float
@@ -279,38 +280,6 @@ class RedisKind:
         return "\n  ".join(lines)
 
 
-@dataclass
-class RedisRestoreJob:
-    src: RedisConfig
-    plan: RedisRestorePlan
-    url: str
-    force: bool
-
-    def describe(self) -> list[str]:
-        return [f"{self.src.name} (redis): {line}" for line in self.plan.describe()]
-
-    def check_target(self) -> None:
-        """TargetNotEmpty (exit 3) when the target holds keys of the source's
-        patterns and force is not given."""
-        check_redis_target(self.src, self.url, self.force)
-
-    def execute(self, app: AppContext) -> None:
-        from catalog.redisformat import safe_url
-        from recovery.redis.restore import restore_redis
-
-        src = self.src
-        r = restore_redis(app.repo(), self.plan, self.url, src.patterns, force=self.force)
-        parts = [f"{src.name}: restored {r.keys} keys into {safe_url(self.url)}"]
-        if r.expired:
-            parts.append(f"left out {r.expired} keys already expired at the target")
-        parts.append(f"replayed {r.entries} stream entries into {r.streams} streams")
-        if r.cut:
-            parts.append(f"removed {r.cut} snapshot entries newer than the target")
-        if r.replaced:
-            parts.append(f"replaced {r.replaced} existing keys")
-        click.echo(", ".join(parts) + f" ({r.seconds:.1f}s)")
-
-
 KIND: SourceKind = RedisKind()
 
 
@@ -338,58 +307,3 @@ def _replicate(app: AppContext, src: RedisConfig, stop: threading.Event, log: Lo
         f"captured {st.bytes} bytes of writes in {st.batches} batches, "
         f"{st.epochs} new epochs, {st.resumes} resumes"
     )
-
-
-@dataclass
-class ReplayJob:
-    """A restore of a replication capture: base, writes up to T, keys moved in."""
-
-    src: RedisConfig
-    epoch: str
-    target_ms: int
-    url: str
-    force: bool
-
-    def describe(self) -> list[str]:
-        return [
-            f"{self.src.name} (redis): epoch {self.epoch}, every write that arrived "
-            f"at or before {self.target_ms} ms, into {', '.join(self.src.patterns)}"
-        ]
-
-    def check_target(self) -> None:
-        check_redis_target(self.src, self.url, self.force)
-
-    def execute(self, app: AppContext) -> None:
-        from catalog.redisformat import safe_url
-        from recovery.redis.replay import ReplayResult, copy_keys, replay_to
-        from recovery.redis.restore import check_target, connect_target, matching_keys
-
-        src = self.src
-        client = connect_target(self.url, f"restore {src.name}")
-        result = ReplayResult()
-        try:
-            check_target(client, src.name, self.url, src.patterns, self.force)
-            for key in set(matching_keys(client, src.patterns)):
-                client.unlink(key)
-            scratch, result = replay_to(app.repo(), src.name, self.target_ms)
-            try:
-                copy_keys(scratch, client, src.patterns, self.target_ms, result)
-            finally:
-                scratch.close()
-        finally:
-            client.close()
-        click.echo(
-            f"{src.name}: restored {result.keys} keys into {safe_url(self.url)} after "
-            f"replaying {result.commands} writes ({result.transactions} transactions); "
-            f"left out {result.expired} keys expired at the target"
-        )
-
-
-def check_redis_target(src: RedisConfig, url: str, force: bool) -> None:
-    from recovery.redis.restore import check_target, connect_target
-
-    client = connect_target(url, f"restore {src.name}")
-    try:
-        check_target(client, src.name, url, src.patterns, force)
-    finally:
-        client.close()
