@@ -137,6 +137,31 @@ def test_recovery_end_command_stops_the_prefetcher_and_removes_the_spool(tmp_pat
     assert not spool.exists()
 
 
+def test_a_late_writer_cannot_keep_the_spool_alive(tmp_path: Path) -> None:
+    """A prefetcher started by the last restore_command may claim its lock
+    while the spool is being deleted; the spool must still be gone after."""
+    import subprocess
+    import sys
+
+    from recovery.postgres.spool import remove
+
+    spool = tmp_path / "spool"
+    write_index(str(spool), "db", [("A", "x")], plain_ids=True)
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import itertools, sys\n"
+        "for i in itertools.count():\n"
+        "    try: open(f'{sys.argv[1]}/prefetch.pid.{i % 50}', 'w').close()\n"
+        "    except FileNotFoundError: pass\n"), str(spool)])  # fmt: skip
+    try:
+        wait_until(lambda: len(list(spool.iterdir())) > 10, 30, "the writer to start")
+        remove(str(spool))
+        assert not spool.exists()
+        assert list(tmp_path.iterdir()) == []  # nothing set aside is left either
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_timeline_one_history_is_answered_not_archived_at_once(tmp_path: Path) -> None:
     """Recovery asks for 00000001.history when it picks a new timeline; no
     PostgreSQL ever writes it, so the answer needs neither config nor store."""

@@ -198,18 +198,29 @@ def claim_prefetch(spool: str) -> bool:
 
 
 def remove(spool: str, timeout: float = 30.0) -> None:
-    """End of recovery: stop the prefetcher, then delete the spool."""
+    """End of recovery: stop the prefetcher, then delete the spool.
+
+    The spool is first renamed aside, so that a prefetcher started by the
+    last restore_command but not yet running cannot create its lock (or any
+    file) in it while it is being deleted."""
     import shutil
     import signal
 
-    tag = _read(os.path.join(spool, LOCK))
-    if tag and prefetcher_running(spool):
+    doomed = f"{spool.rstrip(os.sep)}.removing-{os.getpid()}"
+    try:
+        os.rename(spool, doomed)
+    except FileNotFoundError:
+        return
+    except OSError:
+        doomed = spool
+    tag = _read(os.path.join(doomed, LOCK))
+    if tag and prefetcher_running(doomed):
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(tag.split()[0]), signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while prefetcher_running(spool) and time.monotonic() < deadline:
+        while prefetcher_running(doomed) and time.monotonic() < deadline:
             time.sleep(0.05)
-    shutil.rmtree(spool, ignore_errors=True)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def prefetch(spool: str, fetch: Any, workers: int = 2) -> None:
