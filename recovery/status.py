@@ -33,10 +33,15 @@ class SourceStatus:
     last_archived_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     marks: list[tuple[str, datetime]] = field(default_factory=list)  # named instants
+    # A base a capture took itself (a Redis replication epoch's): a backup
+    # as far as its age goes, though it is not listed among the backups.
+    newest_base_at: datetime | None = None
 
     @property
     def last_backup_at(self) -> datetime | None:
-        return max((b.finished_at for b in self.backups), default=None)
+        finished = [b.finished_at for b in self.backups]
+        return max([*finished, self.newest_base_at] if self.newest_base_at else finished,
+                   default=None)  # fmt: skip
 
     @property
     def gaps(self) -> list[Piece]:

@@ -100,8 +100,11 @@ def test_info_shows_the_window_and_epochs_and_a_rebuild_gives_the_same(
     assert "link down" in outage["detail"]
     text = source.pitr("info").stdout
     assert "replication: 1 epochs" in text and "lower precision" in text, text
-    [rpo] = json.loads(source.pitr("report", "rpo", "--output", "json").stdout)
+    # No snapshot was ever taken: the epoch's base is the backup whose age counts.
+    args = ("report", "rpo", "--max-backup-age", "1h", "--output", "json")
+    [rpo] = json.loads(source.pitr(*args).stdout)
     assert rpo["last_archived_at"] == entry["last_archived_at"] and rpo["lag_seconds"] < 60
+    assert rpo["ok"] and rpo["last_backup_at"] == epoch["base_at"], rpo["problems"]
     assert rpo["lower_precision"] == entry["lower_precision"]
 
     # The catalog lost: rebuilt from the store alone, it says the same.

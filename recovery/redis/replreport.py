@@ -50,6 +50,7 @@ def repl_status(repo: Repository, src: SourceRow, status: SourceStatus) -> None:
     status.coverage = repl_coverage(epochs, links)
     status.imprecise = lower_precision(epochs)
     status.totals.update({**totals, "epochs": epochs_json(epochs)})
+    status.newest_base_at = from_ms(max(e.base_ms for e in epochs))
     # The server pings its replicas (every 10 s by default) through the same
     # stream, so the newest arrival is the capture's heartbeat too.
     newest = from_ms(max(e.newest_ms for e in epochs))
