@@ -184,22 +184,35 @@ def replay_to(repo: Repository, source: str, target_ms: int) -> tuple[ScratchRed
     return scratch, result
 
 
+COPY_BATCH = 500  # keys per round trip to either server
+
+
 def copy_keys(
     scratch: ScratchRedis, target: Any, patterns: list[str], target_ms: int, result: ReplayResult
 ) -> None:
     """Copy the keys of the patterns from the scratch server into the target,
-    each with the TTL it had left at target_ms (keys expired by then left out)."""
+    each with the TTL it had left at target_ms (keys expired by then left out).
+    Keys go in pipelined batches: one round trip reads a batch's expiries and
+    dumps, one writes it."""
     src: Any = scratch.client
-    for key in {k for p in patterns for k in src.scan_iter(match=p, count=1000)}:
-        expires = int(src.execute_command("PEXPIRETIME", key))
-        ttl = 0
-        if expires >= 0:
-            ttl = expires - target_ms
-            if ttl <= 0:
-                result.expired += 1
-                continue
-        payload = src.dump(key)
-        if payload is None:
-            continue  # expired in the scratch server meanwhile
-        target.restore(key, ttl, payload, replace=True)
-        result.keys += 1
+    keys = list({k for p in patterns for k in src.scan_iter(match=p, count=1000)})
+    for at in range(0, len(keys), COPY_BATCH):
+        batch = keys[at : at + COPY_BATCH]
+        read = src.pipeline(transaction=False)
+        for key in batch:
+            read.execute_command("PEXPIRETIME", key)
+            read.dump(key)
+        replies = read.execute()
+        write = target.pipeline(transaction=False)
+        for key, expires, payload in zip(batch, replies[::2], replies[1::2], strict=True):
+            ttl = 0
+            if int(expires) >= 0:
+                ttl = int(expires) - target_ms
+                if ttl <= 0:
+                    result.expired += 1
+                    continue
+            if payload is None:
+                continue  # expired in the scratch server meanwhile
+            write.restore(key, ttl, payload, replace=True)
+            result.keys += 1
+        write.execute()
