@@ -19,7 +19,7 @@ import pytest
 from archiver.redis.replication import ReplicationCapture, ReplicationRefused, now_ms
 from catalog.replication import repl_batch_key
 from catalog.repository import Repository
-from recovery.redis.replay import ReplayResult, batches, copy_keys, epochs, replay_to
+from recovery.redis.replay import batches, copy_keys, epochs, replay_to
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory, RedisServer
 from tests.redissupport import TailProcess, between, make_source, wait_for_entries
@@ -167,10 +167,9 @@ def test_every_type_back_to_instants_between_phases(
     target = redis_factory().client()
     target.set("other:k", "mine")
     at_ms, expected = marks[1]
-    scratch, _ = replay_to(repo, "cache", at_ms)
-    result = ReplayResult()
+    scratch, result = replay_to(repo, "cache", at_ms)
     try:
-        copy_keys(scratch, target, ["cb:*"], at_ms, result)
+        copy_keys(scratch, target, ["cb:*"], result)
     finally:
         scratch.close()
     assert state(target, "cb:*") == {k: v for k, v in expected.items() if k.startswith(b"cb:")}
@@ -358,3 +357,38 @@ def test_a_killed_archiver_continues_its_epoch(redis_factory: RedisFactory, tmp_
     src.pitr("catalog", "rebuild", "--force")
     out = src.pitr("check", "--source", "cache", check=3).stdout
     assert f"no batch holds offsets {middle['start']}..{middle['end']}" in out, out
+
+
+def test_keys_alive_at_the_target_come_back_though_their_ttl_ran_out_since(
+    repo: Repository, redis_server: RedisServer, redis_factory: RedisFactory
+) -> None:
+    """Restored after the keys' TTLs have run out in real time: the base's
+    key, a counter incremented while alive, and a key expired before T."""
+    c = redis_server.client()
+    c.config_set("repl-diskless-sync-delay", 0)  # the base at once, before its key expires
+    set_at = {"cb:in-base": now_ms()}
+    c.set("cb:in-base", "b", px=3000)
+    cap = Running(repo, redis_server.url)
+    cap.wait_synced(c)
+    set_at["cb:counter"] = now_ms()
+    c.set("cb:counter", 5, px=3000)
+    c.set("cb:gone", "x", px=100)
+    time.sleep(0.3)
+    c.incr("cb:counter")  # keeps its TTL
+    at = now_ms()
+    time.sleep(QUIET / 2)
+    c.set("cb:after", "later")
+    cap.wait_durable(c)
+    cap.finish()
+    wait_until(lambda: now_ms() > max(set_at.values()) + 3500, 10, "every TTL to run out")
+    scratch, result = replay_to(repo, "cache", at)
+    target = redis_factory().client()
+    try:
+        copy_keys(scratch, target, ["cb:*"], result)
+    finally:
+        scratch.close()
+    assert target.get("cb:in-base") == b"b" and target.get("cb:counter") == b"6"
+    assert target.get("cb:gone") is None and target.get("cb:after") is None
+    assert result.keys == 2 and result.expired == 0
+    for key, when in set_at.items():  # at most what was left at T: the SET came after `when`
+        assert 0 < target.pttl(key) <= when + 3000 - at + 50, key

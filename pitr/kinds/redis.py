@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from catalog.marks import MarkRecord
     from pitr.context import AppContext
     from pitr.kinds.redisjobs import RedisRestoreJob, ReplayJob
-    from recovery.redis.replay import ScratchRedis
+    from recovery.redis.scratch import ScratchRedis
     from recovery.reporting import KindReports
 
 
@@ -207,20 +207,23 @@ class RedisKind:
         self, app: AppContext, src: RedisConfig, request: RestoreRequest
     ) -> tuple[ScratchRedis, int]:
         """A scratch server holding the source's keys as of the target, and
-        the instant (ms) its expiry times count the keys' TTL from: the
-        target for a replayed capture, the restore's start for a snapshot
-        restored with each key's TTL left at the target."""
+        the instant (ms) its expiry times count the keys' TTL from: for a
+        replayed capture, the target moved as its expiries were; for a
+        snapshot restored with each key's TTL left at the target, the
+        restore's start."""
         from archiver.redis.replication import now_ms
         from pitr.kinds.redisjobs import ReplayJob
-        from recovery.redis.export import EMPTY_RDB, scratch_url
-        from recovery.redis.replay import ScratchRedis, replay_to
+        from recovery.redis.export import scratch_url
+        from recovery.redis.replay import replay_to
         from recovery.redis.restore import restore_redis
+        from recovery.redis.scratch import ScratchRedis
 
         target_ms = int(request.target.timestamp() * 1000)
         job = self.plan_restore(app, src, request)
         if isinstance(job, ReplayJob):
-            return replay_to(app.repo(), src.name, target_ms)[0], target_ms
-        scratch = ScratchRedis(iter([EMPTY_RDB]))
+            scratch, replayed = replay_to(app.repo(), src.name, target_ms)
+            return scratch, replayed.ttl_from_ms
+        scratch = ScratchRedis()
         try:
             started = now_ms()
             restore_redis(app.repo(), job.plan, scratch_url(scratch), src.patterns, force=True)

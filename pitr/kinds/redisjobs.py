@@ -80,7 +80,7 @@ class ReplayJob:
                 client.unlink(key)
             scratch, result = replay_to(app.repo(), src.name, self.target_ms)
             try:
-                copy_keys(scratch, client, src.patterns, self.target_ms, result)
+                copy_keys(scratch, client, src.patterns, result)
             finally:
                 scratch.close()
         finally:

@@ -21,13 +21,9 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from recovery.redis.replay import ScratchRedis
+    from recovery.redis.scratch import ScratchRedis
 
 Encode = Callable[[bytes], str]
-
-# An RDB file of no keys (version 9, checksum 0: not checked), for a scratch
-# server that a snapshot is then restored into.
-EMPTY_RDB = b"REDIS0009\xff" + bytes(8)
 
 
 def scratch_url(scratch: ScratchRedis) -> str:

@@ -1,9 +1,10 @@
 """Restore of a replication capture (archiver/redis/replication.py) to an
-instant: the newest epoch whose base was received at or before T is loaded
-by a scratch redis-server (the real server reads the RDB), the captured
-commands that arrived at or before T are replayed into it, never splitting a
-MULTI/EXEC, and the keys of the source's patterns are then copied into the
-target with the TTL they had left at T.
+instant: the newest epoch whose base was received at or before T is sent,
+with the captured commands that arrived at or before T (never splitting a
+MULTI/EXEC), to a scratch redis-server that pitr is the master of (the real
+server reads the RDB: recovery/redis/scratch.py), and the keys of the
+source's patterns are then copied into the target with the TTL they had
+left at T.
 
 The captured bytes are read one batch at a time: memory holds one batch and
 one pending transaction, never the whole stream.
@@ -11,20 +12,15 @@ one pending transaction, never the whole stream.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import time
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from catalog.replication import ReplEpochRecord, batches_prefix, epochs_prefix
 from catalog.repository import Repository
 from recovery.errors import PlanError, RecoveryError
+from recovery.redis.scratch import MasterLink, ScratchRedis
 
 SKIPPED = {b"PING", b"REPLCONF"}  # link keepalives, not writes
 
@@ -59,8 +55,11 @@ def batches(repo: Repository, source: str, epoch: str) -> Iterator[dict[str, Any
         yield repo.get_record(key)
 
 
-def commands(repo: Repository, source: str, epoch: Epoch) -> Iterator[tuple[list[bytes], int]]:
-    """Every captured command of an epoch with its arrival ms, in order."""
+def commands(
+    repo: Repository, source: str, epoch: Epoch
+) -> Iterator[tuple[list[bytes], bytes, int]]:
+    """Every captured command of an epoch, as arguments and as the bytes it
+    came in, with its arrival ms, in order."""
     pending = b""
     offset = epoch.offset  # offset of pending[0]
     for doc in batches(repo, source, epoch.name):
@@ -74,17 +73,19 @@ def commands(repo: Repository, source: str, epoch: Epoch) -> Iterator[tuple[list
         arrivals = [int(ms) for _, ms in doc["marks"]]
         pos = 0
         while (parsed := _parse(pending, pos)) is not None:
-            args, pos = parsed
-            end = offset + pos
+            args, start, end = parsed
             # it arrived with the first read that reached its last byte
-            yield args, arrivals[bisect_left(ends, end)]
+            yield args, pending[start:end], arrivals[bisect_left(ends, offset + end)]
+            pos = end
         pending, offset = pending[pos:], offset + pos
 
 
-def _parse(buf: bytes, pos: int) -> tuple[list[bytes], int] | None:
-    """One RESP array from pos, and where it ends; None when incomplete."""
+def _parse(buf: bytes, pos: int) -> tuple[list[bytes], int, int] | None:
+    """One RESP array from pos: its arguments, where it starts (after the
+    newlines a master sends as keepalives) and ends; None when incomplete."""
     while pos < len(buf) and buf[pos : pos + 1] == b"\n":
         pos += 1
+    begin = pos
     nl = buf.find(b"\r\n", pos)
     if nl < 0:
         return None
@@ -103,7 +104,7 @@ def _parse(buf: bytes, pos: int) -> tuple[list[bytes], int] | None:
             return None
         args.append(buf[start : start + size])
         pos = start + size + 2
-    return args, pos
+    return args, begin, pos
 
 
 @dataclass
@@ -112,88 +113,62 @@ class ReplayResult:
     transactions: int = 0
     keys: int = 0
     expired: int = 0
+    ttl_from_ms: int = 0  # the instant the scratch server's expiry times count TTLs from
 
 
-class ScratchRedis:
-    """A redis-server of pitr's own in a temp dir, loading a base RDB."""
-
-    def __init__(self, rdb: Iterator[bytes]) -> None:
-        import redis
-
-        self.dir = Path(tempfile.mkdtemp(prefix="pitr-replay-"))
-        os.chmod(self.dir, 0o700)
-        with open(self.dir / "dump.rdb", "wb") as f:
-            for part in rdb:
-                f.write(part)
-        sock = self.dir / "redis.sock"
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", "0",
-             "--unixsocket", str(sock), "--dir", str(self.dir), "--dbfilename", "dump.rdb",
-             "--save", "", "--appendonly", "no", "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.client: Any = redis.Redis(unix_socket_path=str(sock), socket_timeout=60)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.client.ping():
-                    break
-            except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RecoveryError("replay: the scratch redis-server did not start") from None
-                time.sleep(0.02)
-
-    def close(self) -> None:
-        self.client.close()
-        self.proc.kill()
-        self.proc.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+SEND_AT = 1 << 20  # bytes of commands gathered per write to the link
+COPY_BATCH = 500  # keys per round trip to either server
 
 
 def replay_to(repo: Repository, source: str, target_ms: int) -> tuple[ScratchRedis, ReplayResult]:
     """A scratch server holding the source's whole keyspace as of target_ms."""
     epoch = choose_epoch(source, epochs(repo, source), target_ms)
-    scratch = ScratchRedis(repo.get_chunk(oid) for oid in epoch.base_chunks)
+    scratch = ScratchRedis()
     result = ReplayResult()
     try:
-        pipe: Any = scratch.client.pipeline(transaction=False)
-        tx: list[list[bytes]] | None = None
-        for args, arrived in commands(repo, source, epoch):
-            if arrived > target_ms:
-                break  # a MULTI still open here is left out whole
-            name = args[0].upper()
-            if name in SKIPPED:
-                continue
-            if name == b"MULTI":
-                tx = []
-                continue
-            if tx is not None and name != b"EXEC":
-                tx.append(args)
-                continue
-            for cmd in tx or [args]:
-                pipe.execute_command(*cmd)
-                result.commands += 1
-            result.transactions += tx is not None
-            tx = None
-            if len(pipe) >= 500:
-                pipe.execute()
-        pipe.execute()
+        link = MasterLink(scratch)
+        try:
+            link.send_base(repo.get_chunk(oid) for oid in epoch.base_chunks)
+            out = bytearray()
+            tx: list[bytes] | None = None  # an open MULTI, sent only with its EXEC
+            for args, raw, arrived in commands(repo, source, epoch):
+                if arrived > target_ms:
+                    break  # a MULTI still open here is left out whole
+                name = args[0].upper()
+                if name in SKIPPED:
+                    continue
+                if name == b"MULTI":
+                    tx = [raw]
+                elif tx is None:
+                    out += raw
+                    result.commands += 1
+                else:
+                    tx.append(raw)
+                    if name == b"EXEC":
+                        out += b"".join(tx)
+                        result.commands += len(tx) - 2
+                        result.transactions += 1
+                        tx = None
+                if len(out) >= SEND_AT:
+                    link.send(out)
+                    out.clear()
+            link.send(out)
+            result.ttl_from_ms = link.settle(target_ms)
+        finally:
+            link.close()
     except Exception:
         scratch.close()
         raise
     return scratch, result
 
 
-COPY_BATCH = 500  # keys per round trip to either server
-
-
 def copy_keys(
-    scratch: ScratchRedis, target: Any, patterns: list[str], target_ms: int, result: ReplayResult
+    scratch: ScratchRedis, target: Any, patterns: list[str], result: ReplayResult
 ) -> None:
     """Copy the keys of the patterns from the scratch server into the target,
-    each with the TTL it had left at target_ms (keys expired by then left out).
-    Keys go in pipelined batches: one round trip reads a batch's expiries and
-    dumps, one writes it."""
+    each with the TTL it had left at the target instant (keys expired by then
+    left out). Keys go in pipelined batches: one round trip reads a batch's
+    expiries and dumps, one writes it."""
     src: Any = scratch.client
     keys = list({k for p in patterns for k in src.scan_iter(match=p, count=1000)})
     for at in range(0, len(keys), COPY_BATCH):
@@ -207,7 +182,7 @@ def copy_keys(
         for key, expires, payload in zip(batch, replies[::2], replies[1::2], strict=True):
             ttl = 0
             if int(expires) >= 0:
-                ttl = int(expires) - target_ms
+                ttl = int(expires) - result.ttl_from_ms
                 if ttl <= 0:
                     result.expired += 1
                     continue
