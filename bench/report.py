@@ -182,6 +182,10 @@ def render(results: dict[str, Any]) -> str:
         from bench.stream import stream_section
 
         out += stream_section(results["stream"])
+    if results.get("redis_repl"):
+        from bench.redis_repl_restore import repl_section
+
+        out += repl_section(results["redis_repl"])
     from bench.goals import goal_lines
 
     out += goal_lines(results.get("ratios") or {})
