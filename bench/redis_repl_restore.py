@@ -56,7 +56,7 @@ def _status_kib(pid: int, field: str) -> int | None:
 
 def _children(pid: int) -> list[int]:
     """pid's children, by the kernel's per-thread lists (cheaper than a scan of /proc)."""
-    out = []
+    out: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
