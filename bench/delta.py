@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def measure(
     runs: dict[str, list[float]] = {"pitr full": [], "pitr --delta": [], "pgBackRest --delta": []}
     for round_no in range(repeat):
         dest = pg_dir(f"delta-full-{round_no}-") / "data"
-        seconds, _ = timed(lambda d=dest: run(pitr(d), "pitr restore", user=PG_USER, timeout=3600))
+        seconds, _ = timed(partial(run, pitr(dest), "pitr restore", user=PG_USER, timeout=3600))
         runs["pitr full"].append(round(seconds, 2))
         shutil.rmtree(dest.parent, ignore_errors=True)
         order = [("pitr --delta", pitr), ("pgBackRest --delta", pgbackrest)]
@@ -129,7 +130,7 @@ def measure(
             dest = _changed_directory(name, argv, rows)
             log(f"{name}: restore over a directory with {rows} of {accounts} accounts changed")
             command = argv(dest, "--delta")
-            seconds, _ = timed(lambda c=command, n=name: run(c, n, user=PG_USER, timeout=3600))
+            seconds, _ = timed(partial(run, command, name, user=PG_USER, timeout=3600))
             runs[name].append(round(seconds, 2))
             shutil.rmtree(dest.parent, ignore_errors=True)
     return {

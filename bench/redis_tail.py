@@ -133,6 +133,19 @@ def tail_benchmark(
         shutil.rmtree(base, ignore_errors=True)
 
 
+def redis_phase(results: dict[str, Any], args: Any, phase: Callable[..., Any], log: Any) -> None:
+    """bench.run's redis phase: phase(results, name, fn) runs and records it."""
+    from bench.common import pitr_has
+
+    if not pitr_has("tail"):
+        results["notes"].append("pitr tail is not built in this tree: redis skipped")
+        return
+    seconds, batch, tail_batch = args.redis_seconds, args.redis_batch, args.redis_tail_batch
+    results["redis_tail"] = phase(
+        results, "redis tail", lambda: tail_benchmark(seconds, batch, log, tail_batch)
+    )
+
+
 def _bare_xread(client: Any, expected: int, raw: bool) -> float:
     """Entries per second of the plainest reader: redis-py (bytes, hiredis
     when installed) reading the whole stream with XREAD COUNT 1000, the

@@ -29,7 +29,9 @@ def add_ratios(results: dict[str, Any]) -> None:
     out["drain_pitr_daemon_vs_pgbackrest_async"] = ratio(
         rates.get("pitr_daemon"), rates.get("pgbackrest_async")
     )
-    daemon_row = next((r for r in drain.get("rows", []) if r.get("key") == "pitr_daemon"), {})
+    daemon_row: dict[str, Any] = next(
+        (r for r in drain.get("rows", []) if r.get("key") == "pitr_daemon"), {}
+    )
     out["wal_push_peak_rss_mib"] = daemon_row.get("wal_push_peak_rss_mib")
     for section, key, field in (
         ("backup", "backup_speed_pitr_vs_pgbackrest", "seconds"),
@@ -182,6 +184,10 @@ def render(results: dict[str, Any]) -> str:
         from bench.stream import stream_section
 
         out += stream_section(results["stream"])
+    if results.get("redis_repl"):
+        from bench.redis_repl_restore import repl_section
+
+        out += repl_section(results["redis_repl"])
     from bench.goals import goal_lines
 
     out += goal_lines(results.get("ratios") or {})

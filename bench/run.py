@@ -3,6 +3,7 @@
     python -m bench.run [--scale 50] [--repeat 3] [--redis-seconds 10] [--only wal,backup,redis]
     python -m bench.run --only sqlite [--sqlite-seconds 10] [--sqlite-db-mib 1024]
     python -m bench.run --only stream [--stream-seconds 10] [--stream-commits 500]
+    python -m bench.run --only redis-repl [--redis-repl-requests 350000]
 
 Run from the repository root as root (PostgreSQL runs as the postgres OS
 user); scripts/bench.sh prepares the machine first. Prints a table and
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("wal", "backup", "redis", "sqlite", "stream")
+PHASES = ("wal", "backup", "redis", "sqlite", "stream", "redis-repl")
 
 
 def log(message: str) -> None:
@@ -63,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         help="--batch-count of the pitr tail runs (0: the tailer's default)",
+    )
+    p.add_argument(
+        "--redis-repl-requests",
+        type=int,
+        default=350_000,
+        help="redis-benchmark requests per test (3 tests) of each redis-repl run",
     )
     p.add_argument(
         "--sqlite-seconds", type=float, default=10.0, help="how long each SQLite writer run writes"
@@ -105,8 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.scale < 1 or args.repeat < 1 or args.transactions < 0 or args.redis_batch < 1:
         p.error("--scale, --repeat and --redis-batch must be at least 1, --transactions 0 or more")
-    if args.redis_tail_batch < 0:
-        p.error("--redis-tail-batch must be 0 or more")
+    if args.redis_tail_batch < 0 or args.redis_repl_requests < 1:
+        p.error("--redis-tail-batch must be 0 or more, --redis-repl-requests at least 1")
     if args.redis_seconds <= 0 or args.sqlite_seconds <= 0:
         p.error("--redis-seconds and --sqlite-seconds must be positive")
     if args.stream_seconds <= 0 or args.stream_commits < 1:
@@ -222,6 +229,7 @@ def _new_results(args: argparse.Namespace) -> dict[str, Any]:
             "redis_seconds": args.redis_seconds,
             "redis_batch": args.redis_batch,
             "redis_tail_batch": args.redis_tail_batch,
+            "redis_repl_requests": args.redis_repl_requests,
             "sqlite_seconds": args.sqlite_seconds,
             "sqlite_db_mib": args.sqlite_db_mib,
             "sqlite_commits": args.sqlite_commits,
@@ -256,7 +264,9 @@ def _run_phases(run: Run, args: argparse.Namespace) -> None:
             ),
         )
     if "redis" in args.phases:
-        _redis_phase(results, args.redis_seconds, args.redis_batch, args.redis_tail_batch)
+        from bench.redis_tail import redis_phase
+
+        redis_phase(results, args, _phase, log)
     if "sqlite" in args.phases:
         _sqlite_phase(results, args)
     if "stream" in args.phases:
@@ -267,6 +277,15 @@ def _run_phases(run: Run, args: argparse.Namespace) -> None:
             "stream",
             lambda: stream_benchmark(args.stream_seconds, args.stream_commits, args.repeat, log),
         )
+    if "redis-repl" in args.phases:
+        from bench.redis_repl import DEFAULT_PIPELINE, digest_errors, repl_benchmark
+
+        results["redis_repl"] = _phase(
+            results,
+            "redis-repl",
+            lambda: repl_benchmark(args.redis_repl_requests, DEFAULT_PIPELINE, args.repeat, log),
+        )
+        results["errors"] += digest_errors(results["redis_repl"])
 
 
 def _wal_drain_phase(results: dict[str, Any], backlog: Any, repeat: int) -> None:
@@ -282,18 +301,6 @@ def _wal_drain_phase(results: dict[str, Any], backlog: Any, repeat: int) -> None
             what = f"drain {row['tool']} ({row['mode']})"
             results["errors"].append(f"{what}: {row['error']}")
     results["wal_drain"] = drain
-
-
-def _redis_phase(results: dict[str, Any], seconds: float, batch: int, tail_batch: int) -> None:
-    from bench.common import pitr_has
-    from bench.redis_tail import tail_benchmark
-
-    if pitr_has("tail"):
-        results["redis_tail"] = _phase(
-            results, "redis tail", lambda: tail_benchmark(seconds, batch, log, tail_batch)
-        )
-    else:
-        results["notes"].append("pitr tail is not built in this tree: redis skipped")
 
 
 def _sqlite_phase(results: dict[str, Any], args: argparse.Namespace) -> None:

@@ -53,6 +53,9 @@ class Tool:
     def finish(self, written: Written, arrivals: Arrivals | None) -> dict[str, Any]:
         return {}
 
+    def restore(self, out: Path, target: str) -> None:
+        raise NotImplementedError(f"{self.name} does not restore")
+
     def peak_rss_kib(self) -> int | None:
         return vm_hwm_kib(self.proc.proc.pid) if self.proc is not None else None
 
@@ -185,9 +188,9 @@ class Pitr(Tool):
             lat2, _ = by_seen(written.stamps, [(s, a) for _, s, a in by_row])
         figures.update(latency_figures(lat, missing))
         if lost == 0:  # commit -> pitr read the WAL index that holds it
-            seen, _ = by_count(written.stamps, [(c, s) for c, s, _ in by_record])
-            figures["seen_p50_ms"] = round(percentile(seen, 50), 1)
-            figures["seen_p99_ms"] = round(percentile(seen, 99), 1)
+            wake, _ = by_count(written.stamps, [(c, s) for c, s, _ in by_record])
+            figures["seen_p50_ms"] = round(percentile(wake, 50), 1)
+            figures["seen_p99_ms"] = round(percentile(wake, 99), 1)
         row = latency_figures(lat2, 0)
         figures["archived_at_p50_ms"] = row["p50_ms"]
         figures["archived_at_p99_ms"] = row["p99_ms"]
@@ -292,7 +295,8 @@ class Litestream(Tool):
     def restore(self, out: Path, target: str) -> None:
         from bench.common import run
 
-        argv = [LITESTREAM, "restore", "-config", self.config, "-o", out]
+        argv: list[str | os.PathLike[str]] = [LITESTREAM, "restore", "-config", self.config]
+        argv += ["-o", out]
         argv += ["-timestamp", target, "-integrity-check", "full", self.db]
         run(argv, "litestream restore", timeout=3600)
 

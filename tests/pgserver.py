@@ -94,7 +94,7 @@ class PostgresCluster(PortBound):
             merged["archive_timeout"] = archive_timeout
         merged.update(settings or {})
         cluster = cls(workdir, pgdata, settings=merged, env=env)
-        argv = [
+        argv: list[str | os.PathLike[str]] = [
             PG_BIN / "initdb",
             "-D",
             pgdata,
@@ -217,7 +217,14 @@ class PostgresCluster(PortBound):
                     f"postgres on port {self.port} exited (code {code}) before it was ready; "
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
-            argv = [PG_BIN / "pg_isready", "-q", "-h", self.socket_dir, "-p", str(self.port)]
+            argv: list[str | os.PathLike[str]] = [
+                PG_BIN / "pg_isready",
+                "-q",
+                "-h",
+                self.socket_dir,
+                "-p",
+                str(self.port),
+            ]
             return subprocess.run([os.fspath(a) for a in argv], check=False).returncode == 0
 
         try:
@@ -335,7 +342,7 @@ class PostgresCluster(PortBound):
     # SQL
 
     def _psql_argv(self, dbname: str) -> list[str]:
-        argv = [
+        argv: list[str | os.PathLike[str]] = [
             PG_BIN / "psql",
             "-X",
             "-q",

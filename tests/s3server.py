@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,7 +35,13 @@ class S3Server(ProcessServer):
     endpoint_url = ProcessServer.url  # where boto3 and pitr's config point
 
     def _spawn(self) -> None:
-        argv = [VENV_BIN / "moto_server", "-H", "127.0.0.1", "-p", str(self.port)]
+        argv: list[str | os.PathLike[str]] = [
+            VENV_BIN / "moto_server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         self._proc = spawn_logged(argv, self.log_path, self.workdir, env=clean_env(AWS_TEST_ENV))
 
     def wait_ready(self, timeout: float) -> None:
