@@ -156,6 +156,9 @@ def replay_to(repo: Repository, source: str, target_ms: int) -> tuple[ScratchRed
             result.ttl_from_ms = link.settle(target_ms)
         finally:
             link.close()
+    except OSError as e:  # a timeout or a reset on the link
+        scratch.close()
+        raise RecoveryError(f"replay: the link to the scratch redis-server failed: {e}") from None
     except Exception:
         scratch.close()
         raise

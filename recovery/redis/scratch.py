@@ -134,7 +134,7 @@ class MasterLink:
         while True:
             try:
                 args = self.read_command(reader)
-            except (OSError, ValueError):
+            except (OSError, RecoveryError):
                 return False
             name = args[0].upper() if args else b""
             if name == b"PING":
@@ -150,8 +150,12 @@ class MasterLink:
     @staticmethod
     def read_command(reader: Any) -> list[bytes]:
         line = reader.readline()
+        while line == b"\n":  # what a replica sends while it loads a large base
+            line = reader.readline()
+        if not line:
+            raise RecoveryError("replay: the scratch redis-server closed its replication link")
         if not line.startswith(b"*"):
-            raise ValueError(f"replica link: unexpected {line[:32]!r}")
+            raise RecoveryError(f"replay: the scratch redis-server sent {line[:32]!r}")
         args = []
         for _ in range(int(line[1:])):
             size = int(reader.readline()[1:])
