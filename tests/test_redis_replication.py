@@ -5,6 +5,7 @@ then falls back to the stream tailer and snapshots)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 from archiver.redis.replication import ReplicationCapture, ReplicationRefused, now_ms
 from catalog.replication import repl_batch_key
 from catalog.repository import Repository
+from pitr import exitcodes
 from recovery.redis.replay import batches, copy_keys, epochs, replay_to
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory, RedisServer
@@ -392,3 +394,38 @@ def test_keys_alive_at_the_target_come_back_though_their_ttl_ran_out_since(
     assert result.keys == 2 and result.expired == 0
     for key, when in set_at.items():  # at most what was left at T: the SET came after `when`
         assert 0 < target.pttl(key) <= when + 3000 - at + 50, key
+
+
+def test_a_target_from_before_the_move_to_replication_is_restored_from_snapshots(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    """A source that kept snapshots, then moved to the replication capture:
+    a target before its first base still restores (from the snapshot), and
+    one before anything says why in one line."""
+    server = redis_factory()
+    c = server.client()
+    src = make_source(server, tmp_path, capture="streams")
+    early = datetime.fromtimestamp(now_ms() / 1000, UTC).isoformat()
+    time.sleep(QUIET / 2)
+    c.set("cb:k", "snapped")
+    src.pitr("backup", "--source", "cache")
+    [entry] = json.loads(src.pitr("info", "--output", "json").stdout)["sources"]
+    before = entry["recoverable_to"]  # with no tailer, the snapshot's own instant
+    c.config_set("repl-diskless-sync-delay", 0)
+    src.config.write_text(src.config.read_text().replace('"streams"', '"replication"', 1))
+    tail = TailProcess(src.config, "--source", "cache")
+    with src.repo() as repo:
+        wait_until(lambda: epochs(repo, "cache"), 30, "a replication base")
+    c.set("cb:k", "replicated")
+    time.sleep(QUIET)
+    code, _, err = tail.stop(signal.SIGTERM)
+    assert code == 0, err
+    for at, expected in ((before, b"snapped"), (datetime.now(UTC).isoformat(), b"replicated")):
+        dst = redis_factory()
+        src.pitr("restore", "--source", "cache", "--to", at, "--redis-url", dst.url)
+        assert dst.client().get("cb:k") == expected, at
+    dst = redis_factory()
+    args = ("restore", "--source", "cache", "--to", early, "--redis-url", dst.url)
+    failed = src.pitr(*args, check=exitcodes.UNMET)
+    [line] = failed.stderr.strip().splitlines()
+    assert "before the first replication base" in line and "oldest snapshot" in line, line

@@ -141,27 +141,41 @@ class RedisKind:
         self, app: AppContext, src: RedisConfig, request: RestoreRequest
     ) -> RedisRestoreJob | ReplayJob:
         """The one rule of what a restore reads: the replication capture's
-        epochs when the store holds any for the source, else its snapshots
-        and stream batches (capture = "streams", or a server that refused
-        PSYNC), whatever the config's capture says."""
+        epochs when the store holds one whose base came at or before the
+        target, else the snapshots and stream batches (capture = "streams",
+        a server that refused PSYNC, or a target from before the source
+        moved to the replication capture), whatever the config says."""
+        from datetime import UTC, datetime
+
         from catalog.queries import get_source
         from pitr.kinds.redisjobs import RedisRestoreJob, ReplayJob
+        from pitr.timeparse import format_utc
+        from recovery.errors import PlanError
         from recovery.redis.plan import choose_snapshot, load_plan
-        from recovery.redis.replay import choose_epoch, epochs
+        from recovery.redis.replay import epochs
 
         repo = app.repo()
         url = request.into.get(self.into_option) or src.url
+        target_ms = int(request.target.timestamp() * 1000)
         found = epochs(repo, src.name)
-        if found:
-            target_ms = int(request.target.timestamp() * 1000)
-            epoch = choose_epoch(src.name, found, target_ms)
-            return ReplayJob(src, epoch.name, target_ms, url, request.force)
+        based = [e for e in found if e.base_ms <= target_ms]
+        if based:
+            return ReplayJob(src, based[-1].name, target_ms, url, request.force)
         with repo.catalog.session() as s:
             source = get_source(s, src.name)
-            if source is None:
-                choose_snapshot(src.name, request.target, [], None)  # raises: no snapshot yet
-                raise AssertionError("unreachable")
-            plan = load_plan(s, src.name, source.id, request.target)
+            try:
+                if source is None:
+                    choose_snapshot(src.name, request.target, [], None)  # raises: none yet
+                    raise AssertionError("unreachable")
+                plan = load_plan(s, src.name, source.id, request.target)
+            except PlanError as e:
+                if not found:
+                    raise
+                first = datetime.fromtimestamp(found[0].base_ms / 1000, UTC)
+                raise PlanError(
+                    f"restore {src.name}: the target is before the first replication base "
+                    f"({format_utc(first)}) and no snapshot covers it ({e})"
+                ) from None
         return RedisRestoreJob(src, plan, url, request.force)
 
     def restore_rows(
