@@ -20,7 +20,7 @@ from typing import Any
 from catalog.replication import ReplEpochRecord, batches_prefix, epochs_prefix
 from catalog.repository import Repository
 from recovery.errors import PlanError, RecoveryError
-from recovery.redis.scratch import MasterLink, ScratchRedis
+from recovery.redis.scratch import MasterLink, ScratchRedis, resp
 
 SKIPPED = {b"PING", b"REPLCONF"}  # link keepalives, not writes
 
@@ -170,18 +170,15 @@ def copy_keys(
 ) -> None:
     """Copy the keys of the patterns from the scratch server into the target,
     each with the TTL it had left at the target instant (keys expired by then
-    left out). Keys go in pipelined batches: one round trip reads a batch's
-    expiries and dumps, one writes it."""
+    left out). Keys go in batches: one round trip reads a batch's expiries
+    and dumps, one writes it."""
     src: Any = scratch.client
     keys = list({k for p in patterns for k in src.scan_iter(match=p, count=1000)})
     for at in range(0, len(keys), COPY_BATCH):
         batch = keys[at : at + COPY_BATCH]
-        read = src.pipeline(transaction=False)
-        for key in batch:
-            read.execute_command("PEXPIRETIME", key)
-            read.dump(key)
-        replies = read.execute()
-        write = target.pipeline(transaction=False)
+        read = [resp(name, key) for key in batch for name in ("PEXPIRETIME", "DUMP")]
+        replies = round_trip(src, read)
+        write = []
         for key, expires, payload in zip(batch, replies[::2], replies[1::2], strict=True):
             ttl = 0
             if int(expires) >= 0:
@@ -191,6 +188,24 @@ def copy_keys(
                     continue
             if payload is None:
                 continue  # expired in the scratch server meanwhile
-            write.restore(key, ttl, payload, replace=True)
-            result.keys += 1
-        write.execute()
+            write.append(resp("RESTORE", key, ttl, payload, "REPLACE"))
+        round_trip(target, write)
+        result.keys += len(write)
+
+
+def round_trip(client: Any, packed: list[bytes]) -> list[Any]:
+    """Commands packed by resp() sent in one write, their replies read in
+    order (redis-py's pipeline spends more time packing than the servers
+    spend answering). The connection is dropped if a reply is an error."""
+    if not packed:
+        return []
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([b"".join(packed)])
+        return [conn.read_response(disable_decoding=True) for _ in packed]
+    except BaseException:
+        conn.disconnect()  # replies may be left unread on it
+        raise
+    finally:
+        pool.release(conn)
