@@ -240,3 +240,13 @@ def connect(
     except ValueError as e:
         raise bad_url(f"{what}: bad redis url {safe_url(url)}: {e}") from e
     return client
+
+
+def resp(*args: bytes | str | int) -> bytes:
+    """One command in RESP, the protocol's array of bulk strings (what a
+    replication link carries both ways)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from archiver.errors import BadInput, SourceUnreachable
+from catalog.redisformat import resp
 from catalog.replication import (
     ReplBatchRecord,
     ReplEpochRecord,
@@ -54,15 +55,6 @@ class ReplicationRefused(SourceUnreachable):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def resp(*args: bytes | str | int) -> bytes:
-    """One command in RESP."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a if isinstance(a, bytes) else str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(parts)
 
 
 class ReplSocket:

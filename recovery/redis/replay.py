@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from catalog.redisformat import resp
 from catalog.replication import ReplEpochRecord, batches_prefix, epochs_prefix
 from catalog.repository import Repository
 from recovery.errors import PlanError, RecoveryError
-from recovery.redis.scratch import MasterLink, ScratchRedis, resp
+from recovery.redis.scratch import MasterLink, ScratchRedis
 
 SKIPPED = {b"PING", b"REPLCONF"}  # link keepalives, not writes
 

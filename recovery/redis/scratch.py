@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from catalog.redisformat import resp
 from recovery.errors import RecoveryError
 
 LINK_TIMEOUT = 600.0  # seconds a step of the link may take before the restore fails
@@ -48,15 +49,6 @@ repeat
 until cursor == "0"
 return moved
 """
-
-
-def resp(*args: bytes | str | int) -> bytes:
-    """One command in the protocol's array form."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 class ScratchRedis:
