@@ -152,15 +152,15 @@ class RedisKind:
         from pitr.timeparse import format_utc
         from recovery.errors import PlanError
         from recovery.redis.plan import choose_snapshot, load_plan
-        from recovery.redis.replay import epochs
+        from recovery.redis.replay import epoch_at, epochs
 
         repo = app.repo()
         url = request.into.get(self.into_option) or src.url
         target_ms = int(request.target.timestamp() * 1000)
         found = epochs(repo, src.name)
-        based = [e for e in found if e.base_ms <= target_ms]
-        if based:
-            return ReplayJob(src, based[-1].name, target_ms, url, request.force)
+        epoch = epoch_at(found, target_ms)
+        if epoch is not None:
+            return ReplayJob(src, epoch.name, target_ms, url, request.force)
         with repo.catalog.session() as s:
             source = get_source(s, src.name)
             try:

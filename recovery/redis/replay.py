@@ -43,11 +43,18 @@ def epochs(repo: Repository, source: str) -> list[Epoch]:
     return sorted(out, key=lambda e: e.base_ms)
 
 
-def choose_epoch(source: str, found: list[Epoch], target_ms: int) -> Epoch:
+def epoch_at(found: list[Epoch], target_ms: int) -> Epoch | None:
+    """The epoch a restore to target_ms replays: the newest whose base was
+    received at or before it (found sorted by base, as epochs() gives them)."""
     before = [e for e in found if e.base_ms <= target_ms]
-    if not before:
+    return before[-1] if before else None
+
+
+def choose_epoch(source: str, found: list[Epoch], target_ms: int) -> Epoch:
+    epoch = epoch_at(found, target_ms)
+    if epoch is None:
         raise PlanError(f"restore {source}: no replication base received at or before the target")
-    return before[-1]
+    return epoch
 
 
 def batches(repo: Repository, source: str, epoch: str) -> Iterator[dict[str, Any]]:
