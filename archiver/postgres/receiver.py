@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
 from archiver.errors import ArchiverError
+from catalog.children import die_with_parent
 
 Log = Callable[[str], None]
 FIRST_PAUSE = 0.5  # before the first restart; doubled each time, up to MAX_PAUSE
@@ -150,7 +150,9 @@ class ReceiverSupervisor:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_die_with_parent(),
+            # SIGTERM when the daemon ends, even by SIGKILL: a receiver left behind
+            # would hold the slot and the next daemon's receiver could not start.
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         with self._lock:
             self._proc = proc
@@ -167,24 +169,6 @@ class ReceiverSupervisor:
 def _slot_gone(why: str) -> bool:
     """Whether pg_receivewal's last words say its slot does not exist."""
     return "replication slot" in why and "does not exist" in why
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux: the receiver gets SIGTERM when the thread that started it
-    ends, a daemon killed with SIGKILL included; otherwise it would go on
-    holding the slot, and the next daemon's receiver could not start."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
-    prctl = libc.prctl
-    PR_SET_PDEATHSIG = 1
-
-    def set_death_signal() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return set_death_signal
 
 
 def _drain(stream: IO[str]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from catalog.children import die_with_parent
 from catalog.redisformat import resp
 from recovery.errors import RecoveryError
 
@@ -65,6 +67,7 @@ class ScratchRedis:
         self.proc = subprocess.Popen(
             [shutil.which("redis-server") or "redis-server", "-"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGKILL),  # no scratch server outlives its restore
         )  # fmt: skip
         # The config on stdin keeps the secret off the process list.
         settings = {
