@@ -125,8 +125,8 @@ def clean_env(extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     return env
 
 
-def _alive(pid: int) -> bool:
-    """True while pid exists and is not a zombie."""
+def alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie (which only waits for its reaper)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
@@ -135,7 +135,8 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int, command: str | None = None) -> list[int]:
+    """The pids of pid's children, only those running command when given."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -144,8 +145,9 @@ def _children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if len(fields) > 1 and fields[1] == str(pid):
+        comm, _, rest = stat.partition(" (")[2].rpartition(") ")
+        fields = rest.split()
+        if len(fields) > 1 and fields[1] == str(pid) and command in (None, comm):
             found.append(int(entry.name))
     return found
 

@@ -17,11 +17,11 @@ from tests.harness import (
     PG_USER,
     PortBound,
     ServerError,
-    _alive,
-    _children,
     _live,
     _stop_process,
+    alive,
     as_user,
+    children,
     clean_env,
     free_port,
     new_dir,
@@ -279,22 +279,22 @@ class PostgresCluster(ClusterAccess, PortBound):
         if self._proc is None or self._proc.poll() is not None:
             self._proc = None
             return
-        children = _children(self._proc.pid)
+        postgres_children = children(self._proc.pid)
         self._proc.kill()
         self._proc.wait(timeout=30)
         self._proc = None
         if everything:
-            for pid in children:
+            for pid in postgres_children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         try:
             wait_until(
-                lambda: not any(_alive(p) for p in children),
+                lambda: not any(alive(p) for p in postgres_children),
                 timeout,
                 "postgres child processes to exit",
             )
         except TimeoutError:
-            for pid in children:
+            for pid in postgres_children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 

@@ -18,7 +18,7 @@ from recovery.redis.replay import epochs
 from tests.harness import wait_until
 from tests.redisserver import RedisFactory
 from tests.redissupport import TailProcess, between, make_source, wait_for_entries
-from tests.servers import PITR_BIN, clean_env
+from tests.servers import PITR_BIN, alive, children, clean_env
 
 QUIET = 0.3
 
@@ -123,26 +123,6 @@ def test_a_target_from_before_the_move_to_replication_is_restored_from_snapshots
     assert "before the first replication base" in line and "oldest snapshot" in line, line
 
 
-def process_stat(pid: int) -> tuple[str, str, int] | None:
-    """A live process's command, state and parent, from /proc; None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-    return stat[stat.index("(") + 1 : stat.rindex(")")], state, int(ppid)
-
-
-def children_named(pid: int, name: str) -> list[int]:
-    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
-    return [p for p in pids if (stat := process_stat(p)) and stat[0] == name and stat[2] == pid]
-
-
-def dead(pid: int) -> bool:
-    stat = process_stat(pid)
-    return stat is None or stat[1] in ("Z", "X")  # a zombie only waits for its reaper
-
-
 def test_a_restore_killed_by_sigkill_takes_its_scratch_server_with_it(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
@@ -166,9 +146,9 @@ def test_a_restore_killed_by_sigkill_takes_its_scratch_server_with_it(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()
     )
     try:
-        scratch = wait_until(lambda: children_named(restore.pid, "redis-server"), 60, "a scratch")
+        scratch = wait_until(lambda: children(restore.pid, "redis-server"), 60, "a scratch")
     finally:
         restore.kill()
         restore.wait(30)
     assert restore.returncode == -signal.SIGKILL, "the restore ended before it was killed"
-    wait_until(lambda: all(dead(p) for p in scratch), 10, "the scratch server's end")
+    wait_until(lambda: not any(alive(p) for p in scratch), 10, "the scratch server's end")

@@ -20,7 +20,7 @@ from archiver.postgres.slotwatch import SlotState
 from recovery.postgres.facts import WalRef, newest_segment_files
 from recovery.postgres.spool import never_archived, write_index
 from tests.pgsupport import Archived, daemon_log, markers_in, midpoint, start_daemon
-from tests.servers import PostgresCluster, wait_until
+from tests.servers import PostgresCluster, alive, children, wait_until
 
 WITHIN = 20.0  # seconds a streamed commit may take to become recoverable (it takes ~1)
 
@@ -91,18 +91,7 @@ def wal_kind(archived: Archived, name: str) -> str | None:
 
 def receivers_of(daemon: subprocess.Popen[bytes]) -> list[int]:
     """pids of the pg_receivewal processes the daemon started."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                comm, rest = f.read().split(" (", 1)[1].rsplit(") ", 1)
-        except (FileNotFoundError, IndexError, ValueError):
-            continue
-        if comm == "pg_receivewal" and int(rest.split()[1]) == daemon.pid:
-            pids.append(int(entry))
-    return pids
+    return children(daemon.pid, "pg_receivewal")
 
 
 @pytest.mark.parametrize("daemon", [True], indirect=True)
@@ -212,14 +201,6 @@ def test_stream_keys_are_checked(archived: Archived) -> None:
     out = archived.pitr("info", check=False)
     assert out.returncode == 2
     assert "stream must be true or false" in out.stderr
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("daemon", [True], indirect=True)
