@@ -10,11 +10,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.badinput import expect_row
 from tests.harness import clean_env
 from tests.pgsupport import Archived, open_dir
-from tests.servers import PITR_BIN, wait_until
+from tests.servers import PITR_BIN, alive, wait_until
 
 ROWS = "SELECT string_agg(id || ':' || qty, ',' ORDER BY id) FROM orders"
 
@@ -106,24 +107,12 @@ def test_bad_input_changes_nothing(archived: Archived) -> None:
     assert pg.psql(ROWS) == before
 
 
-def test_interrupted_restore_removes_its_scratch_cluster(archived: Archived) -> None:
-    accident(archived)
-    scratch = open_dir(archived.base / "scratch")
-    argv = [
-        PITR_BIN,
-        "--config",
-        str(archived.config),
-        "restore",
-        "--source",
-        "db",
-        "--to",
-        "before-accident",
-        "--table",
-        "orders",
-        "--scratch-dir",
-        str(scratch),
-    ]
-    # As the postgres user itself (not through runuser), so that SIGINT reaches pitr.
+def _restore_until_scratch_runs(archived: Archived, scratch: Path) -> tuple[Any, int]:
+    """`restore --table` started in the background, once the scratch
+    cluster's server runs (its pid file exists): the process and that pid."""
+    argv = [PITR_BIN, "--config", str(archived.config), "restore", "--source", "db"]
+    argv += ["--to", "before-accident", "--table", "orders", "--scratch-dir", str(scratch)]
+    # As the postgres user itself (not through runuser), so that a signal reaches pitr.
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -132,17 +121,36 @@ def test_interrupted_restore_removes_its_scratch_cluster(archived: Archived) -> 
         env=clean_env(),
         user="postgres" if os.geteuid() == 0 else None,
     )
-    # Interrupted once the copy's server runs (its pid file exists).
     wait_until(
         lambda: any(scratch.glob("*/pgdata/postmaster.pid")), 120, "the scratch server to start"
     )
-    pid = int(next(scratch.glob("*/pgdata/postmaster.pid")).read_text().split()[0])
+    return proc, int(next(scratch.glob("*/pgdata/postmaster.pid")).read_text().split()[0])
+
+
+def test_interrupted_restore_removes_its_scratch_cluster(archived: Archived) -> None:
+    accident(archived)
+    scratch = open_dir(archived.base / "scratch")
+    proc, pid = _restore_until_scratch_runs(archived, scratch)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert list(scratch.iterdir()) == []
     time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists(), "the scratch PostgreSQL still runs"
+
+
+def test_a_killed_restore_stops_its_scratch_server_and_the_next_removes_it(
+    archived: Archived,
+) -> None:
+    accident(archived)
+    scratch = open_dir(archived.base / "scratch")
+    proc, pid = _restore_until_scratch_runs(archived, scratch)
+    proc.kill()  # no handler, no finally
+    proc.communicate(timeout=60)
+    wait_until(lambda: not alive(pid), 30, "the scratch PostgreSQL to stop")
+    assert len(list(scratch.iterdir())) == 1, "the killed restore's directory should be there"
+    out = partial(archived, scratch, "--table", "public.orders")  # asserts scratch is empty after
+    assert "2 missing rows brought back" in out
 
 
 def test_export_equals_a_query_on_a_full_restore(archived: Archived) -> None:

@@ -123,7 +123,7 @@ def test_a_target_from_before_the_move_to_replication_is_restored_from_snapshots
     assert "before the first replication base" in line and "oldest snapshot" in line, line
 
 
-def test_a_restore_killed_by_sigkill_takes_its_scratch_server_with_it(
+def test_a_restore_killed_by_sigkill_takes_its_scratch_server_with_it_and_the_next_its_dir(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
     server = redis_factory()
@@ -142,9 +142,10 @@ def test_a_restore_killed_by_sigkill_takes_its_scratch_server_with_it(
     dst = redis_factory()
     argv: list[str | Path] = [PITR_BIN, "--config", src.config, "restore", "--source", "cache"]
     argv += ["--to", datetime.now(UTC).isoformat(), "--redis-url", dst.url]
-    restore = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()
-    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**clean_env(), "TMPDIR": str(tmp)}
+    restore = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         scratch = wait_until(lambda: children(restore.pid, "redis-server"), 60, "a scratch")
     finally:
@@ -152,3 +153,8 @@ def test_a_restore_killed_by_sigkill_takes_its_scratch_server_with_it(
         restore.wait(30)
     assert restore.returncode == -signal.SIGKILL, "the restore ended before it was killed"
     wait_until(lambda: not any(alive(p) for p in scratch), 10, "the scratch server's end")
+    [left] = tmp.glob("pitr-replay-*")  # no finally ran: the directory stays, for now
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert not left.exists(), "the next restore did not sweep the dead one's directory"
+    assert not list(tmp.iterdir()), "a finished restore left something behind"

@@ -13,16 +13,16 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from catalog.children import die_with_parent
 from catalog.errors import first_line
+from catalog.scratchdir import ScratchDir
 from pitr.throwaway import free_port, pg_bin
 from recovery.errors import RecoveryError
 
@@ -138,7 +138,8 @@ def scratch_cluster(
 
     from recovery.postgres.spool import remove as remove_spool
 
-    workdir = Path(tempfile.mkdtemp(prefix="pitr-scratch-", dir=parent))
+    scratch = ScratchDir("pitr-scratch-", parent)
+    workdir = scratch.path
     pgdata = workdir / "pgdata"
     previous = signal.signal(signal.SIGTERM, _interrupt)
     cluster: ScratchCluster | None = None
@@ -156,7 +157,7 @@ def scratch_cluster(
             cluster.stop()
         signal.signal(signal.SIGTERM, previous)
         remove_spool(str(workdir / ".pgdata.pitr-spool"))
-        shutil.rmtree(workdir, ignore_errors=True)
+        scratch.remove()
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -198,6 +199,7 @@ def _start(workdir: Path, pgdata: Path) -> ScratchCluster:
             stderr=log,
             cwd=workdir,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGINT),  # a fast shutdown if pitr is killed
             **kwargs,
         )
     return ScratchCluster(workdir, pgdata, port, proc, name)

@@ -13,20 +13,18 @@ target then survives until it is copied.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from catalog.children import die_with_parent
 from catalog.redisformat import resp
+from catalog.scratchdir import ScratchDir
 from recovery.errors import RecoveryError
 
 LINK_TIMEOUT = 600.0  # seconds a step of the link may take before the restore fails
@@ -60,8 +58,8 @@ class ScratchRedis:
     def __init__(self) -> None:
         import redis
 
-        self.dir = Path(tempfile.mkdtemp(prefix="pitr-replay-"))
-        os.chmod(self.dir, 0o700)
+        self.scratch = ScratchDir("pitr-replay-")
+        self.dir = self.scratch.path
         self.secret = secrets.token_hex(16)
         sock = self.dir / "redis.sock"
         self.proc = subprocess.Popen(
@@ -94,7 +92,7 @@ class ScratchRedis:
         self.client.close()
         self.proc.kill()
         self.proc.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.scratch.remove()
 
 
 class MasterLink:
