@@ -4,11 +4,13 @@ cluster of pitr's own, which must be gone afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,36 +109,52 @@ def test_bad_input_changes_nothing(archived: Archived) -> None:
     assert pg.psql(ROWS) == before
 
 
-def _restore_until_scratch_runs(archived: Archived, scratch: Path) -> tuple[Any, int]:
-    """`restore --table` started in the background, once the scratch
-    cluster's server runs (its pid file exists): the process and that pid."""
+@contextlib.contextmanager
+def _restore_waiting_on_the_live_table(
+    archived: Archived, scratch: Path
+) -> Iterator[tuple[Any, int]]:
+    """`restore --table orders` started in the background and held where it
+    merges, its scratch cluster running: the test holds a SHARE lock on the
+    live table, which the restore's INSERT waits for (so a loaded machine
+    cannot let it finish before the test interrupts it). Yields the process
+    and the scratch server's pid."""
     argv = [PITR_BIN, "--config", str(archived.config), "restore", "--source", "db"]
     argv += ["--to", "before-accident", "--table", "orders", "--scratch-dir", str(scratch)]
-    # As the postgres user itself (not through runuser), so that a signal reaches pitr.
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-        user="postgres" if os.geteuid() == 0 else None,
-    )
-    wait_until(
-        lambda: any(scratch.glob("*/pgdata/postmaster.pid")), 120, "the scratch server to start"
-    )
-    return proc, int(next(scratch.glob("*/pgdata/postmaster.pid")).read_text().split()[0])
+    with archived.cluster.connect(autocommit=False) as holder:
+        holder.execute("LOCK TABLE orders IN SHARE MODE")
+        # As the postgres user itself (not through runuser), so that a signal reaches pitr.
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+            user="postgres" if os.geteuid() == 0 else None,
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'orders'::regclass"
+        )
+        wait_until(
+            lambda: holder.execute(waiting).fetchone()[0] or proc.poll() is not None,
+            120,
+            "the restore to wait on the live table",
+        )
+        assert proc.poll() is None, proc.communicate()[1]
+        [pid_file] = scratch.glob("*/pgdata/postmaster.pid")
+        yield proc, int(pid_file.read_text().split()[0])
 
 
 def test_interrupted_restore_removes_its_scratch_cluster(archived: Archived) -> None:
     accident(archived)
     scratch = open_dir(archived.base / "scratch")
-    proc, pid = _restore_until_scratch_runs(archived, scratch)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    with _restore_waiting_on_the_live_table(archived, scratch) as (proc, pid):
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert list(scratch.iterdir()) == []
     time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists(), "the scratch PostgreSQL still runs"
+    assert archived.cluster.psql(ROWS).strip() == "1:10,4:0,5:0,6:60,7:70,8:80"
 
 
 def test_a_killed_restore_stops_its_scratch_server_and_the_next_removes_it(
@@ -144,9 +162,9 @@ def test_a_killed_restore_stops_its_scratch_server_and_the_next_removes_it(
 ) -> None:
     accident(archived)
     scratch = open_dir(archived.base / "scratch")
-    proc, pid = _restore_until_scratch_runs(archived, scratch)
-    proc.kill()  # no handler, no finally
-    proc.communicate(timeout=60)
+    with _restore_waiting_on_the_live_table(archived, scratch) as (proc, pid):
+        proc.kill()  # no handler, no finally
+        proc.communicate(timeout=60)
     wait_until(lambda: not alive(pid), 30, "the scratch PostgreSQL to stop")
     assert len(list(scratch.iterdir())) == 1, "the killed restore's directory should be there"
     out = partial(archived, scratch, "--table", "public.orders")  # asserts scratch is empty after
