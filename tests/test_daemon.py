@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 
@@ -65,6 +66,42 @@ def test_the_daemon_pushes_ahead_of_archive_command(archived: Archived, daemon) 
     archived.switch_and_wait()
     assert daemon.poll() is None
     assert "failed" not in (archived.base / "daemon.log").read_text()
+
+
+def test_segments_are_acknowledged_while_the_catalog_is_locked(archived: Archived, daemon) -> None:
+    """The store alone acknowledges: with the catalog database locked by
+    another writer, the daemon still marks every segment archived. Its
+    committer, waiting on the lock meanwhile, then commits all the rows
+    that queued up behind it (in one transaction) into its own catalog:
+    read here straight from the file, so no command catches it up."""
+    c = archived.cluster
+    c.set_archive_command("/bin/false")  # the marks are the daemon's alone
+    status = c.pgdata / "pg_wal" / "archive_status"
+    locker = sqlite3.connect(archived.repo / "catalog.db", isolation_level=None)
+    names = []
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # the write lock, until the rollback below
+        for i in range(6):
+            c.psql(f"CREATE TABLE burst{i} AS SELECT generate_series(1, 2000) AS i")
+            names.append(c.psql("SELECT pg_walfile_name(pg_switch_wal())").strip())
+
+        def marked() -> bool:
+            marks = {p.name for p in status.glob("*.pitr-*") if p.suffix != ".lock"}
+            return all(any(m.startswith(f"{name}.pitr-") for m in marks) for name in names)
+
+        wait_until(marked, 60, "the daemon to acknowledge the segments")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+    def committed() -> set[str]:
+        with sqlite3.connect(archived.repo / "catalog.db") as db:
+            found = db.execute("SELECT name FROM wal_files").fetchall()
+        return {name for (name,) in found} & set(names)
+
+    # Well within the daemon's periodic catch-up (15 s), which would also make them.
+    wait_until(lambda: committed() == set(names), 10, "the committer to commit the rows")
+    assert daemon.poll() is None
 
 
 def use_printed_archive_command(archived: Archived) -> None:

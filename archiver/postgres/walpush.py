@@ -157,23 +157,50 @@ def commit_row(
     identity when it is new, the WAL file, its object."""
     from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-    from catalog.catchup import apply
-    from catalog.queries import ensure_source, record_objects
+    from catalog.queries import ensure_source
 
     try:
         with repo.catalog.session() as s:
-            if identity is not None:
-                apply(repo, s, identity)
-            source_id = ensure_source(s, record.source, "postgres").id
-            if not _same_row(s, source_id, record):
-                s.add(record.row(source_id))
-                record_objects(s, [chunk])
+            _add_rows(repo, s, record, chunk, identity)
     except Exception as e:
         # A concurrent push of the same name won the insert: fine if identical.
         if not isinstance(getattr(e, "__cause__", None), DBIntegrityError):
             raise
         with repo.catalog.session() as s:
             _same_row(s, ensure_source(s, record.source, "postgres").id, record)
+
+
+def commit_rows(repo: Repository, batch: list[Recorded]) -> None:
+    """commit_row for many records in one transaction (one catalog commit,
+    not one per segment, while the daemon drains a backlog); one by one
+    when the batch is refused."""
+    try:
+        with repo.catalog.session() as s:
+            for done in batch:
+                _add_rows(repo, s, done.record, done.stored.chunk, done.identity)
+    except Exception:
+        if len(batch) == 1:
+            raise
+        for done in batch:  # a concurrent push won an insert: each sorts out its own
+            commit_row(repo, done.record, done.stored.chunk, done.identity)
+
+
+def _add_rows(
+    repo: Repository,
+    s: Session,
+    record: WalRecord,
+    chunk: Chunk,
+    identity: IdentityRecord | None,
+) -> None:
+    from catalog.catchup import apply
+    from catalog.queries import ensure_source, record_objects
+
+    if identity is not None:
+        apply(repo, s, identity)
+    source_id = ensure_source(s, record.source, "postgres").id
+    if not _same_row(s, source_id, record):
+        s.add(record.row(source_id))
+        record_objects(s, [chunk])
 
 
 def _same_row(s: Session, source_id: int, record: WalRecord) -> bool:

@@ -8,7 +8,7 @@ reports those files, and a periodic scan catches anything it missed.
 Two stages: a pool reads, hashes, compresses and stores each file and its
 record (archiver.postgres.walfile, archiver.postgres.walpush), which
 acknowledges it: the mark for archive_command (archiver.postgres.walmarks)
-follows at once. One thread then commits the catalog rows.
+follows at once. One thread then commits the catalog rows, all those waiting in one transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from archiver.postgres.walfile import file_identity, store_wal
 from archiver.postgres.walmarks import Marks
-from archiver.postgres.walpush import PushResult, Recorded, commit_row, push_wal, record_wal
+from archiver.postgres.walpush import PushResult, Recorded, commit_rows, push_wal, record_wal
 from catalog.repository import Repository
 
 SCAN_INTERVAL = 1.0
@@ -42,6 +42,7 @@ class WalPusher:
         self.committer = ThreadPoolExecutor(1, thread_name_prefix=f"pitr-commit-{source}")
         self.lock = threading.Lock()
         self.pending: dict[str, Future[PushResult]] = {}
+        self.uncommitted: list[Recorded] = []  # acknowledged, their rows not committed yet
         # name -> identity of the file we pushed: a request for the same file
         # is answered without reading it again.
         self.pushed: dict[str, tuple[int, int, int, int]] = {}
@@ -143,15 +144,21 @@ class WalPusher:
             self._count(done.result)
         self.marks.archived(path, stored.identity, lock)
         future.set_result(done.result)
-        with contextlib.suppress(RuntimeError):  # stopping: the catch-up applies it
-            self.committer.submit(self._commit, done)
+        with self.lock:
+            self.uncommitted.append(done)
+            first = len(self.uncommitted) == 1
+        if first:  # else a commit is queued already, and takes this one too
+            with contextlib.suppress(RuntimeError):  # stopping: the catch-up applies it
+                self.committer.submit(self._commit)
 
-    def _commit(self, done: Recorded) -> None:
+    def _commit(self) -> None:
+        with self.lock:
+            batch, self.uncommitted = self.uncommitted, []
         try:
-            commit_row(self.repo, done.record, done.stored.chunk, done.identity)
+            commit_rows(self.repo, batch)
         except Exception:
             with self.lock:
-                self.errors += 1  # the record stands; a catch-up makes the row
+                self.errors += 1  # the records stand; a catch-up makes the rows
 
     def _count(self, result: PushResult) -> None:
         self.segments_pushed += 1
