@@ -8,7 +8,8 @@ reports those files, and a periodic scan catches anything it missed.
 Two stages: a pool reads, hashes, compresses and stores each file and its
 record (archiver.postgres.walfile, archiver.postgres.walpush), which
 acknowledges it: the mark for archive_command (archiver.postgres.walmarks)
-follows at once. One thread then commits the catalog rows, all those waiting in one transaction.
+follows at once. One thread then commits the catalog rows: all those
+waiting, in one transaction.
 """
 
 from __future__ import annotations
