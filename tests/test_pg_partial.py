@@ -130,6 +130,9 @@ def _restore_waiting_on_the_live_table(
             text=True,
             env=clean_env(),
             user="postgres" if os.geteuid() == 0 else None,
+            # A suite started in the background by a shell has SIGINT ignored, and
+            # an ignored signal stays ignored across exec: pitr would never see it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         waiting = (
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'orders'::regclass"
