@@ -179,8 +179,6 @@ def commit_rows(repo: Repository, batch: list[Recorded]) -> None:
             for done in batch:
                 _add_rows(repo, s, done.record, done.stored.chunk, done.identity)
     except Exception:
-        if len(batch) == 1:
-            raise
         for done in batch:  # a concurrent push won an insert: each sorts out its own
             commit_row(repo, done.record, done.stored.chunk, done.identity)
 
